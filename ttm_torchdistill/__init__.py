@@ -1,0 +1,6 @@
+"""ttm_torchdistill: TTM/WTTM, DIST and max-logit adaptive-temperature distillation for torchdistill.
+
+Importing the package registers its losses, models and processes in torchdistill's registries
+(name it under ``dependencies:`` in a torchdistill YAML to make them available there).
+"""
+__version__ = '0.1.0'
