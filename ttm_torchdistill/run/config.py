@@ -8,6 +8,7 @@ each dataset entry (see :mod:`ttm_torchdistill.run.data`), so that ``--smoke`` c
 without touching the network or the data folder, and so that a missing dataset folder can be reported by name.
 """
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -85,6 +86,9 @@ def _mapping_keys(node: MappingNode) -> List[str]:
     return [k.value for k, _ in node.value if isinstance(k, ScalarNode)]
 
 
+_EXPONENT_FLOAT = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
+
+
 def _compose_value(text: str) -> Node:
     """Parse an override VALUE as YAML (scalar, list, or tagged value); an empty VALUE means null."""
     try:
@@ -93,6 +97,10 @@ def _compose_value(text: str) -> Node:
         raise RunError(f'--set value {text!r} is not valid YAML: {exc}') from None
     if node is None:
         node = ScalarNode('tag:yaml.org,2002:null', '')
+    # YAML 1.1 reads an unquoted 1e-3 as a string; on the command line it is meant as a number.
+    if isinstance(node, ScalarNode) and node.style is None and node.tag == 'tag:yaml.org,2002:str' \
+            and _EXPONENT_FLOAT.fullmatch(node.value):
+        node.tag = 'tag:yaml.org,2002:float'
     return node
 
 
