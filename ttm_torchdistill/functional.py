@@ -389,17 +389,27 @@ def _check_targets(targets: Tensor, n: int, c: int) -> None:
         raise ValueError(f'targets must be class indices in [0, {c - 1}], got values in [{low}, {high}]')
 
 
-def dkd_warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
-    """DKD's linear warm-up factor ``min(epoch / warmup_epochs, 1)`` (1-indexed epochs, as mdistiller)."""
+def check_warmup_epochs(warmup_epochs: int) -> int:
+    """Return ``warmup_epochs`` if it is a non-negative integer; raise otherwise."""
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
-    if warmup_epochs == 0:
+    return warmup_epochs
+
+
+def check_epoch(epoch: int) -> int:
+    """Return ``epoch`` if it is a non-negative integer (epochs count from 1); raise otherwise."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f'epoch must be a non-negative integer (counted from 1), got {epoch!r}')
+    return epoch
+
+
+def dkd_warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
+    """DKD's linear warm-up factor ``min(epoch / warmup_epochs, 1)`` (epochs counted from 1, as mdistiller)."""
+    if check_warmup_epochs(warmup_epochs) == 0:
         return 1.0
     if epoch is None:
-        raise ValueError(f'warmup_epochs={warmup_epochs} needs the current epoch (1-indexed), got epoch=None')
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f'epoch must be a non-negative integer (1-indexed), got {epoch!r}')
-    return min(epoch / warmup_epochs, 1.0)
+        raise ValueError(f'warmup_epochs={warmup_epochs} needs the current epoch (counted from 1), got epoch=None')
+    return min(check_epoch(epoch) / warmup_epochs, 1.0)
 
 
 def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *, alpha: float = 1.0,
