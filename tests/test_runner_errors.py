@@ -77,6 +77,10 @@ def test_bad_loss_argument(workdir, capsys):
              "teacher_module_io: output, temprature: 4.0}"
     line = run_error(capsys, ['--config', TINY, '--set', f'train.criterion.kwargs.sub_terms.kd.criterion.kwargs={kwargs}'])
     assert 'cannot set up training from `train:`' in line and "'temperature'" in line
+    # The plugin's own argument check comes through as one line too.
+    line = run_error(capsys, ['--config', TINY, '--set',
+                              'train.criterion.kwargs.sub_terms.kd.criterion={key: WTTMLoss, kwargs: {temperature: -1}}'])
+    assert 'cannot set up training from `train:`: ValueError:' in line and '-1' in line
 
 
 def test_bad_set_path_names_missing_component(workdir, capsys):

@@ -74,7 +74,7 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     assert {'model', 'optimizer', 'lr_scheduler', 'scaler', 'best_value'} <= set(saved)
     # Progress: sub-terms, lr, img/s, ETA; per-epoch validation line; the same lines in --run_log.
     log = open('log/run.log').read()
-    for text in ('Epoch 1/2  step 2/3  loss ', '(ce ', ', kd ', '  lr 0.05  ', ' img/s  ETA epoch ',
+    for text in ('Epoch 1/2  step 2/3  loss ', '(ce ', ', wttm ', '  lr 0.05  ', ' img/s  ETA epoch ',
                  'Epoch 2/2 done in', 'val top-1', 'top-5'):
         assert text in out and text in log, text
     # -test_only reloads the best student and reproduces the test numbers of the training run.
@@ -199,6 +199,16 @@ def test_temperature_stats_and_progress_line():
                            'max 3.000  lr 0.05  ')
     assert ' img/s  ETA epoch ' in line and ' total ' in line
     assert progress.mean_loss == pytest.approx(4.0)
+
+
+def test_progress_shows_adaptive_temperature(tmp_path, monkeypatch, capsys):
+    """A 'max_logit' loss records per-sample temperatures; the progress line summarises them."""
+    monkeypatch.chdir(tmp_path)
+    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
+    out = ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=1', '--set',
+                      "train.criterion.kwargs.sub_terms.kd.criterion={key: WTTMLoss, kwargs: {temperature: max_logit}}"])
+    lines = [line for line in out.splitlines() if 'Epoch 1/1  step' in line]
+    assert lines and all(' (ce ' in line and ', kd ' in line and '  T mean ' in line for line in lines)
 
 
 def test_tracker_block_keeps_working(tmp_path, monkeypatch, capsys):
