@@ -214,6 +214,8 @@ def _train(box, ctx: DistContext, opts: RunOptions, train_config: Dict[str, Any]
             if tracker is not None:
                 tracker.log({'val/acc1': top1, 'val/acc5': top5, 'epoch': epoch + 1})
             box.post_epoch_process(metrics=top1)
+            # A multi-stage box rebuilds its student at a stage change, unwrapped on CPU: wrap it again.
+            _set_student(box, ensure_ddp(_student_of(box), ctx))
             if ctx.is_main:
                 wall = state['previous_wall_time_s'] + time.time() - session_start
                 save_last(last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1,
