@@ -112,6 +112,12 @@ def test_missing_dataset_folder_with_failing_download(workdir, capsys, monkeypat
     assert 'downloading it failed' in line
 
 
+def test_unknown_dataset_class_is_a_config_error(workdir, capsys):
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'datasets.cifar100/train.key=torchvision.datasets.CIFAR1000'])
+    assert "dataset 'cifar100/train' (torchvision.datasets.CIFAR1000) cannot be built from the config" in line
+    assert 'CIFAR1000' in line
+
+
 def test_missing_teacher_checkpoint_names_path(workdir, capsys):
     line = run_error(capsys, ['--config', TINY, '--set', 'models.teacher_model.src_ckpt=ckpt/typo.pt'])
     assert 'checkpoint not found: ckpt/typo.pt (models.teacher_model.src_ckpt)' in line

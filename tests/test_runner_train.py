@@ -132,6 +132,10 @@ def test_set_overrides_apply_before_construction(tmp_path):
     assert 'datasets' not in config  # datasets are built later, one by one
     val_node = dict(loaded.dataset_nodes)['tiny/val']
     assert len(loaded.loader.construct_document(val_node)) == 5
+    # Through an alias (*val_sampler is shared by the val and test loaders) only the given path changes.
+    loaded = load_config(TINY, ['test.test_data_loader.sampler.kwargs={shuffle: false}'])
+    assert loaded.config['test']['test_data_loader']['sampler']['kwargs'] == {'shuffle': False}
+    assert loaded.config['train']['val_data_loader']['sampler']['kwargs'] is None
     # A list index works as a path component.
     loaded = load_config(TINY, ['train.scheduler.kwargs.milestones.0=9'])
     assert loaded.config['train']['scheduler']['kwargs']['milestones'] == [9]

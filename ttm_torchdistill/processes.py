@@ -48,6 +48,9 @@ def eval_teacher_pre_epoch_process(self, epoch=None, **kwargs):
         train:
           pre_epoch_process: 'eval_teacher_pre_epoch_process'
     """
+    if not hasattr(self, 'teacher_model'):
+        raise ValueError('eval_teacher_pre_epoch_process needs a teacher (DistillationBox); a teacher-less config '
+                         'should leave train.pre_epoch_process unset')
     default_pre_epoch_process_with_teacher(self, epoch=epoch, **kwargs)
     self.teacher_model.eval()
     for module in iter_loss_modules(self.criterion):

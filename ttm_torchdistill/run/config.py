@@ -104,11 +104,40 @@ def _compose_value(text: str) -> Node:
     return node
 
 
+def _reference_counts(root: Node) -> Dict[int, int]:
+    """How many places of the tree refer to each node (an anchor aliased twice counts 3)."""
+    counts: Dict[int, int] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        counts[id(node)] = counts.get(id(node), 0) + 1
+        if counts[id(node)] > 1:
+            continue  # children already visited through the first reference
+        if isinstance(node, MappingNode):
+            for key_node, value_node in node.value:
+                stack.extend((key_node, value_node))
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return counts
+
+
+def _unshared(node: Node, counts: Dict[int, int]) -> Node:
+    # A container reached through a YAML alias is shared with the anchor's other uses: copy it (one level) so
+    # that the override changes this path only.
+    if counts.get(id(node), 1) <= 1 or not isinstance(node, (MappingNode, SequenceNode)):
+        return node
+    copy = type(node)(node.tag, list(node.value), node.start_mark, node.end_mark, node.flow_style)
+    for child in (node.value if isinstance(node, SequenceNode) else [v for pair in node.value for v in pair]):
+        counts[id(child)] = counts.get(id(child), 1) + 1
+    return copy
+
+
 def apply_override(root: MappingNode, assignment: str) -> None:
     """Apply one ``KEY=VALUE`` override to the composed node tree in place.
 
     ``KEY`` is a dotted path through mappings (keys) and sequences (integer indices); every component must exist.
-    The node at that position is replaced (other places that alias the same YAML anchor are left unchanged).
+    Only that path changes: containers on the way that are shared through YAML anchors/aliases are copied
+    first, so other places that alias the same anchor keep their values.
 
     :raises RunError: malformed assignment or a path that does not exist (naming the missing component).
     """
@@ -119,9 +148,18 @@ def apply_override(root: MappingNode, assignment: str) -> None:
     parts = dotted.split('.')
     if not dotted or any(p == '' for p in parts):
         raise RunError(f'--set key must be a dotted path such as train.num_epochs, got {dotted!r}')
-    parent, node = None, root
+    counts = _reference_counts(root)
+    parent, index, node = None, None, root
     for depth, part in enumerate(parts):
         here = '.'.join(parts[:depth]) or '<top level>'
+        if parent is not None:
+            copy = _unshared(node, counts)
+            if copy is not node:
+                if isinstance(parent, MappingNode):
+                    parent.value[index] = (parent.value[index][0], copy)
+                else:
+                    parent.value[index] = copy
+                node = copy
         if isinstance(node, MappingNode):
             matches = [i for i, (k, _) in enumerate(node.value) if isinstance(k, ScalarNode) and k.value == part]
             if not matches:

@@ -5,6 +5,7 @@ A torchvision CIFAR-100 with ``download: True`` on a machine without network fai
 line that names the dataset id, the folder that was searched, and how to obtain the data.
 """
 import os
+import urllib.error
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -101,19 +102,28 @@ def _how_to_get(class_key: str, root: Optional[str]) -> str:
 
 
 def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
-    """Construct every dataset of the config, turning any failure into one :class:`RunError` line."""
+    """Construct every dataset of the config, turning any failure into one :class:`RunError` line.
+
+    Failures to find or fetch the data (``OSError`` such as ``FileNotFoundError`` or ``URLError``, torchvision's
+    ``RuntimeError('Dataset not found ...')``) name the folder and how to get the data; other failures (unknown
+    class, bad arguments, YAML tag errors) name the dataset entry.
+    """
     datasets = dict()
     for dataset_id, node in loaded.dataset_nodes:
         class_key = dataset_class_key(node)
         try:
             datasets[dataset_id] = loaded.loader.construct_document(node)
-        except Exception as exc:  # URLError, RuntimeError('Dataset not found'), FileNotFoundError, ...
+        except (OSError, RuntimeError) as exc:
             root = _dataset_root(loaded, node)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if type(exc).__name__ == 'URLError' or 'urlopen' in reason or 'Name or service' in reason:
+            if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
                 reason = f'the data is not there and downloading it failed ({reason})'
             raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from '
                            f'{root or "<no root given>"}: {reason}; {_how_to_get(class_key, root)}') from None
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+            raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
+                           f'config: {type(exc).__name__}: {reason}') from None
     return datasets
 
 
