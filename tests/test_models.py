@@ -1,33 +1,38 @@
 """Model zoo tests, driven by torchdistill's model registry (a newly registered ``cifar_*`` key is tested here
 without writing a new test) and checked against the golden file computed with RepDistiller's own code.
 
-The golden file (``cifar_models.json``) lives in the shared reference folder next to the repository
-(``../shared/reference``); set ``TTM_TORCHDISTILL_REFERENCE`` to read it from elsewhere. It is only read.
+The golden file (``cifar_models.json``) is found by ``conftest.load_reference`` and only read.
 """
 import inspect
 import json
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
 import ttm_torchdistill  # noqa: F401  (registers the models)
+from conftest import load_reference
 from torchdistill.models.registry import MODEL_DICT
 
-REFERENCE_DIR = Path(os.environ.get('TTM_TORCHDISTILL_REFERENCE',
-                                    Path(__file__).resolve().parents[2] / 'shared' / 'reference'))
-with open(REFERENCE_DIR / 'cifar_models.json') as f:
-    GOLDEN = json.load(f)
+GOLDEN = load_reference('cifar_models.json')
 GOLDEN_MODELS = GOLDEN['models']
 
 CIFAR_KEYS = sorted(key for key in MODEL_DICT if key.startswith('cifar_'))
 PLUGIN_KEYS = sorted(key for key, obj in MODEL_DICT.items()
                      if getattr(obj, '__module__', '').startswith('ttm_torchdistill.'))
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_torch_thread():
+    # Batch-2 work gains nothing from intra-op threads, and on a busy 2-core machine their spin-waiting
+    # makes these tests several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _golden(key):

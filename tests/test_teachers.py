@@ -3,6 +3,7 @@ checkpoints of the registered architectures, in RepDistiller's checkpoint format
 import hashlib
 import http.server
 import io
+import re
 import socket
 import tarfile
 import threading
@@ -17,6 +18,16 @@ from ttm_torchdistill.teachers import FetchError, fetch_teachers, main
 
 # Smallest public teachers; both are real registered architectures.
 SMALL = ('resnet56', 'resnet110')
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_torch_thread():
+    # Batch-2 work gains nothing from intra-op threads, and on a busy 2-core machine their spin-waiting
+    # makes these tests several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _checkpoint_bytes(key, seed):
@@ -174,8 +185,8 @@ def test_wrong_hash_fails_and_leaves_no_checkpoint(server, tmp_path):
 
 
 @pytest.mark.parametrize('path, message', [
-    ('/truncated.tar', r'archive .* (is corrupt or truncated|is truncated|has no member)'),
-    ('/garbage.tar', r'archive .* is corrupt or not a tar file'),
+    ('/truncated.tar', r'archive .*cifar_teachers\.tar is corrupt or truncated: '),
+    ('/garbage.tar', r'archive .*cifar_teachers\.tar is corrupt or not a tar file$'),
     ('/interrupted.tar', r'download of http://127\.0\.0\.1:\d+/interrupted\.tar interrupted: received \d+ of \d+ bytes'),
     ('/missing.tar', r'HTTP 404 Not Found for http://127\.0\.0\.1:\d+/missing\.tar'),
 ])
@@ -185,7 +196,6 @@ def test_bad_transfers_fail_with_one_line_and_leave_nothing_finished(server, tmp
     lines = err.strip().splitlines()
     assert len(lines) == 1 and 'Traceback' not in err
     assert lines[0].startswith('fetch-teachers: error: ')
-    import re
     assert re.search(message, lines[0]), lines[0]
     assert _files(tmp_path) == []  # neither the archive nor a checkpoint nor a .part file
 

@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import IO, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
+from torchdistill.models.registry import MODEL_DICT
+
+from . import models  # noqa: F401  (registers the cifar_<name> architectures the checkpoints are loaded into)
 
 DEFAULT_URL = 'https://github.com/megvii-research/mdistiller/releases/download/checkpoints/cifar_teachers.tar'
 URL_ENV_VAR = 'TTM_TORCHDISTILL_TEACHERS_URL'
@@ -102,9 +105,6 @@ def verify_checkpoint(path: os.PathLike, name: str, known_sha256: Mapping[str, s
     :param allow_pickle: load with ``torch.load(weights_only=False)``, which can run code stored in the file.
         The default ``weights_only=True`` suffices for RepDistiller's format (tensors, numbers, dicts, lists).
     """
-    from torchdistill.models.registry import MODEL_DICT
-
-    from . import models  # noqa: F401  (registers cifar_<name>)
     expected = known_sha256.get(name)
     if expected is not None:
         actual = sha256_of(path)
