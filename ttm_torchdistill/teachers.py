@@ -197,14 +197,16 @@ def download(url: str, target: Path, timeout: float = 60.0, progress: bool = Tru
             fd, part = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.part', dir=target.parent)
             bar = ProgressBar(target.name, total) if progress else None
             received = 0
-            with os.fdopen(fd, 'wb') as f:
-                for chunk in iter(lambda: response.read(_CHUNK), b''):
-                    f.write(chunk)
-                    received += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
+            try:
+                with os.fdopen(fd, 'wb') as f:
+                    for chunk in iter(lambda: response.read(_CHUNK), b''):
+                        f.write(chunk)
+                        received += len(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+            finally:
+                if bar is not None:  # also when the transfer breaks, so the error starts on its own line
+                    bar.close()
         # urllib returns a short body without complaint when the server closes early: count the bytes.
         if total is not None and received != total:
             raise FetchError(f'download of {url} interrupted: received {received} of {total} bytes')
