@@ -185,3 +185,13 @@ def test_no_plugin_model_key_shadows_torchvision_or_torchdistill():
     # torchdistill's runner resolves torchvision names (classification, detection, segmentation) first.
     assert not set(PLUGIN_KEYS) & set(OFFICIAL_MODEL_DICT)
     assert not set(PLUGIN_KEYS) & set(torchvision.models.list_models())
+
+
+@pytest.mark.parametrize('quantized', [False, True])
+def test_runner_lookup_order_reaches_the_plugin_models(quantized):
+    # torchdistill's image-classification runner asks torchvision first and falls back to the registry.
+    from torchdistill.models.official import get_image_classification_model
+    from torchdistill.models.registry import get_model
+    for key in PLUGIN_KEYS:
+        assert get_image_classification_model({'key': key, 'kwargs': {}, 'quantized': quantized}) is None, key
+    assert type(get_model('cifar_resnet8', num_classes=10)).__module__ == 'ttm_torchdistill.models.cifar_resnet'
