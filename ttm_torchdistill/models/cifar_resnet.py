@@ -10,7 +10,8 @@ pretrained teachers the TTM, DIST and adaptive-temperature papers distil from.
 Authors' code: https://github.com/HobbitLong/RepDistiller/blob/master/models/resnet.py
 
 Module names equal RepDistiller's, so its checkpoints load with ``strict=True`` and torchdistill forward
-hooks reach the same features (e.g. ``layer3`` for the last stage, ``layer3.4.bn2`` for a pre-activation).
+hooks reach the same features (e.g. ``layer3`` for the output of the last stage, ``avgpool`` for the pooled
+feature). RepDistiller's ``preact`` features (a block's sum before its last ReLU) are not module outputs.
 
 .. code-block:: yaml
 
@@ -53,7 +54,7 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        # Not in place: the sum is the block's pre-activation, which a hook on bn2 must not see modified.
+        # Not in place, so a forward hook on bn2 keeps bn2's own output (RepDistiller adds into that tensor).
         return torch.relu(out + shortcut)
 
 
