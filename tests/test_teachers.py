@@ -164,6 +164,14 @@ def test_rerun_is_a_no_op_without_network_access(server, tmp_path, capsys):
     assert server.hits['/rerun.tar'] == 1
 
 
+def test_keep_archive_keeps_the_complete_download(server, tmp_path, capsys, archive):
+    status, _, _ = _run(['--url', server.url('/cifar_teachers.tar'), '--dest', str(tmp_path), '--names', 'resnet56',
+                         '--keep-archive'], capsys)
+    assert status == 0
+    assert (tmp_path / 'cifar_teachers.tar').read_bytes() == archive
+    assert _files(tmp_path) == ['cifar_teachers.tar', 'resnet56_vanilla/ckpt_epoch_240.pth']
+
+
 def test_invalid_present_file_is_replaced(server, tmp_path, capsys, checkpoints):
     target = teachers.checkpoint_path(tmp_path, 'resnet56')
     target.parent.mkdir(parents=True)
