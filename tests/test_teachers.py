@@ -199,7 +199,8 @@ def test_wrong_hash_fails_and_leaves_no_checkpoint(server, tmp_path):
 @pytest.mark.parametrize('path, message', [
     ('/truncated.tar', r'archive .*cifar_teachers\.tar is corrupt or truncated: '),
     ('/garbage.tar', r'archive .*cifar_teachers\.tar is corrupt or not a tar file$'),
-    ('/interrupted.tar', r'download of http://127\.0\.0\.1:\d+/interrupted\.tar interrupted: received \d+ of \d+ bytes'),
+    ('/interrupted.tar', r'download of http://127\.0\.0\.1:\d+/interrupted\.tar interrupted: '
+                         r'received \d+ of \d+ bytes'),
     ('/missing.tar', r'HTTP 404 Not Found for http://127\.0\.0\.1:\d+/missing\.tar'),
 ])
 def test_bad_transfers_fail_with_one_line_and_leave_nothing_finished(server, tmp_path, capsys, path, message):
