@@ -75,11 +75,11 @@ def test_unknown_model_key(workdir, capsys):
 def test_bad_loss_argument(workdir, capsys):
     kwargs = "{student_module_path: '.', student_module_io: output, teacher_module_path: '.', " \
              "teacher_module_io: output, temprature: 4.0}"
-    line = run_error(capsys, ['--config', TINY, '--set', f'train.criterion.kwargs.sub_terms.kd.criterion.kwargs={kwargs}'])
+    kd = 'train.criterion.kwargs.sub_terms.kd.criterion'
+    line = run_error(capsys, ['--config', TINY, '--set', f'{kd}.kwargs={kwargs}'])
     assert 'cannot set up training from `train:`' in line and "'temperature'" in line
     # The plugin's own argument check comes through as one line too.
-    line = run_error(capsys, ['--config', TINY, '--set',
-                              'train.criterion.kwargs.sub_terms.kd.criterion={key: WTTMLoss, kwargs: {temperature: -1}}'])
+    line = run_error(capsys, ['--config', TINY, '--set', f'{kd}={{key: WTTMLoss, kwargs: {{temperature: -1}}}}'])
     assert 'cannot set up training from `train:`: ValueError:' in line and '-1' in line
 
 

@@ -211,8 +211,9 @@ def test_progress_shows_adaptive_temperature(tmp_path, monkeypatch, capsys):
     """A 'max_logit' loss records per-sample temperatures; the progress line summarises them."""
     monkeypatch.chdir(tmp_path)
     torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
+    kd = 'train.criterion.kwargs.sub_terms.kd.criterion'
     out = ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=1', '--set',
-                      "train.criterion.kwargs.sub_terms.kd.criterion={key: WTTMLoss, kwargs: {temperature: max_logit}}"])
+                      f'{kd}={{key: WTTMLoss, kwargs: {{temperature: max_logit}}}}'])
     lines = [line for line in out.splitlines() if 'Epoch 1/1  step' in line]
     assert lines and all(' (ce ' in line and ', kd ' in line and '  T mean ' in line for line in lines)
 

@@ -46,6 +46,18 @@ def test_missing_checkpoint_is_a_warning_only_in_smoke_runs(tmp_path, caplog):
     assert 'does not exist; smoke run continues with random weights' in caplog.text
 
 
+def test_pickled_objects_need_allow_pickle(tmp_path):
+    import argparse
+    path = str(tmp_path / 'torchdistill_style.pt')
+    model = support.TinyBNNet(10, width=4)
+    torch.save({'model': model.state_dict(), 'args': argparse.Namespace(seed=0)}, path)
+    with pytest.raises(RunError, match=r'holds Python objects that torch.load\(weights_only=True\) refuses .*'
+                                       r'--allow_pickle'):
+        load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', False, LOGGER)
+    assert load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', False, LOGGER,
+                        allow_pickle=True)
+
+
 def test_not_a_state_dict_is_refused(tmp_path):
     path = str(tmp_path / 'weird.pt')
     torch.save({'model': 'not weights'}, path)

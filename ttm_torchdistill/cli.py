@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='offline end-to-end check in seconds: synthetic data of the configured size and '
                              'classes, 1 epoch of 2 tiny steps, evaluation, checkpoints in a temporary folder; '
                              'a missing teacher checkpoint is only a warning here')
+    parser.add_argument('--allow_pickle', action='store_true',
+                        help='read src_ckpt files with torch.load(weights_only=False), which runs code stored in the '
+                             'file: only for checkpoints you trust (default: weights_only=True)')
     parser.add_argument('--traceback', action='store_true', help='show the Python traceback of errors')
     return parser
 
@@ -116,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             start_epoch=args.start_epoch, test_only=args.test_only, student_only=args.student_only,
             log_config=args.log_config, disable_cudnn_benchmark=args.disable_cudnn_benchmark,
             world_size=args.world_size, dist_url=args.dist_url, adjust_lr=args.adjust_lr,
-            overrides=args.overrides, resume=args.resume, smoke=args.smoke)
+            overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle)
         return run(options)
     except RunError as exc:
         if args.traceback:

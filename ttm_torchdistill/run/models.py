@@ -5,6 +5,7 @@ distils from a random teacher; here a missing file is an error naming the path (
 checkpoint of another architecture is an error naming the mismatched keys.
 """
 import os
+import pickle
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -109,10 +110,13 @@ def _preview(keys: List[str], limit: int = 6) -> str:
     return shown + (f', ... ({len(keys)} in total)' if len(keys) > limit else '')
 
 
-def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool, logger) -> bool:
+def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool, logger,
+                 allow_pickle: bool = False) -> bool:
     """Load ``path`` into ``model`` strictly; returns False when skipped (no path, or missing under smoke).
 
     :param where: config location of the path (e.g. ``models.teacher_model.src_ckpt``) for messages.
+    :param allow_pickle: load with ``torch.load(weights_only=False)``, which runs code stored in the file; the
+        default ``weights_only=True`` reads RepDistiller's and this runner's checkpoints.
     :raises RunError: missing file (outside smoke runs), unreadable file, or architecture mismatch.
     """
     if path is None or path == '':
@@ -131,9 +135,15 @@ def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool,
             raise RunError(f'checkpoint not found: {path} ({where}); fix the path or fetch it first '
                            f'(e.g. python -m ttm_torchdistill fetch-teachers)')
         try:
-            ckpt = torch.load(expanded, map_location='cpu', weights_only=False)
+            ckpt = torch.load(expanded, map_location='cpu', weights_only=not allow_pickle)
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f'checkpoint {path} ({where}) holds Python objects that torch.load(weights_only=True) '
+                           f'refuses ({first}); re-save its state_dict, or pass --allow_pickle for a file you '
+                           f'trust') from None
         except Exception as exc:
-            raise RunError(f'cannot read checkpoint {path} ({where}): {type(exc).__name__}: {exc}') from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+            raise RunError(f'cannot read checkpoint {path} ({where}): {type(exc).__name__}: {first}') from None
     state = _extract_state_dict(ckpt, str(path))
     target = model.module if hasattr(model, 'module') and isinstance(model.module, nn.Module) else model
     expected = target.state_dict()

@@ -56,6 +56,7 @@ class RunOptions:
     overrides: List[str] = field(default_factory=list)
     resume: bool = False
     smoke: bool = False
+    allow_pickle: bool = False
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -280,10 +281,12 @@ def run(opts: RunOptions) -> int:
         teacher = None
         if isinstance(teacher_config, dict):
             teacher = build_model(teacher_config, 'models.teacher_model', config, ctx.distributed)
-            load_weights(teacher, teacher_config.get('src_ckpt'), 'models.teacher_model.src_ckpt', opts.smoke, logger)
+            load_weights(teacher, teacher_config.get('src_ckpt'), 'models.teacher_model.src_ckpt', opts.smoke, logger,
+                         opts.allow_pickle)
             teacher = teacher.to(ctx.device)
         student = build_model(student_config, f'models.{student_name}', config, ctx.distributed)
-        load_weights(student, student_config.get('src_ckpt'), f'models.{student_name}.src_ckpt', opts.smoke, logger)
+        load_weights(student, student_config.get('src_ckpt'), f'models.{student_name}.src_ckpt', opts.smoke, logger,
+                     opts.allow_pickle)
         student = student.to(ctx.device)
         if opts.log_config:
             logger.info(f'config: {config}')
