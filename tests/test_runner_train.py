@@ -197,7 +197,7 @@ def test_temperature_stats_and_progress_line():
     stats = temperature_stats(Weighted())
     assert stats == pytest.approx((2.0, 1.0, 3.0))
     assert temperature_stats(torch.nn.CrossEntropyLoss()) is None
-    progress = EpochProgress(epoch=2, num_epochs=5, steps=10, first_epoch=1)
+    progress = EpochProgress(epoch=2, num_epochs=5, steps=10)
     progress.update(3.0, {'ce': 1.0, 'wttm': 2.0}, 16, stats)
     progress.update(5.0, {'ce': 2.0, 'wttm': 3.0}, 16, stats)
     line = progress.line(2, 0.05, 1)

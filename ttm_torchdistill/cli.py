@@ -112,7 +112,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .run.errors import RunError
     try:
-        import ttm_torchdistill  # noqa: F401  (registers the plugin's losses, models, processes)
         from .run.runner import RunOptions, run
         options = RunOptions(
             config=args.config, device=args.device or _default_device(), run_log=args.run_log, seed=args.seed,

@@ -72,11 +72,10 @@ class EpochProgress:
     :param epoch: 1-indexed epoch.
     :param num_epochs: total epochs of the run.
     :param steps: steps in this epoch.
-    :param first_epoch: first epoch of this process (for the total ETA after a resume).
     """
 
-    def __init__(self, epoch: int, num_epochs: int, steps: int, first_epoch: int):
-        self.epoch, self.num_epochs, self.steps, self.first_epoch = epoch, num_epochs, steps, first_epoch
+    def __init__(self, epoch: int, num_epochs: int, steps: int):
+        self.epoch, self.num_epochs, self.steps = epoch, num_epochs, steps
         self.start = time.time()
         self.loss_sum, self.loss_count = 0.0, 0
         self.window: Dict[str, List[float]] = OrderedDict()

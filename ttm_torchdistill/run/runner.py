@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch.backends import cudnn
@@ -91,7 +91,7 @@ def _setup_logging(ctx: DistContext, run_log: Optional[str]) -> Optional[logging
     return None
 
 
-def _student_config(models: Dict[str, Any]) -> (str, Dict[str, Any]):
+def _student_config(models: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
     for name in ('student_model', 'model'):
         if isinstance(models.get(name), dict):
             return name, models[name]
@@ -137,11 +137,11 @@ def _set_student(box, model) -> None:
         box.student_model = model
 
 
-def _train_one_epoch(box, ctx: DistContext, epoch: int, num_epochs: int, first_epoch: int, log_freq: int,
+def _train_one_epoch(box, ctx: DistContext, epoch: int, num_epochs: int, log_freq: int,
                      recorder: LossTermRecorder, tracker, last_path: str) -> EpochProgress:
     loader = box.train_data_loader
     steps = len(loader)
-    progress = EpochProgress(epoch + 1, num_epochs, steps, first_epoch + 1)
+    progress = EpochProgress(epoch + 1, num_epochs, steps)
     for step, (sample_batch, targets, supp_dict) in enumerate(loader, start=1):
         sample_batch, targets = sample_batch.to(ctx.device), targets.to(ctx.device)
         loss = box.forward_process(sample_batch, targets, supp_dict)
@@ -192,8 +192,7 @@ def _train(box, ctx: DistContext, opts: RunOptions, train_config: Dict[str, Any]
         for epoch in range(start_epoch, box.num_epochs):
             epoch_start = time.time()
             box.pre_epoch_process(epoch=epoch)
-            progress = _train_one_epoch(box, ctx, epoch, box.num_epochs, start_epoch, log_freq, recorder,
-                                        tracker, last_path)
+            progress = _train_one_epoch(box, ctx, epoch, box.num_epochs, log_freq, recorder, tracker, last_path)
             lr = box.optimizer.param_groups[0]['lr']
             top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
             # Per-rank mean of the per-step losses, averaged over ranks.
