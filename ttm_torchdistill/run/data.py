@@ -4,6 +4,7 @@ A torchvision CIFAR-100 with ``download: True`` on a machine without network fai
 ``urllib``; an ImageFolder pointing at a missing tree fails with ``FileNotFoundError``. Both are turned into one
 line that names the dataset id, the folder that was searched, and how to obtain the data.
 """
+import logging
 import os
 import urllib.error
 from typing import Any, Dict, Optional, Tuple
@@ -16,6 +17,7 @@ from yaml.nodes import Node, ScalarNode
 from .config import LoadedConfig, mapping_value_node
 from .errors import RunError
 
+logger = logging.getLogger('ttm_torchdistill.run')
 CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
 
 
@@ -160,6 +162,12 @@ def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train
         except Exception as exc:
             raise RunError(f'dataset {dataset_id!r}: its transform could not be built: '
                            f'{type(exc).__name__}: {exc}') from None
+        if transform is None:
+            # Without a transform the synthetic PIL images could not be batched; the config's own dataset class
+            # may build its transform elsewhere (e.g. a wrapper), which a smoke run does not reproduce.
+            from torchvision.transforms import ToTensor
+            logger.warning(f'smoke: dataset {dataset_id!r} has no init.kwargs.transform; using ToTensor()')
+            transform = ToTensor()
         size, classes = smoke_spec(class_key, num_classes)
         num_samples = train_samples if dataset_id in train_ids else eval_samples
         datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
