@@ -49,7 +49,7 @@ class SyntheticImageDataset(Dataset):
     def __getitem__(self, index):
         rng = np.random.default_rng(index)
         pixels = rng.integers(0, 256, size=(*self.image_size, 3), dtype=np.uint8)
-        image = Image.fromarray(pixels, mode='RGB')
+        image = Image.fromarray(pixels)  # HxWx3 uint8 -> RGB
         target = self.targets[index]
         if self.transform is not None:
             image = self.transform(image)

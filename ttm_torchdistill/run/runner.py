@@ -335,12 +335,12 @@ def run(opts: RunOptions) -> int:
                                     best, test, checkpoints, state['wall_time_s'])
             json_path = summary_path(dst_ckpt)
             write_summary(json_path, summary)
-            logger.info('Summary: best val top-1 {:.2f} top-5 {:.2f} (epoch {}); last val top-1 {:.2f} top-5 {:.2f} '
-                        '(epoch {}); wall time {}'.format(best['top1'], best['top5'] or 0.0, best['epoch'],
-                                                           last['val_top1'] if last else float('nan'),
-                                                           last['val_top5'] if last else float('nan'),
-                                                           last['epoch'] if last else None,
-                                                           format_duration(state['wall_time_s'])))
+            def fmt(metrics):
+                return 'n/a' if not metrics else f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
+            logger.info(f'Summary: student best val {fmt(best)} (epoch {best["epoch"]}); last val '
+                        f'{fmt(last and {"top1": last["val_top1"], "top5": last["val_top5"]})} '
+                        f'(epoch {last["epoch"] if last else None}); test {fmt(test["student"])}; teacher test '
+                        f'{fmt(test["teacher"])}; wall time {format_duration(state["wall_time_s"])}')
             logger.info(f'Checkpoints: best {dst_ckpt}  last {checkpoints["last"]}  summary {json_path}')
         if opts.smoke:
             logger.info(f'Smoke run of {opts.config} passed in {time.time() - wall_start:.1f}s '
