@@ -140,7 +140,8 @@ def run_cli(args: List[str], cwd: str, timeout: float = 120, extra_env=None) -> 
 
 @pre_epoch_process('test_runner_dump_pre_epoch_process')
 def dump_student_pre_epoch_process(self, epoch=None, **kwargs):
-    """eval_teacher_pre_epoch_process, then save this rank's student parameters to ``params_rank{r}_epoch{e}.pt``."""
+    """eval_teacher_pre_epoch_process, then save this rank's student and teacher states (``params_rank{r}_epoch{e}.pt``,
+    ``teacher_rank{r}_epoch{e}.pt``)."""
     from torch import distributed as dist
     from ttm_torchdistill.processes import eval_teacher_pre_epoch_process
     eval_teacher_pre_epoch_process(self, epoch=epoch, **kwargs)
@@ -148,6 +149,8 @@ def dump_student_pre_epoch_process(self, epoch=None, **kwargs):
     student = self.student_model.module if hasattr(self.student_model, 'module') else self.student_model
     torch.save({k: v.detach().clone() for k, v in student.state_dict().items()},
                f'params_rank{rank}_epoch{epoch}.pt')
+    torch.save({k: v.detach().clone() for k, v in self.teacher_model.state_dict().items()},
+               f'teacher_rank{rank}_epoch{epoch}.pt')
 
 
 @mid_level_loss('test_runner_epoch_recorder')

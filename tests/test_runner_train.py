@@ -182,6 +182,21 @@ def test_teacher_batchnorm_buffers_bit_identical_after_an_epoch():
     assert not same and training and epochs == []
 
 
+def test_runner_keeps_teacher_buffers_bit_identical(tmp_path, monkeypatch, capsys):
+    """Through the runner's own loop: the BatchNorm teacher is unchanged after two epochs of distillation."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(3)
+    teacher = support.TinyBNNet(10, width=16)
+    teacher.bn.running_mean.uniform_(-1, 1)  # buffers that batch statistics would visibly move
+    torch.save({'model': teacher.state_dict()}, 'teacher.pt')
+    ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=3', '--set',
+                'train.pre_epoch_process=test_runner_dump_pre_epoch_process'])
+    after_two_epochs = torch.load('teacher_rank0_epoch2.pt')
+    assert after_two_epochs['bn.num_batches_tracked'].item() == 0
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(after_two_epochs[key], value), key
+
+
 def test_temperature_stats_and_progress_line():
     class MaxLogitLike(torch.nn.Module):
         def __init__(self, temps):
