@@ -154,6 +154,21 @@ def test_non_finite_loss_names_epoch_step_and_keeps_last_checkpoint(workdir, cap
     assert all(torch.isfinite(v).all() for v in last['model'].values())
 
 
+def test_cuda_requested_without_cuda(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    code = cli.main(['--config', TINY, '--device', 'cuda'])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == \
+        'error: --device cuda requested but CUDA is not available (use --device cpu)'
+
+
+def test_world_size_without_torchrun(workdir, capsys, monkeypatch):
+    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'):
+        monkeypatch.delenv(name, raising=False)
+    line = run_error(capsys, ['--config', TINY, '--world_size', '2'])
+    assert '--world_size 2 needs one process per rank: launch with torchrun --nproc_per_node=2' in line
+
+
 def test_subcommand_missing_module_is_one_line(capsys, monkeypatch):
     monkeypatch.setitem(cli.SUBCOMMANDS, 'report', 'ttm_torchdistill._no_such_report_module')
     assert cli.main(['report', '--anything']) == 1
