@@ -4,3 +4,5 @@ Importing the package registers its losses, models and processes in torchdistill
 (name it under ``dependencies:`` in a torchdistill YAML to make them available there).
 """
 __version__ = '0.1.0'
+
+from . import functional, losses  # noqa: E402,F401  (importing losses registers them)

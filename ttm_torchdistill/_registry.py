@@ -7,6 +7,11 @@ goes through :func:`register_unique`, which refuses a key that is taken by a dif
 """
 from typing import Callable, MutableMapping, Optional
 
+# Import torchdistill's own registrations first, so a clash with a built-in key is seen here instead of
+# torchdistill overwriting our entry (or we its) when its modules are imported later.
+import torchdistill.core  # noqa: F401  (pre-epoch processes)
+import torchdistill.losses  # noqa: F401  (KDLoss, DISTLoss, WeightedSumLoss, ...)
+import torchdistill.models  # noqa: F401  (resnet20, wide_resnet, densenet, ...)
 from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT, register_pre_epoch_proc_func
 from torchdistill.losses.registry import (
     HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT, register_mid_level_loss,

@@ -1,0 +1,478 @@
+r"""The distillation losses of the plugin as pure functions of logits.
+
+Every function takes student and teacher logits of shape :math:`(N, C)` and keyword-only
+hyperparameters, and returns the loss averaged over the batch (a 0-dim tensor). Teacher logits never
+receive gradients. The math runs in float32 (float64 inputs stay float64) with autocast disabled, so
+the losses stay finite under bfloat16/float16 autocast and for logits as large as :math:`\pm 100`.
+
+Temperatures are either a positive number, a per-sample tensor of shape :math:`(N,)` or
+:math:`(N, 1)`, or the string ``'max_logit'`` for the adaptive temperature of Matsuyama et al. (2025),
+see :func:`max_logit_temperature`.
+
+This module imports nothing but torch and the standard library; the torchdistill adapters live in
+:mod:`ttm_torchdistill.losses`.
+"""
+import math
+import numbers
+import warnings
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+__all__ = [
+    'MAX_LOGIT', 'MAX_LOGIT_FACTOR', 'Temperature',
+    'standardize_logits', 'max_logit_temperature', 'resolve_temperature',
+    'ttm_loss', 'wttm_loss', 'dist_loss', 'kd_loss', 'dkd_loss',
+]
+
+MAX_LOGIT = 'max_logit'
+#: :math:`(1+\sqrt{3})/2`: with :math:`x = m/T` this makes :math:`x + x^2/2 = 1` (Matsuyama et al., 2025).
+MAX_LOGIT_FACTOR = (1.0 + math.sqrt(3.0)) / 2.0
+#: Standardisation eps, added to the standard deviation as in the authors' code (Sun et al., 2024).
+STANDARDIZE_EPS = 1e-7
+#: DIST eps, added to the product of the norms as in the authors' ``dist_kd.py``.
+DIST_EPS = 1e-8
+
+Temperature = Union[float, str, Tensor]
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks: each error names the parameter, what was expected and what was given.
+# ----------------------------------------------------------------------------------------------
+
+def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
+    for name, value in (('student_logits', student_logits), ('teacher_logits', teacher_logits)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f'{name} must be a torch.Tensor of shape (N, C), got {type(value).__name__}')
+        if not value.is_floating_point():
+            raise TypeError(f'{name} must be a floating-point tensor, got dtype {value.dtype}')
+        if value.dim() != 2:
+            raise ValueError(f'{name} must be 2-D logits of shape (N, C), got shape {tuple(value.shape)}')
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError('student_logits and teacher_logits must have the same shape (N, C), got '
+                         f'{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}')
+    n, c = student_logits.shape
+    if n < 1 or c < 2:
+        raise ValueError(f'logits must have at least 1 sample and 2 classes, got shape {(n, c)}')
+
+
+def check_weight(value: float, name: str) -> float:
+    """Return ``value`` as a float if it is a finite, non-negative real number; raise otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f'{name} must be a non-negative real number, got {value!r} ({type(value).__name__})')
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f'{name} must be a finite, non-negative number, got {value!r}')
+    return float(value)
+
+
+def check_temperature(temperature: Temperature, name: str = 'temperature') -> Temperature:
+    """Validate a temperature: a positive finite number, ``'max_logit'`` or a positive tensor.
+
+    :return: the temperature, as a float when it is a number.
+    """
+    if isinstance(temperature, str):
+        if temperature != MAX_LOGIT:
+            raise ValueError(f"{name} must be a positive number or '{MAX_LOGIT}', got {temperature!r}")
+        return temperature
+    if isinstance(temperature, Tensor):
+        if not temperature.is_floating_point() or temperature.dim() > 2:
+            raise ValueError(f'{name} as a tensor must be floating point of shape (N,) or (N, 1), '
+                             f'got dtype {temperature.dtype} and shape {tuple(temperature.shape)}')
+        if not bool(torch.isfinite(temperature).all() and (temperature > 0).all()):
+            raise ValueError(f'{name} must be positive and finite everywhere, got {temperature}')
+        return temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"{name} must be a positive number or '{MAX_LOGIT}', "
+                        f'got {temperature!r} ({type(temperature).__name__})')
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"{name} must be a positive number or '{MAX_LOGIT}', got {temperature!r}")
+    return float(temperature)
+
+
+def _working_precision(*tensors: Tensor):
+    # Half-precision softmax underflows to exact zeros; float64 inputs keep their precision.
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return tuple(t.to(dtype) for t in tensors)
+
+
+def _no_autocast(device: torch.device):
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Standardisation and the max-logit adaptive temperature
+# ----------------------------------------------------------------------------------------------
+
+def standardize_logits(logits: Tensor, eps: float = STANDARDIZE_EPS) -> Tensor:
+    r"""Z-score each row of ``logits`` over the classes (logit standardisation).
+
+    .. math::
+        \hat z_{ij} = \frac{z_{ij} - \bar z_i}{\sigma_i + \epsilon}, \qquad
+        \sigma_i = \sqrt{\tfrac{1}{C-1}\textstyle\sum_j (z_{ij} - \bar z_i)^2}
+
+    Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024. The unbiased standard
+    deviation and ``eps`` added after it follow the authors' code
+    (https://github.com/sunshangquan/logit-standardization-KD), which Matsuyama et al. reuse.
+
+    :param logits: :math:`z`, shape :math:`(N, C)`.
+    :param eps: :math:`\epsilon`, added to the standard deviation.
+    """
+    mean = logits.mean(dim=1, keepdim=True)
+    std = logits.std(dim=1, keepdim=True)
+    return (logits - mean) / (std + eps)
+
+
+def max_logit_temperature(student_logits: Tensor, teacher_logits: Tensor, *,
+                          teacher_only: bool = False) -> Tensor:
+    r"""Per-sample adaptive temperature from the maximum standardised logit.
+
+    .. math::
+        T_i = \frac{1 + \sqrt{3}}{2} \max_j \max\left(|\hat z^s_{ij}|, |\hat z^t_{ij}|\right)
+
+    where :math:`\hat z` are the z-scored logits (:func:`standardize_logits`). With
+    :math:`m_i = \max_j |\hat z_{ij}|` and :math:`x = m_i / T_i`, the factor makes
+    :math:`x + x^2/2 = 1`. Computed without gradient.
+
+    Matsuyama et al., "Adaptive Temperature Based on Logits Correlation in Knowledge Distillation",
+    arXiv:2503.09030 (2025). Authors' code: https://github.com/kei813121/atkd (``calc_maxlogit_temp``).
+
+    .. warning::
+        The abstract says the method "only refers to the maximum logit generated by a teacher model";
+        the authors' code takes the maximum over both models. The default follows the code;
+        ``teacher_only=True`` follows the abstract.
+
+    The temperature is always derived from z-scored logits, whatever the loss then softens: this keeps
+    it invariant to the scale and shift of the logits. A row with no maximum to speak of (all standardised
+    logits zero, i.e. constant logits in every model consulted) gets :math:`T_i = 1`: its teacher
+    distribution is uniform at any temperature, and dividing by zero would give NaN.
+
+    :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`.
+    :param teacher_only: use :math:`\max_j |\hat z^t_{ij}|` only.
+    :return: :math:`T`, shape :math:`(N, 1)`, in the working precision (float32 or float64).
+    """
+    _check_logits(student_logits, teacher_logits)
+    with torch.no_grad(), _no_autocast(student_logits.device):
+        student_logits, teacher_logits = _working_precision(student_logits.detach(), teacher_logits.detach())
+        peak = standardize_logits(teacher_logits).abs().amax(dim=1, keepdim=True)
+        if not teacher_only:
+            peak = torch.maximum(peak, standardize_logits(student_logits).abs().amax(dim=1, keepdim=True))
+        temperature = peak * MAX_LOGIT_FACTOR
+        return torch.where(temperature > 0, temperature, torch.ones_like(temperature))
+
+
+def resolve_temperature(temperature: Temperature, student_logits: Tensor, teacher_logits: Tensor, *,
+                        teacher_only: bool = False) -> Union[float, Tensor]:
+    """Turn a temperature argument into a float or an :math:`(N, 1)` tensor for these logits.
+
+    :param temperature: a positive number, a positive tensor of shape :math:`(N,)`/:math:`(N, 1)`, or
+        ``'max_logit'`` (:func:`max_logit_temperature`).
+    :param teacher_only: passed to :func:`max_logit_temperature`; only valid with ``'max_logit'``.
+    """
+    temperature = check_temperature(temperature)
+    if teacher_only and not isinstance(temperature, str):
+        raise ValueError(f"teacher_only_max=True needs temperature='{MAX_LOGIT}', got temperature={temperature!r}")
+    if isinstance(temperature, str):
+        return max_logit_temperature(student_logits, teacher_logits, teacher_only=teacher_only)
+    if isinstance(temperature, Tensor):
+        n = student_logits.shape[0]
+        if temperature.numel() != n or (temperature.dim() == 2 and temperature.shape[1] != 1):
+            raise ValueError(f'a per-sample temperature must have shape ({n},) or ({n}, 1) for {n} samples, '
+                             f'got {tuple(temperature.shape)}')
+        return temperature.detach().reshape(n, 1)
+    return temperature
+
+
+def _kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) per row from log-probabilities; exact zeros of p contribute nothing (0 log 0 = 0)."""
+    p = log_p.exp()
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=1)
+
+
+def _prepare(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool):
+    """Check the inputs, detach the teacher, move to the working precision; temperature becomes (N, 1)."""
+    _check_logits(student_logits, teacher_logits)
+    temperature = resolve_temperature(temperature, student_logits, teacher_logits, teacher_only=teacher_only)
+    student_logits, teacher_logits = _working_precision(student_logits, teacher_logits.detach())
+    temperature = torch.as_tensor(temperature, dtype=student_logits.dtype, device=student_logits.device)
+    return student_logits, teacher_logits, temperature.expand(student_logits.shape[0], 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# TTM and WTTM
+# ----------------------------------------------------------------------------------------------
+
+def _transformed_teacher(teacher_logits: Tensor, temperature: Tensor):
+    """log of the power-transformed teacher and log U, both in log space (no pow on probabilities)."""
+    scaled = teacher_logits / temperature  # gamma * v with gamma = 1 / T
+    log_p_hat = F.log_softmax(scaled, dim=1)
+    # U_gamma(p) = sum_j p_j^gamma = exp(lse(gamma v) - gamma lse(v)); pow(softmax(v), gamma) would
+    # underflow to 0 in low precision and make U too small (and 0^gamma has an infinite derivative).
+    log_u = torch.logsumexp(scaled, dim=1, keepdim=True) - torch.logsumexp(teacher_logits, dim=1, keepdim=True) \
+        / temperature
+    return log_p_hat, log_u.squeeze(1)
+
+
+def _ttm_terms(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool):
+    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                           teacher_only)
+    with _no_autocast(student_logits.device):
+        log_p_hat, log_u = _transformed_teacher(teacher_logits, temperature)
+        kl = _kl_rows(log_p_hat, F.log_softmax(student_logits, dim=1))
+    return kl, log_u
+
+
+def ttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature,
+             teacher_only_max: bool = False) -> Tensor:
+    r"""Transformed Teacher Matching: KL from the temperature-scaled teacher to the plain student.
+
+    .. math::
+        \mathcal{L}_{TTM} = \frac{1}{N}\sum_{i=1}^{N} D_{KL}\left(\hat p^t_i \,\|\, q_i\right), \quad
+        \hat p^t_{ij} = \frac{(p^t_{ij})^{\gamma}}{\sum_k (p^t_{ik})^{\gamma}} = \sigma(\gamma v_i)_j, \quad
+        q_i = \sigma(z_i), \quad \gamma = 1/T
+
+    No :math:`T^2` factor: the paper's :math:`\beta` (Tables 8-10) is the weight of this term.
+
+    Zheng & Yang, "Knowledge Distillation Based on Transformed Teacher Matching", ICLR 2024 (Eq. 2,
+    Algorithm 1). Authors' code: https://github.com/zkxufo/TTM (``distiller_zoo/ttm.py``).
+
+    :param student_logits: :math:`z`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`v`, shape :math:`(N, C)`; detached.
+    :param temperature: :math:`T = 1/\gamma` of the teacher-side power transform (the paper tunes
+        :math:`\gamma`). ``'max_logit'`` sets a per-sample :math:`T_i` (:func:`max_logit_temperature`).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    """
+    kl, _ = _ttm_terms(student_logits, teacher_logits, temperature, teacher_only_max)
+    return kl.mean()
+
+
+def wttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature,
+              teacher_only_max: bool = False) -> Tensor:
+    r"""Weighted TTM: each sample's TTM divergence weighted by the teacher's power sum.
+
+    .. math::
+        \mathcal{L}_{WTTM} = \frac{1}{N}\sum_{i=1}^{N} U_{\gamma}(p^t_i)\, D_{KL}\left(\hat p^t_i \,\|\, q_i\right),
+        \qquad U_{\gamma}(p) = \sum_{j=1}^{C} p_j^{\gamma}, \quad p^t_i = \sigma(v_i), \quad \gamma = 1/T
+
+    :math:`U_\gamma` uses the teacher softmax at temperature 1 (the normaliser of the power transform),
+    carries no gradient and is not normalised by its batch mean (the paper does that for Fig. 1 only).
+    It is computed in log space, :math:`\log U = \mathrm{lse}(\gamma v) - \gamma\,\mathrm{lse}(v)`.
+
+    Zheng & Yang, ICLR 2024 (Eq. 23, Algorithm 1). Authors' code: https://github.com/zkxufo/TTM
+    (``distiller_zoo/wttm.py``).
+
+    :param student_logits: :math:`z`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`v`, shape :math:`(N, C)`; detached.
+    :param temperature: :math:`T = 1/\gamma`, a number or ``'max_logit'`` (per-sample :math:`T_i`, which then
+        also sets the exponent of :math:`U`).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    """
+    kl, log_u = _ttm_terms(student_logits, teacher_logits, temperature, teacher_only_max)
+    return (log_u.exp() * kl).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# DIST
+# ----------------------------------------------------------------------------------------------
+
+def _pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
+    """Pearson correlation of matching rows, eps added to the product of the norms (authors' code)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1.0, gamma: float = 1.0,
+              temperature: Temperature = 1.0, teacher_only_max: bool = False, eps: float = DIST_EPS) -> Tensor:
+    r"""DIST: inter-class and intra-class Pearson relation between student and teacher predictions.
+
+    .. math::
+        Y^s = \sigma(Z^s/\tau), \quad Y^t = \sigma(Z^t/\tau), \quad
+        \rho(u, v) = \frac{\sum_k (u_k - \bar u)(v_k - \bar v)}{\|u - \bar u\|\,\|v - \bar v\| + \epsilon}
+
+    .. math::
+        \mathcal{L}_{DIST} = \tau^2 \left(\beta \Big(1 - \frac{1}{N}\sum_{i} \rho(Y^s_{i,:}, Y^t_{i,:})\Big)
+        + \gamma \Big(1 - \frac{1}{C}\sum_{j} \rho(Y^s_{:,j}, Y^t_{:,j})\Big)\right)
+
+    Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022 (Eqs. 8-9).
+    Authors' code: https://github.com/hunto/image_classification_sota (``lib/models/losses/dist_kd.py``).
+
+    With a per-sample temperature (``'max_logit'`` or a tensor) each row is softened by its own
+    :math:`\tau_i`; the inter-class term is weighted per sample by :math:`\tau_i^2` and the intra-class term,
+    which mixes all samples, by the batch mean of :math:`\tau_i^2`. With one number both reduce to the
+    formula above.
+
+    .. warning::
+        The intra-class term correlates each class's probabilities across the mini-batch, so it depends on
+        the per-process batch size (torchdistill's ``batch_size`` is per process; the authors used 32 per
+        GPU on ImageNet and 64 on CIFAR-100). For a batch of one sample it is undefined (the authors' code
+        returns a constant without gradient there): this function then drops the term and warns.
+
+    .. note::
+        :math:`\epsilon` is added to the product of the norms as in the authors' code. torchdistill's
+        ``DISTLoss`` clamps each norm instead (``cosine_similarity``), which differs when a row is constant.
+
+    :param student_logits: :math:`Z^s`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`Z^t`, shape :math:`(N, C)`; detached.
+    :param beta: :math:`\beta`, weight of the inter-class relation.
+    :param gamma: :math:`\gamma`, weight of the intra-class relation.
+    :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param eps: :math:`\epsilon`.
+    """
+    beta, gamma = check_weight(beta, 'beta'), check_weight(gamma, 'gamma')
+    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                           teacher_only_max)
+    with _no_autocast(student_logits.device):
+        y_s = F.softmax(student_logits / temperature, dim=1)
+        y_t = F.softmax(teacher_logits / temperature, dim=1)
+        scale = temperature.squeeze(1) ** 2
+        loss = beta * (scale * (1.0 - _pearson_rows(y_s, y_t, eps))).mean()
+        if gamma > 0:
+            if y_s.shape[0] < 2:
+                warnings.warn('DIST intra-class relation needs at least 2 samples per batch (it correlates each '
+                              'class across the batch); got a batch of 1, so that term is left out for this '
+                              'batch.', RuntimeWarning, stacklevel=2)
+            else:
+                loss = loss + gamma * scale.mean() * (1.0 - _pearson_rows(y_s.t(), y_t.t(), eps).mean())
+    return loss
+
+
+# ----------------------------------------------------------------------------------------------
+# KD and DKD, with optional standardisation and the max-logit temperature
+# ----------------------------------------------------------------------------------------------
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature = 4.0,
+            standardize: bool = False, teacher_only_max: bool = False) -> Tensor:
+    r"""Hinton KD, optionally on standardised logits and with the max-logit adaptive temperature.
+
+    .. math::
+        \mathcal{L}_{KD} = \frac{1}{N} \sum_{i=1}^{N} T_i^2\, D_{KL}\left(\sigma(z^t_i / T_i) \,\|\,
+        \sigma(z^s_i / T_i)\right)
+
+    where :math:`z` are the raw logits, or the z-scored logits :math:`\hat z` with ``standardize=True``,
+    and :math:`T_i = T` for a fixed temperature. The :math:`T_i^2` factor multiplies each sample's divergence
+    before the mean, as in the authors' code.
+
+    Hinton et al., "Distilling the Knowledge in a Neural Network", 2015; Sun et al., "Logit Standardization
+    in Knowledge Distillation", CVPR 2024; Matsuyama et al., "Adaptive Temperature Based on Logits
+    Correlation in Knowledge Distillation", arXiv:2503.09030 (2025). Authors' code:
+    https://github.com/kei813121/atkd (``distiller_zoo/kd.py``, ``helper/util.py``).
+
+    :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`; detached.
+    :param temperature: :math:`T`, a number, or ``'max_logit'`` (:func:`max_logit_temperature`).
+    :param standardize: z-score both logits over the classes first (:func:`standardize_logits`).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    """
+    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                           teacher_only_max)
+    with _no_autocast(student_logits.device):
+        if standardize:
+            student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+        kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1),
+                      F.log_softmax(student_logits / temperature, dim=1))
+        scale = temperature.squeeze(1) ** 2
+        return (scale * kl).mean()
+
+
+def _check_targets(targets: Tensor, n: int, c: int) -> None:
+    if not isinstance(targets, Tensor) or targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError('targets must be an integer tensor of class indices, got '
+                        f'{getattr(targets, "dtype", type(targets).__name__)}')
+    if targets.shape != (n,):
+        raise ValueError(f'targets must have shape ({n},) to match the logits, got {tuple(targets.shape)}')
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= c:
+        raise ValueError(f'targets must be class indices in [0, {c - 1}], got values in [{low}, {high}]')
+
+
+def check_warmup_epochs(warmup_epochs: int) -> int:
+    """Return ``warmup_epochs`` if it is a non-negative integer; raise otherwise."""
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
+    return warmup_epochs
+
+
+def check_epoch(epoch: int) -> int:
+    """Return ``epoch`` if it is a non-negative integer (epochs count from 1); raise otherwise."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f'epoch must be a non-negative integer (counted from 1), got {epoch!r}')
+    return epoch
+
+
+def dkd_warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
+    """DKD's linear warm-up factor ``min(epoch / warmup_epochs, 1)`` (epochs counted from 1, as mdistiller)."""
+    if check_warmup_epochs(warmup_epochs) == 0:
+        return 1.0
+    if epoch is None:
+        raise ValueError(f'warmup_epochs={warmup_epochs} needs the current epoch (counted from 1), got epoch=None')
+    return min(check_epoch(epoch) / warmup_epochs, 1.0)
+
+
+def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *, alpha: float = 1.0,
+             beta: float = 8.0, temperature: Temperature = 4.0, standardize: bool = False,
+             teacher_only_max: bool = False, epoch: Optional[int] = None, warmup_epochs: int = 0) -> Tensor:
+    r"""Decoupled KD: target-class (TCKD) and non-target-class (NCKD) divergences, each :math:`T^2`-scaled.
+
+    .. math::
+        \mathcal{L}_{DKD} = w(e) \frac{1}{N}\sum_{i=1}^{N} T_i^2 \left(\alpha\, D_{KL}(b^t_i \| b^s_i)
+        + \beta\, D_{KL}(\tilde p^t_i \| \tilde p^s_i)\right), \qquad w(e) = \min(e / E_w, 1)
+
+    where :math:`b_i = (p_{i,y_i}, 1 - p_{i,y_i})` is the binary target/non-target split of
+    :math:`p_i = \sigma(z_i / T_i)` and :math:`\tilde p_i` the softmax over the non-target classes only.
+    :math:`z` are the raw logits, or the z-scored logits with ``standardize=True``.
+
+    Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022. Authors' code:
+    https://github.com/megvii-research/mdistiller (``mdistiller/distillers/DKD.py``); the max-logit
+    temperature inside DKD follows https://github.com/kei813121/atkd (``distiller_zoo/dkd.py``).
+
+    The non-target softmax is computed on the non-target logits themselves; the authors subtract 1000
+    from the target logit instead, which is the same up to :math:`e^{-1000}`.
+
+    :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`; detached.
+    :param targets: :math:`y`, class indices of shape :math:`(N,)`.
+    :param alpha: :math:`\alpha`, weight of TCKD.
+    :param beta: :math:`\beta`, weight of NCKD.
+    :param temperature: :math:`T`, a number or ``'max_logit'``.
+    :param standardize: z-score both logits over the classes first.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param epoch: :math:`e`, the current epoch counted from 1 (needed when ``warmup_epochs > 0``).
+    :param warmup_epochs: :math:`E_w`; 0 disables the warm-up.
+    """
+    alpha, beta = check_weight(alpha, 'alpha'), check_weight(beta, 'beta')
+    factor = dkd_warmup_factor(epoch, warmup_epochs)
+    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                           teacher_only_max)
+    n, c = student_logits.shape
+    _check_targets(targets, n, c)
+    with _no_autocast(student_logits.device):
+        if standardize:
+            student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+        target_mask = F.one_hot(targets.long(), c).bool()
+        per_sample = torch.zeros(n, dtype=student_logits.dtype, device=student_logits.device)
+        if alpha > 0:
+            per_sample = per_sample + alpha * _kl_rows(_binary_log_split(teacher_logits / temperature, target_mask),
+                                                       _binary_log_split(student_logits / temperature, target_mask))
+        if beta > 0:
+            per_sample = per_sample + beta * _kl_rows(
+                F.log_softmax(_non_target(teacher_logits / temperature, target_mask), dim=1),
+                F.log_softmax(_non_target(student_logits / temperature, target_mask), dim=1))
+        scale = temperature.squeeze(1) ** 2
+        return factor * (scale * per_sample).mean()
+
+
+def _binary_log_split(scaled_logits: Tensor, target_mask: Tensor) -> Tensor:
+    """log of (p_target, 1 - p_target), the latter as a logsumexp so it never rounds to log(0)."""
+    log_p = F.log_softmax(scaled_logits, dim=1)
+    log_target = log_p.masked_select(target_mask).unsqueeze(1)
+    log_rest = torch.logsumexp(log_p.masked_fill(target_mask, float('-inf')), dim=1, keepdim=True)
+    return torch.cat([log_target, log_rest], dim=1)
+
+
+def _non_target(scaled_logits: Tensor, target_mask: Tensor) -> Tensor:
+    n, c = scaled_logits.shape
+    return scaled_logits.masked_select(~target_mask).view(n, c - 1)

@@ -1,0 +1,328 @@
+"""torchdistill mid-level losses: thin adapters over :mod:`ttm_torchdistill.functional`.
+
+Each adapter reads the student and teacher logits from torchdistill's io dicts, checks its
+hyperparameters once at construction, and returns only its distillation term (batch mean). Cross-entropy
+and the loss weights are combined in YAML with torchdistill's ``WeightedSumLoss``.
+
+Registered keys: ``TTMLoss``, ``WTTMLoss``, ``ATDISTLoss``, ``ATKDLoss``, ``DKDLoss``.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+from ._registry import mid_level_loss
+
+__all__ = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss']
+
+
+class _LogitDistillationLoss(nn.Module):
+    """Base of the adapters: where the logits come from, and the temperature they share.
+
+    :param temperature: a positive number or ``'max_logit'``.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum logit of the teacher only.
+    :param student_module_path: module path of the student's logits (``'.'``: the model output).
+    :param student_module_io: ``'input'`` or ``'output'`` of that module.
+    :param teacher_module_path: module path of the teacher's logits.
+    :param teacher_module_io: ``'input'`` or ``'output'`` of that module.
+    """
+
+    def __init__(self, temperature: F.Temperature, teacher_only_max: bool, student_module_path: str,
+                 student_module_io: str, teacher_module_path: str, teacher_module_io: str):
+        super().__init__()
+        self.temperature = F.check_temperature(temperature)
+        if not isinstance(teacher_only_max, bool):
+            raise TypeError(f'teacher_only_max must be True or False, got {teacher_only_max!r}')
+        if teacher_only_max and self.temperature != F.MAX_LOGIT:
+            raise ValueError(f"teacher_only_max=True needs temperature='{F.MAX_LOGIT}', got {self.temperature!r}")
+        self.teacher_only_max = teacher_only_max
+        for name, value in (('student_module_path', student_module_path), ('student_module_io', student_module_io),
+                            ('teacher_module_path', teacher_module_path), ('teacher_module_io', teacher_module_io)):
+            if not isinstance(value, str):
+                raise TypeError(f'{name} must be a string, got {value!r}')
+        self.student_module_path, self.student_module_io = student_module_path, student_module_io
+        self.teacher_module_path, self.teacher_module_io = teacher_module_path, teacher_module_io
+        #: Per-sample temperatures of the last batch (detached, shape (N,)) when temperature is 'max_logit'.
+        self.last_temperature: Optional[Tensor] = None
+
+    @staticmethod
+    def _read(io_dict: dict, path: str, io: str, model: str) -> Tensor:
+        try:
+            return io_dict[path][io]
+        except KeyError:
+            raise KeyError(f'the {model} io_dict has no {io!r} for module path {path!r}; it holds '
+                           f'{ {k: sorted(v) for k, v in io_dict.items()} } (check {model}_module_path/_io and the '
+                           f'forward hooks of the {model} in the config)') from None
+
+    def _logits_and_temperature(self, student_io_dict: dict, teacher_io_dict: dict):
+        student = self._read(student_io_dict, self.student_module_path, self.student_module_io, 'student')
+        teacher = self._read(teacher_io_dict, self.teacher_module_path, self.teacher_module_io, 'teacher')
+        teacher = teacher.detach()
+        if self.temperature != F.MAX_LOGIT:
+            return student, teacher, self.temperature
+        temperature = F.max_logit_temperature(student, teacher, teacher_only=self.teacher_only_max)
+        self.last_temperature = temperature.squeeze(1)
+        return student, teacher, temperature
+
+    def extra_repr(self) -> str:
+        names = [n for n in self._hyperparameters if n != 'teacher_only_max' or self.teacher_only_max]
+        return ', '.join(f'{n}={getattr(self, n)!r}' for n in names)
+
+    _hyperparameters = ('temperature', 'teacher_only_max')
+
+
+@mid_level_loss()
+class TTMLoss(_LogitDistillationLoss):
+    r"""Transformed Teacher Matching (TTM): KL from the temperature-scaled teacher to the plain student.
+
+    .. math::
+        \mathcal{L}_{TTM} = \frac{1}{N}\sum_i D_{KL}\left(\sigma(v_i / T) \,\|\, \sigma(z_i)\right), \qquad T = 1/\gamma
+
+    Zheng & Yang, "Knowledge Distillation Based on Transformed Teacher Matching", ICLR 2024.
+    Authors' code: https://github.com/zkxufo/TTM. Math: :func:`ttm_torchdistill.functional.ttm_loss`.
+
+    :param temperature: :math:`T = 1/\gamma` of the teacher-side power transform (the paper's tables list
+        :math:`\gamma`), or ``'max_logit'`` for a per-sample :math:`T_i` (Matsuyama et al., 2025).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
+    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
+    :param student_module_io: ``'input'`` or ``'output'``.
+    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
+    :param teacher_module_io: ``'input'`` or ``'output'``.
+
+    The weight :math:`\beta` of the paper goes on the sub-term; there is no :math:`T^2` factor.
+
+    .. code-block:: yaml
+
+        ttm:
+          criterion:
+            key: 'TTMLoss'
+            kwargs:
+              temperature: 10.0  # gamma = 0.1
+          weight: 45.0  # beta, vgg13 -> vgg8 (TTM Table 8)
+    """
+
+    def __init__(self, temperature: F.Temperature, teacher_only_max: bool = False, student_module_path: str = '.',
+                 student_module_io: str = 'output', teacher_module_path: str = '.', teacher_module_io: str = 'output'):
+        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
+                         teacher_module_path, teacher_module_io)
+
+    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
+        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
+        return F.ttm_loss(student, teacher, temperature=temperature)
+
+
+@mid_level_loss()
+class WTTMLoss(TTMLoss):
+    r"""Weighted TTM (WTTM): TTM with each sample weighted by the teacher's power sum :math:`U_\gamma(p^t)`.
+
+    .. math::
+        \mathcal{L}_{WTTM} = \frac{1}{N}\sum_i U_\gamma(p^t_i)\, D_{KL}\left(\sigma(\gamma v_i) \,\|\, \sigma(z_i)\right),
+        \qquad U_\gamma(p) = \sum_j p_j^\gamma,\ p^t_i = \sigma(v_i),\ \gamma = 1/T
+
+    Zheng & Yang, ICLR 2024 (Eq. 23). Authors' code: https://github.com/zkxufo/TTM.
+    Math: :func:`ttm_torchdistill.functional.wttm_loss`.
+
+    :param temperature: :math:`T = 1/\gamma`, or ``'max_logit'`` (per-sample :math:`T_i`, also the exponent of U).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
+    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
+    :param student_module_io: ``'input'`` or ``'output'``.
+    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
+    :param teacher_module_io: ``'input'`` or ``'output'``.
+
+    .. code-block:: yaml
+
+        wttm:
+          criterion:
+            key: 'WTTMLoss'
+            kwargs:
+              temperature: 1.25  # gamma = 0.8
+          weight: 1.6  # beta, ResNet-34 -> ResNet-18 on ImageNet (TTM Table 10)
+    """
+
+    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
+        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
+        return F.wttm_loss(student, teacher, temperature=temperature)
+
+
+@mid_level_loss()
+class ATDISTLoss(_LogitDistillationLoss):
+    r"""DIST relation loss with the authors' eps, and optionally the max-logit adaptive temperature.
+
+    .. math::
+        \mathcal{L}_{DIST} = \tau^2\left(\beta\,\big(1 - \overline{\rho}_{inter}\big) + \gamma\,\big(1 - \overline{\rho}_{intra}\big)\right)
+
+    with Pearson correlations of :math:`\sigma(Z/\tau)` between student and teacher per sample (inter-class)
+    and per class across the batch (intra-class). Registered as ``ATDISTLoss`` because torchdistill already
+    registers ``DISTLoss``; unlike that one it adds eps to the product of the norms, as the authors do, and
+    accepts ``temperature: 'max_logit'``.
+
+    Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022. Authors' code:
+    https://github.com/hunto/image_classification_sota. Math: :func:`ttm_torchdistill.functional.dist_loss`.
+
+    .. warning::
+        The intra-class term sees the per-process batch (torchdistill's ``batch_size`` is per process).
+        A batch of one sample has no intra-class relation: that term is then left out with a warning.
+
+    :param beta: :math:`\beta`, inter-class weight.
+    :param gamma: :math:`\gamma`, intra-class weight.
+    :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
+    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
+    :param student_module_io: ``'input'`` or ``'output'``.
+    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
+    :param teacher_module_io: ``'input'`` or ``'output'``.
+
+    .. code-block:: yaml
+
+        dist:
+          criterion:
+            key: 'ATDISTLoss'
+            kwargs:
+              beta: 1.0
+              gamma: 1.0
+              temperature: 4.0  # tau on CIFAR-100 (authors' dist_cifar.yaml)
+          weight: 2.0
+    """
+
+    def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: F.Temperature = 1.0,
+                 teacher_only_max: bool = False, student_module_path: str = '.', student_module_io: str = 'output',
+                 teacher_module_path: str = '.', teacher_module_io: str = 'output'):
+        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
+                         teacher_module_path, teacher_module_io)
+        self.beta, self.gamma = F.check_weight(beta, 'beta'), F.check_weight(gamma, 'gamma')
+
+    _hyperparameters = ('beta', 'gamma', 'temperature', 'teacher_only_max')
+
+    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
+        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
+        return F.dist_loss(student, teacher, beta=self.beta, gamma=self.gamma, temperature=temperature)
+
+
+def _check_flag(value: bool, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f'{name} must be True or False, got {value!r}')
+    return value
+
+
+@mid_level_loss()
+class ATKDLoss(_LogitDistillationLoss):
+    r"""KD with the max-logit adaptive temperature on standardised logits (Matsuyama et al., 2025).
+
+    .. math::
+        \mathcal{L} = \frac{1}{N}\sum_i T_i^2\, D_{KL}\left(\sigma(\hat z^t_i / T_i) \,\|\, \sigma(\hat z^s_i / T_i)\right),
+        \qquad T_i = \frac{1+\sqrt{3}}{2}\max_j \max(|\hat z^s_{ij}|, |\hat z^t_{ij}|)
+
+    where :math:`\hat z` are the z-scored logits. The defaults are the paper's method; ``temperature: 4.0,
+    standardize: False`` is Hinton KD with the :math:`T^2` factor, and a number with ``standardize: True``
+    is logit-standardised KD (Sun et al., CVPR 2024).
+
+    Matsuyama et al., "Adaptive Temperature Based on Logits Correlation in Knowledge Distillation",
+    arXiv:2503.09030. Authors' code: https://github.com/kei813121/atkd. Math:
+    :func:`ttm_torchdistill.functional.kd_loss`.
+
+    .. warning::
+        The abstract says the temperature comes from the teacher's maximum logit only; the authors' code
+        uses the maximum over both models. The default follows the code; ``teacher_only_max: True`` follows
+        the abstract.
+
+    :param temperature: ``'max_logit'`` or a positive number :math:`T`.
+    :param standardize: z-score both logits over the classes first.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
+    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
+    :param student_module_io: ``'input'`` or ``'output'``.
+    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
+    :param teacher_module_io: ``'input'`` or ``'output'``.
+
+    .. code-block:: yaml
+
+        atkd:
+          criterion:
+            key: 'ATKDLoss'
+            kwargs:
+              temperature: 'max_logit'
+              standardize: True
+          weight: 9.0  # with CE weight 0.1 (authors' README, resnet32x4 -> resnet8x4)
+    """
+
+    def __init__(self, temperature: F.Temperature = F.MAX_LOGIT, standardize: bool = True,
+                 teacher_only_max: bool = False, student_module_path: str = '.', student_module_io: str = 'output',
+                 teacher_module_path: str = '.', teacher_module_io: str = 'output'):
+        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
+                         teacher_module_path, teacher_module_io)
+        self.standardize = _check_flag(standardize, 'standardize')
+
+    _hyperparameters = ('temperature', 'standardize', 'teacher_only_max')
+
+    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
+        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
+        return F.kd_loss(student, teacher, temperature=temperature, standardize=self.standardize)
+
+
+@mid_level_loss()
+class DKDLoss(_LogitDistillationLoss):
+    r"""Decoupled KD (target and non-target terms), optionally standardised with the max-logit temperature.
+
+    .. math::
+        \mathcal{L}_{DKD} = \min(e / E_w, 1)\, \frac{1}{N}\sum_i T_i^2\left(\alpha\,\mathrm{TCKD}_i + \beta\,\mathrm{NCKD}_i\right)
+
+    Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022 (https://github.com/megvii-research/mdistiller);
+    the adaptive temperature inside DKD as in https://github.com/kei813121/atkd. Math:
+    :func:`ttm_torchdistill.functional.dkd_loss`.
+
+    The warm-up needs the epoch, which torchdistill does not pass to losses: the plugin's
+    ``eval_teacher_pre_epoch_process`` calls :meth:`set_epoch` before every epoch. With ``warmup_epochs > 0``
+    and no epoch set, :meth:`forward` raises instead of silently skipping the warm-up.
+
+    :param alpha: :math:`\alpha`, weight of the target-class term.
+    :param beta: :math:`\beta`, weight of the non-target-class term.
+    :param temperature: :math:`T` or ``'max_logit'``.
+    :param standardize: z-score both logits over the classes first.
+    :param warmup_epochs: :math:`E_w`, epochs of linear warm-up (0: none).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
+    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
+    :param student_module_io: ``'input'`` or ``'output'``.
+    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
+    :param teacher_module_io: ``'input'`` or ``'output'``.
+
+    .. code-block:: yaml
+
+        dkd:
+          criterion:
+            key: 'DKDLoss'
+            kwargs:
+              alpha: 1.0
+              beta: 8.0
+              temperature: 4.0
+              warmup_epochs: 20
+          weight: 1.0
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: F.Temperature = 4.0,
+                 standardize: bool = False, warmup_epochs: int = 20, teacher_only_max: bool = False,
+                 student_module_path: str = '.', student_module_io: str = 'output', teacher_module_path: str = '.',
+                 teacher_module_io: str = 'output'):
+        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
+                         teacher_module_path, teacher_module_io)
+        self.alpha, self.beta = F.check_weight(alpha, 'alpha'), F.check_weight(beta, 'beta')
+        self.standardize = _check_flag(standardize, 'standardize')
+        self.warmup_epochs = F.check_warmup_epochs(warmup_epochs)
+        self.epoch: Optional[int] = None
+
+    _hyperparameters = ('alpha', 'beta', 'temperature', 'standardize', 'warmup_epochs', 'teacher_only_max')
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the current epoch, counted from 1 as in the authors' code (warm-up factor epoch / warmup_epochs)."""
+        self.epoch = F.check_epoch(epoch)
+
+    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
+        if targets is None:
+            raise ValueError('DKDLoss needs the class targets; torchdistill passes them to criteria, got None')
+        if self.warmup_epochs > 0 and self.epoch is None:
+            raise RuntimeError(
+                f'DKDLoss(warmup_epochs={self.warmup_epochs}) needs the current epoch: set '
+                "train.pre_epoch_process: 'eval_teacher_pre_epoch_process' (it calls set_epoch), call set_epoch() "
+                'yourself, or set warmup_epochs: 0')
+        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
+        return F.dkd_loss(student, teacher, targets, alpha=self.alpha, beta=self.beta, temperature=temperature,
+                          standardize=self.standardize, epoch=self.epoch, warmup_epochs=self.warmup_epochs)
