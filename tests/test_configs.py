@@ -547,9 +547,12 @@ def test_criterion_builds_through_torchdistill_registry(path, plugin, monkeypatc
     student = torch.randn(8, num_classes, generator=generator, requires_grad=True)
     teacher = torch.randn(8, num_classes, generator=generator)
     targets = torch.randint(num_classes, (8,), generator=generator)
-    for module in criterion.modules():
-        if hasattr(module, 'set_epoch') and module is not criterion:
-            module.set_epoch(1)
+    # WeightedSumLoss keeps its sub-terms in a plain dict (not a ModuleDict): reach them through term_dict,
+    # as the plugin's pre-epoch process does, to hand epoch 1 to epoch-dependent losses (DKD warm-up).
+    for sub_criterion, _ in criterion.term_dict.values():
+        for module in sub_criterion.modules():
+            if hasattr(module, 'set_epoch'):
+                module.set_epoch(1)
     io_dict = {'student': {'.': {'output': student}}, 'teacher': {'.': {'output': teacher}}}
     loss = criterion(io_dict, dict(), targets)
     assert loss.dim() == 0 and torch.isfinite(loss)
