@@ -1,8 +1,8 @@
 """The shipped experiment configs: they parse offline, name the plugin, resolve every model and loss key,
 carry the papers' hyperparameters and numbers, and pass the runner's ``--smoke`` check.
 
-The paper tables are encoded ONCE, below, from ../shared/PAPERS.md (TTM Tables 1, 3, 5, 7, 8, 9, 10; DIST
-configs and README; ATKD README; DKD defaults). The configs are checked against them, not against themselves.
+The paper tables are encoded ONCE, below (TTM Tables 1, 3, 5, 7, 8, 9, 10; the DIST repository's configs and
+README; the ATKD README; DKD's defaults). The configs are checked against them, not against themselves.
 """
 import copy
 import dataclasses
@@ -144,11 +144,11 @@ def tags_used(node):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The papers' tables (PAPERS.md). Pairs are (student, teacher), in RepDistiller's model names.
+# The papers' tables. Pairs are (student, teacher), in RepDistiller's model names.
 # ttm/wttm: (gamma, beta, reported top-1); kd/dist: reported top-1 quoted by TTM for that pair.
 # --------------------------------------------------------------------------------------------------------------
 CIFAR_PAIRS = {
-    # TTM Table 1 (results, 5 runs) and Table 8 (hyperparameters, PAPERS.md's reconstruction)
+    # TTM Table 1 (results, 5 runs) and Table 8 (hyperparameters, a reconstruction of the garbled table)
     ('wrn_16_2', 'wrn_40_2'): dict(results='Table 1', ttm=(0.1, 101, 76.23), wttm=(0.1, 4, 76.37), kd=74.92, dist=75.51),
     ('wrn_40_1', 'wrn_40_2'): dict(results='Table 1', ttm=(0.1, 76, 74.32), wttm=(0.1, 3, 74.58), kd=73.54, dist=74.73),
     ('resnet20', 'resnet56'): dict(results='Table 1', ttm=(0.3, 7, 71.83), wttm=(0.3, 1.5, 71.92), kd=70.66, dist=71.75),
@@ -233,7 +233,7 @@ def expected_terms(dataset, method, student, teacher, variant=''):
 def expected_top1(dataset, method, student, teacher, variant=''):
     """The paper number a config must quote in ``reference.top1`` (None where no paper gives one)."""
     if method == 'atkd' or variant == 'max_logit':
-        return None  # ATKD's tables could not be retrieved (PAPERS.md 3.6); no ImageNet result is known
+        return None  # ATKD's tables could not be retrieved; no ImageNet result is known
     if dataset == 'cifar100':
         if method == 'ce':
             return CIFAR_CE_TOP1[student]
