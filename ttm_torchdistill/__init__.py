@@ -6,3 +6,4 @@ Importing the package registers its losses, models and processes in torchdistill
 __version__ = '0.1.0'
 
 from . import functional, losses  # noqa: E402,F401  (importing losses registers them)
+from . import models  # noqa: E402,F401  (importing models registers them)

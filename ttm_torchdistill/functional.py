@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 __all__ = [
     'MAX_LOGIT', 'MAX_LOGIT_FACTOR', 'Temperature',
-    'standardize_logits', 'max_logit_temperature', 'resolve_temperature',
+    'standardize_logits', 'max_logit_temperature', 'check_temperature', 'check_weight',
     'ttm_loss', 'wttm_loss', 'dist_loss', 'kd_loss', 'dkd_loss',
 ]
 
@@ -119,9 +119,19 @@ def standardize_logits(logits: Tensor, eps: float = STANDARDIZE_EPS) -> Tensor:
     :param logits: :math:`z`, shape :math:`(N, C)`.
     :param eps: :math:`\epsilon`, added to the standard deviation.
     """
-    mean = logits.mean(dim=1, keepdim=True)
-    std = logits.std(dim=1, keepdim=True)
+    std, mean = torch.std_mean(logits, dim=1, keepdim=True)
     return (logits - mean) / (std + eps)
+
+
+def _peak_temperature(standardized_student: Tensor, standardized_teacher: Tensor, teacher_only: bool) -> Tensor:
+    """The max-logit rule on already z-scored logits, shape (N, 1), without gradient."""
+    with torch.no_grad():
+        peak = standardized_teacher.detach().abs().amax(dim=1, keepdim=True)
+        if not teacher_only:
+            peak = torch.maximum(peak, standardized_student.detach().abs().amax(dim=1, keepdim=True))
+        temperature = peak * MAX_LOGIT_FACTOR
+        # constant logits have no peak: any T gives the same uniform teacher, and 0 would divide by zero
+        return torch.where(temperature > 0, temperature, torch.ones_like(temperature))
 
 
 def max_logit_temperature(student_logits: Tensor, teacher_logits: Tensor, *,
@@ -156,76 +166,78 @@ def max_logit_temperature(student_logits: Tensor, teacher_logits: Tensor, *,
     _check_logits(student_logits, teacher_logits)
     with torch.no_grad(), _no_autocast(student_logits.device):
         student_logits, teacher_logits = _working_precision(student_logits.detach(), teacher_logits.detach())
-        peak = standardize_logits(teacher_logits).abs().amax(dim=1, keepdim=True)
-        if not teacher_only:
-            peak = torch.maximum(peak, standardize_logits(student_logits).abs().amax(dim=1, keepdim=True))
-        temperature = peak * MAX_LOGIT_FACTOR
-        return torch.where(temperature > 0, temperature, torch.ones_like(temperature))
-
-
-def resolve_temperature(temperature: Temperature, student_logits: Tensor, teacher_logits: Tensor, *,
-                        teacher_only: bool = False) -> Union[float, Tensor]:
-    """Turn a temperature argument into a float or an :math:`(N, 1)` tensor for these logits.
-
-    :param temperature: a positive number, a positive tensor of shape :math:`(N,)`/:math:`(N, 1)`, or
-        ``'max_logit'`` (:func:`max_logit_temperature`).
-    :param teacher_only: passed to :func:`max_logit_temperature`; only valid with ``'max_logit'``.
-    """
-    temperature = check_temperature(temperature)
-    if teacher_only and not isinstance(temperature, str):
-        raise ValueError(f"teacher_only_max=True needs temperature='{MAX_LOGIT}', got temperature={temperature!r}")
-    if isinstance(temperature, str):
-        return max_logit_temperature(student_logits, teacher_logits, teacher_only=teacher_only)
-    if isinstance(temperature, Tensor):
-        n = student_logits.shape[0]
-        if temperature.numel() != n or (temperature.dim() == 2 and temperature.shape[1] != 1):
-            raise ValueError(f'a per-sample temperature must have shape ({n},) or ({n}, 1) for {n} samples, '
-                             f'got {tuple(temperature.shape)}')
-        return temperature.detach().reshape(n, 1)
-    return temperature
+        return _peak_temperature(standardize_logits(student_logits), standardize_logits(teacher_logits),
+                                 teacher_only)
 
 
 def _kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """KL(p || q) per row from log-probabilities; exact zeros of p contribute nothing (0 log 0 = 0)."""
-    p = log_p.exp()
-    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=1)
+    """KL(p || q) per row from log-probabilities (one fused kernel; log_p is finite by construction)."""
+    return F.kl_div(log_q, log_p, reduction='none', log_target=True).sum(dim=1)
 
 
-def _prepare(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool):
-    """Check the inputs, detach the teacher, move to the working precision; temperature becomes (N, 1)."""
+def _prepare(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool,
+             standardize: bool = False):
+    """Check the inputs, detach the teacher, move to the working precision, optionally z-score, and resolve
+    the temperature to a float or an (N, 1) tensor. Call with autocast disabled."""
     _check_logits(student_logits, teacher_logits)
-    temperature = resolve_temperature(temperature, student_logits, teacher_logits, teacher_only=teacher_only)
+    temperature = check_temperature(temperature)
+    if teacher_only and not isinstance(temperature, str):
+        raise ValueError(f"teacher_only_max=True needs temperature='{MAX_LOGIT}', got temperature={temperature!r}")
     student_logits, teacher_logits = _working_precision(student_logits, teacher_logits.detach())
-    temperature = torch.as_tensor(temperature, dtype=student_logits.dtype, device=student_logits.device)
-    return student_logits, teacher_logits, temperature.expand(student_logits.shape[0], 1)
+    if standardize:
+        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+    n = student_logits.shape[0]
+    if isinstance(temperature, str):
+        with torch.no_grad():
+            z_s, z_t = (student_logits, teacher_logits) if standardize else \
+                (standardize_logits(student_logits.detach()), standardize_logits(teacher_logits))
+            temperature = _peak_temperature(z_s, z_t, teacher_only)
+    elif isinstance(temperature, Tensor):
+        if temperature.numel() != n or (temperature.dim() == 2 and temperature.shape[1] != 1):
+            raise ValueError(f'a per-sample temperature must have shape ({n},) or ({n}, 1) for {n} samples, '
+                             f'got {tuple(temperature.shape)}')
+        temperature = temperature.detach().reshape(n, 1).to(student_logits.dtype)
+    return student_logits, teacher_logits, temperature
+
+
+def _squared_per_sample(temperature: Union[float, Tensor]) -> Union[float, Tensor]:
+    return temperature.squeeze(1) ** 2 if isinstance(temperature, Tensor) else temperature ** 2
+
+
+def _result(loss: Tensor, temperature: Union[float, Tensor], n: int, return_temperature: bool):
+    if not return_temperature:
+        return loss
+    if not isinstance(temperature, Tensor):
+        temperature = torch.full((n,), temperature, dtype=loss.dtype, device=loss.device)
+    return loss, temperature.reshape(n)
 
 
 # ----------------------------------------------------------------------------------------------
 # TTM and WTTM
 # ----------------------------------------------------------------------------------------------
 
-def _transformed_teacher(teacher_logits: Tensor, temperature: Tensor):
-    """log of the power-transformed teacher and log U, both in log space (no pow on probabilities)."""
-    scaled = teacher_logits / temperature  # gamma * v with gamma = 1 / T
-    log_p_hat = F.log_softmax(scaled, dim=1)
-    # U_gamma(p) = sum_j p_j^gamma = exp(lse(gamma v) - gamma lse(v)); pow(softmax(v), gamma) would
-    # underflow to 0 in low precision and make U too small (and 0^gamma has an infinite derivative).
-    log_u = torch.logsumexp(scaled, dim=1, keepdim=True) - torch.logsumexp(teacher_logits, dim=1, keepdim=True) \
-        / temperature
-    return log_p_hat, log_u.squeeze(1)
+def _transformed_teacher_log_u(teacher_logits: Tensor, temperature: Union[float, Tensor]) -> Tensor:
+    """log U_gamma(p^t) in log space: log sum_j p_j^gamma = lse(gamma v) - gamma lse(v), gamma = 1/T."""
+    # pow(softmax(v), gamma) would underflow to 0 in low precision and make U too small
+    # (and 0^gamma has an infinite derivative).
+    return (torch.logsumexp(teacher_logits / temperature, dim=1, keepdim=True)
+            - torch.logsumexp(teacher_logits, dim=1, keepdim=True) / temperature).squeeze(1)
 
 
-def _ttm_terms(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool):
-    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                           teacher_only)
+def _ttm(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool,
+         weighted: bool, return_temperature: bool):
     with _no_autocast(student_logits.device):
-        log_p_hat, log_u = _transformed_teacher(teacher_logits, temperature)
-        kl = _kl_rows(log_p_hat, F.log_softmax(student_logits, dim=1))
-    return kl, log_u
+        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                               teacher_only)
+        # sigma(gamma v) is the power-transformed teacher p^gamma / sum p^gamma, in log space
+        kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1), F.log_softmax(student_logits, dim=1))
+        if weighted:
+            kl = _transformed_teacher_log_u(teacher_logits, temperature).exp() * kl
+        return _result(kl.mean(), temperature, kl.shape[0], return_temperature)
 
 
 def ttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature,
-             teacher_only_max: bool = False) -> Tensor:
+             teacher_only_max: bool = False, return_temperature: bool = False):
     r"""Transformed Teacher Matching: KL from the temperature-scaled teacher to the plain student.
 
     .. math::
@@ -243,13 +255,13 @@ def ttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Tem
     :param temperature: :math:`T = 1/\gamma` of the teacher-side power transform (the paper tunes
         :math:`\gamma`). ``'max_logit'`` sets a per-sample :math:`T_i` (:func:`max_logit_temperature`).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
     """
-    kl, _ = _ttm_terms(student_logits, teacher_logits, temperature, teacher_only_max)
-    return kl.mean()
+    return _ttm(student_logits, teacher_logits, temperature, teacher_only_max, False, return_temperature)
 
 
 def wttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature,
-              teacher_only_max: bool = False) -> Tensor:
+              teacher_only_max: bool = False, return_temperature: bool = False):
     r"""Weighted TTM: each sample's TTM divergence weighted by the teacher's power sum.
 
     .. math::
@@ -268,9 +280,9 @@ def wttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Te
     :param temperature: :math:`T = 1/\gamma`, a number or ``'max_logit'`` (per-sample :math:`T_i`, which then
         also sets the exponent of :math:`U`).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
     """
-    kl, log_u = _ttm_terms(student_logits, teacher_logits, temperature, teacher_only_max)
-    return (log_u.exp() * kl).mean()
+    return _ttm(student_logits, teacher_logits, temperature, teacher_only_max, True, return_temperature)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,7 +297,8 @@ def _pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
 
 
 def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1.0, gamma: float = 1.0,
-              temperature: Temperature = 1.0, teacher_only_max: bool = False, eps: float = DIST_EPS) -> Tensor:
+              temperature: Temperature = 1.0, teacher_only_max: bool = False, eps: float = DIST_EPS,
+              return_temperature: bool = False):
     r"""DIST: inter-class and intra-class Pearson relation between student and teacher predictions.
 
     .. math::
@@ -321,23 +334,26 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1
     :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
     :param eps: :math:`\epsilon`.
+    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
     """
     beta, gamma = check_weight(beta, 'beta'), check_weight(gamma, 'gamma')
-    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                           teacher_only_max)
     with _no_autocast(student_logits.device):
+        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                               teacher_only_max)
+        n = student_logits.shape[0]
         y_s = F.softmax(student_logits / temperature, dim=1)
         y_t = F.softmax(teacher_logits / temperature, dim=1)
-        scale = temperature.squeeze(1) ** 2
+        scale = _squared_per_sample(temperature)
         loss = beta * (scale * (1.0 - _pearson_rows(y_s, y_t, eps))).mean()
         if gamma > 0:
-            if y_s.shape[0] < 2:
+            if n < 2:
                 warnings.warn('DIST intra-class relation needs at least 2 samples per batch (it correlates each '
                               'class across the batch); got a batch of 1, so that term is left out for this '
                               'batch.', RuntimeWarning, stacklevel=2)
             else:
-                loss = loss + gamma * scale.mean() * (1.0 - _pearson_rows(y_s.t(), y_t.t(), eps).mean())
-    return loss
+                mean_scale = scale.mean() if isinstance(scale, Tensor) else scale
+                loss = loss + gamma * mean_scale * (1.0 - _pearson_rows(y_s.t(), y_t.t(), eps).mean())
+        return _result(loss, temperature, n, return_temperature)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,7 +361,7 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1
 # ----------------------------------------------------------------------------------------------
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature = 4.0,
-            standardize: bool = False, teacher_only_max: bool = False) -> Tensor:
+            standardize: bool = False, teacher_only_max: bool = False, return_temperature: bool = False):
     r"""Hinton KD, optionally on standardised logits and with the max-logit adaptive temperature.
 
     .. math::
@@ -366,16 +382,15 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temp
     :param temperature: :math:`T`, a number, or ``'max_logit'`` (:func:`max_logit_temperature`).
     :param standardize: z-score both logits over the classes first (:func:`standardize_logits`).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
     """
-    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                           teacher_only_max)
     with _no_autocast(student_logits.device):
-        if standardize:
-            student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                               teacher_only_max, standardize)
         kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1),
                       F.log_softmax(student_logits / temperature, dim=1))
-        scale = temperature.squeeze(1) ** 2
-        return (scale * kl).mean()
+        return _result((_squared_per_sample(temperature) * kl).mean(), temperature, kl.shape[0],
+                       return_temperature)
 
 
 def _check_targets(targets: Tensor, n: int, c: int) -> None:
@@ -414,7 +429,8 @@ def dkd_warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
 
 def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *, alpha: float = 1.0,
              beta: float = 8.0, temperature: Temperature = 4.0, standardize: bool = False,
-             teacher_only_max: bool = False, epoch: Optional[int] = None, warmup_epochs: int = 0) -> Tensor:
+             teacher_only_max: bool = False, epoch: Optional[int] = None, warmup_epochs: int = 0,
+             return_temperature: bool = False):
     r"""Decoupled KD: target-class (TCKD) and non-target-class (NCKD) divergences, each :math:`T^2`-scaled.
 
     .. math::
@@ -442,37 +458,35 @@ def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *,
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
     :param epoch: :math:`e`, the current epoch counted from 1 (needed when ``warmup_epochs > 0``).
     :param warmup_epochs: :math:`E_w`; 0 disables the warm-up.
+    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
     """
     alpha, beta = check_weight(alpha, 'alpha'), check_weight(beta, 'beta')
     factor = dkd_warmup_factor(epoch, warmup_epochs)
-    student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                           teacher_only_max)
-    n, c = student_logits.shape
-    _check_targets(targets, n, c)
+    _check_logits(student_logits, teacher_logits)
+    _check_targets(targets, *student_logits.shape)
     with _no_autocast(student_logits.device):
-        if standardize:
-            student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
-        target_mask = F.one_hot(targets.long(), c).bool()
-        per_sample = torch.zeros(n, dtype=student_logits.dtype, device=student_logits.device)
-        if alpha > 0:
-            per_sample = per_sample + alpha * _kl_rows(_binary_log_split(teacher_logits / temperature, target_mask),
-                                                       _binary_log_split(student_logits / temperature, target_mask))
-        if beta > 0:
-            per_sample = per_sample + beta * _kl_rows(
-                F.log_softmax(_non_target(teacher_logits / temperature, target_mask), dim=1),
-                F.log_softmax(_non_target(student_logits / temperature, target_mask), dim=1))
-        scale = temperature.squeeze(1) ** 2
-        return factor * (scale * per_sample).mean()
+        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
+                                                               teacher_only_max, standardize)
+        n, c = student_logits.shape
+        target = targets.long().unsqueeze(1)
+        # column indices of the C-1 non-target classes of each row (gather is far cheaper than masked_select)
+        columns = torch.arange(c - 1, device=student_logits.device).expand(n, c - 1)
+        non_target = columns + (columns >= target).long()
+        s_binary, s_rest = _decouple(student_logits / temperature, target, non_target)
+        t_binary, t_rest = _decouple(teacher_logits / temperature, target, non_target)
+        per_sample = alpha * _kl_rows(t_binary, s_binary) + beta * _kl_rows(t_rest, s_rest)
+        loss = factor * (_squared_per_sample(temperature) * per_sample).mean()
+        return _result(loss, temperature, n, return_temperature)
 
 
-def _binary_log_split(scaled_logits: Tensor, target_mask: Tensor) -> Tensor:
-    """log of (p_target, 1 - p_target), the latter as a logsumexp so it never rounds to log(0)."""
-    log_p = F.log_softmax(scaled_logits, dim=1)
-    log_target = log_p.masked_select(target_mask).unsqueeze(1)
-    log_rest = torch.logsumexp(log_p.masked_fill(target_mask, float('-inf')), dim=1, keepdim=True)
-    return torch.cat([log_target, log_rest], dim=1)
+def _decouple(scaled_logits: Tensor, target: Tensor, non_target: Tensor):
+    """log of the binary split (p_target, 1 - p_target) and log-softmax over the non-target classes.
 
-
-def _non_target(scaled_logits: Tensor, target_mask: Tensor) -> Tensor:
-    n, c = scaled_logits.shape
-    return scaled_logits.masked_select(~target_mask).view(n, c - 1)
+    1 - p_target is taken as a logsumexp of the non-target logits, never as log1p(-p): a confident
+    teacher has p_target close to 1, where the subtraction would lose every digit.
+    """
+    log_total = torch.logsumexp(scaled_logits, dim=1, keepdim=True)
+    rest = scaled_logits.gather(1, non_target)
+    log_rest = torch.logsumexp(rest, dim=1, keepdim=True)
+    binary = torch.cat([scaled_logits.gather(1, target) - log_total, log_rest - log_total], dim=1)
+    return binary, rest - log_rest

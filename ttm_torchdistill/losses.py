@@ -55,15 +55,19 @@ class _LogitDistillationLoss(nn.Module):
                            f'{ {k: sorted(v) for k, v in io_dict.items()} } (check {model}_module_path/_io and the '
                            f'forward hooks of the {model} in the config)') from None
 
-    def _logits_and_temperature(self, student_io_dict: dict, teacher_io_dict: dict):
+    def _logits(self, student_io_dict: dict, teacher_io_dict: dict):
         student = self._read(student_io_dict, self.student_module_path, self.student_module_io, 'student')
         teacher = self._read(teacher_io_dict, self.teacher_module_path, self.teacher_module_io, 'teacher')
-        teacher = teacher.detach()
+        return student, teacher.detach()
+
+    def _call(self, loss_fn, *args, **hyperparameters) -> Tensor:
+        """Run a functional loss with this adapter's temperature, keeping the per-sample T of 'max_logit'."""
         if self.temperature != F.MAX_LOGIT:
-            return student, teacher, self.temperature
-        temperature = F.max_logit_temperature(student, teacher, teacher_only=self.teacher_only_max)
-        self.last_temperature = temperature.squeeze(1)
-        return student, teacher, temperature
+            return loss_fn(*args, temperature=self.temperature, **hyperparameters)
+        loss, temperature = loss_fn(*args, temperature=self.temperature, teacher_only_max=self.teacher_only_max,
+                                    return_temperature=True, **hyperparameters)
+        self.last_temperature = temperature.detach()
+        return loss
 
     def extra_repr(self) -> str:
         names = [n for n in self._hyperparameters if n != 'teacher_only_max' or self.teacher_only_max]
@@ -108,8 +112,7 @@ class TTMLoss(_LogitDistillationLoss):
                          teacher_module_path, teacher_module_io)
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
-        return F.ttm_loss(student, teacher, temperature=temperature)
+        return self._call(F.ttm_loss, *self._logits(student_io_dict, teacher_io_dict))
 
 
 @mid_level_loss()
@@ -141,8 +144,7 @@ class WTTMLoss(TTMLoss):
     """
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
-        return F.wttm_loss(student, teacher, temperature=temperature)
+        return self._call(F.wttm_loss, *self._logits(student_io_dict, teacher_io_dict))
 
 
 @mid_level_loss()
@@ -195,8 +197,8 @@ class ATDISTLoss(_LogitDistillationLoss):
     _hyperparameters = ('beta', 'gamma', 'temperature', 'teacher_only_max')
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
-        return F.dist_loss(student, teacher, beta=self.beta, gamma=self.gamma, temperature=temperature)
+        return self._call(F.dist_loss, *self._logits(student_io_dict, teacher_io_dict), beta=self.beta,
+                          gamma=self.gamma)
 
 
 def _check_flag(value: bool, name: str) -> bool:
@@ -255,8 +257,7 @@ class ATKDLoss(_LogitDistillationLoss):
     _hyperparameters = ('temperature', 'standardize', 'teacher_only_max')
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
-        return F.kd_loss(student, teacher, temperature=temperature, standardize=self.standardize)
+        return self._call(F.kd_loss, *self._logits(student_io_dict, teacher_io_dict), standardize=self.standardize)
 
 
 @mid_level_loss()
@@ -323,6 +324,6 @@ class DKDLoss(_LogitDistillationLoss):
                 f'DKDLoss(warmup_epochs={self.warmup_epochs}) needs the current epoch: set '
                 "train.pre_epoch_process: 'eval_teacher_pre_epoch_process' (it calls set_epoch), call set_epoch() "
                 'yourself, or set warmup_epochs: 0')
-        student, teacher, temperature = self._logits_and_temperature(student_io_dict, teacher_io_dict)
-        return F.dkd_loss(student, teacher, targets, alpha=self.alpha, beta=self.beta, temperature=temperature,
-                          standardize=self.standardize, epoch=self.epoch, warmup_epochs=self.warmup_epochs)
+        return self._call(F.dkd_loss, *self._logits(student_io_dict, teacher_io_dict), targets, alpha=self.alpha,
+                          beta=self.beta, standardize=self.standardize, epoch=self.epoch,
+                          warmup_epochs=self.warmup_epochs)
