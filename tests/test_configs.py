@@ -147,27 +147,26 @@ def tags_used(node):
 # The papers' tables. Pairs are (student, teacher), in RepDistiller's model names.
 # ttm/wttm: (gamma, beta, reported top-1); kd/dist: reported top-1 quoted by TTM for that pair.
 # --------------------------------------------------------------------------------------------------------------
-CIFAR_PAIRS = {
-    # TTM Table 1 (results, 5 runs) and Table 8 (hyperparameters, a reconstruction of the garbled table)
-    ('wrn_16_2', 'wrn_40_2'): dict(results='Table 1', ttm=(0.1, 101, 76.23), wttm=(0.1, 4, 76.37), kd=74.92, dist=75.51),
-    ('wrn_40_1', 'wrn_40_2'): dict(results='Table 1', ttm=(0.1, 76, 74.32), wttm=(0.1, 3, 74.58), kd=73.54, dist=74.73),
-    ('resnet20', 'resnet56'): dict(results='Table 1', ttm=(0.3, 7, 71.83), wttm=(0.3, 1.5, 71.92), kd=70.66, dist=71.75),
-    ('resnet20', 'resnet110'): dict(results='Table 1', ttm=(0.2, 8, 71.46), wttm=(0.2, 2, 71.67), kd=70.67, dist=71.65),
-    ('resnet32', 'resnet110'): dict(results='Table 1', ttm=(0.1, 33, 73.97), wttm=(0.1, 1.5, 74.13), kd=73.08, dist=73.69),
-    ('resnet8x4', 'resnet32x4'): dict(results='Table 1', ttm=(0.1, 100, 76.17), wttm=(0.1, 3, 76.06), kd=73.33,
-                                      dist=76.31),
-    ('vgg8', 'vgg13'): dict(results='Table 1', ttm=(0.1, 45, 74.33), wttm=(0.1, 2.25, 74.44), kd=72.98, dist=73.89),
-    # TTM Table 3 (results, 3 runs) and Table 9 (hyperparameters)
-    ('MobileNetV2', 'vgg13'): dict(results='Table 3', ttm=(0.2, 16, 68.98), wttm=(0.2, 3, 69.16), kd=67.37, dist=68.50),
-    ('MobileNetV2', 'ResNet50'): dict(results='Table 3', ttm=(0.2, 20, 69.24), wttm=(0.2, 5, 69.59), kd=67.35,
-                                      dist=68.66),
-    ('vgg8', 'ResNet50'): dict(results='Table 3', ttm=(0.1, 70, 74.87), wttm=(0.1, 2, 74.82), kd=73.81, dist=74.11),
-    ('ShuffleV1', 'resnet32x4'): dict(results='Table 3', ttm=(0.2, 12, 74.18), wttm=(0.2, 1.4, 74.37), kd=74.07,
-                                      dist=76.34),
-    ('ShuffleV2', 'resnet32x4'): dict(results='Table 3', ttm=(0.4, 40, 76.57), wttm=(0.4, 16, 76.55), kd=74.45,
-                                      dist=77.35),
-    ('ShuffleV1', 'wrn_40_2'): dict(results='Table 3', ttm=(0.3, 8, 75.39), wttm=(0.3, 3, 75.42), kd=74.83, dist=76.40),
+# (student, teacher): (results table, TTM (gamma, beta, top-1), WTTM (gamma, beta, top-1), KD top-1, DIST top-1)
+# Table 1 (5 runs) with Table 8 (same architecture; a reconstruction of the garbled table), Table 3 (3 runs) with
+# Table 9 (different architectures).
+_CIFAR_ROWS = {
+    ('wrn_16_2', 'wrn_40_2'): ('Table 1', (0.1, 101, 76.23), (0.1, 4, 76.37), 74.92, 75.51),
+    ('wrn_40_1', 'wrn_40_2'): ('Table 1', (0.1, 76, 74.32), (0.1, 3, 74.58), 73.54, 74.73),
+    ('resnet20', 'resnet56'): ('Table 1', (0.3, 7, 71.83), (0.3, 1.5, 71.92), 70.66, 71.75),
+    ('resnet20', 'resnet110'): ('Table 1', (0.2, 8, 71.46), (0.2, 2, 71.67), 70.67, 71.65),
+    ('resnet32', 'resnet110'): ('Table 1', (0.1, 33, 73.97), (0.1, 1.5, 74.13), 73.08, 73.69),
+    ('resnet8x4', 'resnet32x4'): ('Table 1', (0.1, 100, 76.17), (0.1, 3, 76.06), 73.33, 76.31),
+    ('vgg8', 'vgg13'): ('Table 1', (0.1, 45, 74.33), (0.1, 2.25, 74.44), 72.98, 73.89),
+    ('MobileNetV2', 'vgg13'): ('Table 3', (0.2, 16, 68.98), (0.2, 3, 69.16), 67.37, 68.50),
+    ('MobileNetV2', 'ResNet50'): ('Table 3', (0.2, 20, 69.24), (0.2, 5, 69.59), 67.35, 68.66),
+    ('vgg8', 'ResNet50'): ('Table 3', (0.1, 70, 74.87), (0.1, 2, 74.82), 73.81, 74.11),
+    ('ShuffleV1', 'resnet32x4'): ('Table 3', (0.2, 12, 74.18), (0.2, 1.4, 74.37), 74.07, 76.34),
+    ('ShuffleV2', 'resnet32x4'): ('Table 3', (0.4, 40, 76.57), (0.4, 16, 76.55), 74.45, 77.35),
+    ('ShuffleV1', 'wrn_40_2'): ('Table 3', (0.3, 8, 75.39), (0.3, 3, 75.42), 74.83, 76.40),
 }
+CIFAR_PAIRS = {pair: dict(results=results, ttm=ttm, wttm=wttm, kd=kd, dist=dist)
+               for pair, (results, ttm, wttm, kd, dist) in _CIFAR_ROWS.items()}
 # Teacher and baseline-student rows of TTM Tables 1 and 3 (CE training).
 CIFAR_CE_TOP1 = {
     'wrn_40_2': 75.61, 'resnet56': 72.34, 'resnet110': 74.31, 'resnet32x4': 79.42, 'vgg13': 74.64, 'ResNet50': 79.34,
@@ -265,7 +264,8 @@ def expected_config_set():
     paths |= {'configs/cifar100/dkd/resnet8x4_from_resnet32x4.yaml',
               'configs/cifar100/dkd/resnet8x4_from_resnet32x4-max_logit.yaml'}
     for student, teacher in IMAGENET_PAIRS:
-        paths |= {f'configs/ilsvrc2012/{m}/{student}_from_{teacher}.yaml' for m in ('ttm', 'wttm', 'dist', 'kd', 'atkd')}
+        paths |= {f'configs/ilsvrc2012/{m}/{student}_from_{teacher}.yaml'
+                  for m in ('ttm', 'wttm', 'dist', 'kd', 'atkd')}
     return paths
 
 
@@ -467,7 +467,8 @@ def test_criterion_matches_paper_tables(path):
     for name, (key, kwargs, weight) in expected.items():
         term = terms[name]
         assert term['criterion']['key'] == key
-        assert math.isclose(term['weight'], weight, rel_tol=1e-12), f'{path}: {name} weight {term["weight"]} != {weight}'
+        assert math.isclose(term['weight'], weight, rel_tol=1e-12), \
+            f'{path}: {name} weight {term["weight"]} != {weight}'
         actual = dict(term['criterion']['kwargs'])
         if 'gamma' in kwargs and key in ('TTMLoss', 'WTTMLoss'):
             # the papers tune gamma; the loss takes temperature = 1/gamma
@@ -567,7 +568,8 @@ def _smoke_cover():
     """Configs whose --smoke runs together exercise every model key, loss set-up and dataset.
 
     Configs of the same method differ only in model keys and numbers (checked above), so a greedy cover of
-    the model keys, the methods (loss set-ups) and the two datasets keeps the suite fast. TTM_SMOKE_ALL=1 runs every config.
+    the model keys, the methods (loss set-ups) and the two datasets keeps the suite fast.
+    TTM_SMOKE_ALL=1 runs every config.
     """
     if os.environ.get('TTM_SMOKE_ALL') == '1':
         return list(CONFIGS)
@@ -575,7 +577,8 @@ def _smoke_cover():
     for path in CONFIGS:
         dataset, method, student, teacher, variant = describe(path)
         models = load_recorded(path)['models']
-        features[path] = {('model', m['key']) for m in models.values()} | {('method', method, variant), ('data', dataset)}
+        features[path] = ({('model', m['key']) for m in models.values()}
+                          | {('method', method, variant), ('data', dataset)})
     uncovered = set().union(*features.values())
     chosen = []
     while uncovered:
