@@ -1,0 +1,214 @@
+"""``python -m ttm_torchdistill report``: tables and plots from run summaries that the tests write."""
+import json
+import math
+import sys
+
+import pytest
+
+from ttm_torchdistill import report
+
+
+def write_summary(folder, name, experiment, seed, best_top1, last_top1, dataset='cifar100', reference=None, curve=None,
+                  drop=(), **replace):
+    """A run summary in the runner's schema (format 1); ``replace`` sets top-level keys, ``drop`` deletes them."""
+    curve = curve if curve is not None else [last_top1 - 2.0, best_top1, last_top1]
+    data = {
+        'format': 1, 'config': f'configs/{experiment}.yaml', 'experiment': experiment, 'dataset': dataset,
+        'reference': reference, 'seed': seed, 'world_size': 1,
+        'epochs': [{'epoch': i + 1, 'lr': 0.05, 'train_loss': 1.0, 'val_top1': v, 'val_top5': 90.0,
+                    'epoch_time_s': 1.0} for i, v in enumerate(curve)],
+        'best': {'epoch': 2, 'top1': best_top1, 'top5': 93.0},
+        'last': {'epoch': len(curve), 'top1': last_top1, 'top5': 92.0},
+        'test': {'student': {'top1': last_top1, 'top5': 92.0}, 'teacher': None},
+        'checkpoints': {'best': 'x.pt', 'last': 'x.last.pt'}, 'wall_time_s': 3.0,
+    }
+    data.update(replace)
+    for key in drop:
+        del data[key]
+    path = folder / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+WTTM = 'cifar100/wttm/wrn_16_2_from_wrn_40_2'
+WTTM_REF = {'paper': 'TTM (ICLR 2024)', 'table': 'Table 1', 'top1': 76.37}
+
+
+def table_rows(text):
+    """{experiment: [cells]} of every Markdown table row in ``text``."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith('| ') and not line.startswith('| experiment') and not line.startswith('|---'):
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.fixture
+def seed_sweep(tmp_path):
+    bests, lasts = [76.0, 76.5, 77.0], [75.8, 76.2, 76.6]
+    paths = [write_summary(tmp_path, f'wttm_seed{s}.json', WTTM, s, b, l, reference=WTTM_REF)
+             for s, b, l in zip([3, 1, 2], bests, lasts)]
+    paths.append(write_summary(tmp_path, 'atkd.json', 'cifar100/atkd/wrn_16_2_from_wrn_40_2', 1, 75.0, 74.5,
+                               reference={'paper': 'ATKD (arXiv 2503.09030)', 'table': 'not retrievable',
+                                          'top1': None, 'note': 'no table'}))
+    paths.append(write_summary(tmp_path, 'in1k.json', 'ilsvrc2012/wttm/resnet18_from_resnet34', 0, 72.0, 71.9,
+                               dataset='ilsvrc2012', reference={'paper': 'TTM (ICLR 2024)', 'table': 'Table 5',
+                                                                'top1': 72.19}))
+    return paths
+
+
+def test_table_per_dataset_with_mean_sample_std_and_paper_difference(seed_sweep, capsys):
+    assert report.main([str(p) for p in seed_sweep]) == 0
+    out = capsys.readouterr().out
+    assert out.index('### cifar100') < out.index('### ilsvrc2012')
+    rows = table_rows(out)
+    experiment, n, seeds, best, last, paper, diff, source = rows[WTTM]
+    # independent arithmetic: best 76.0/76.5/77.0 -> mean 76.5, sample std 0.5; last 75.8/76.2/76.6 -> 76.2, 0.4
+    assert (n, seeds) == ('3', '1, 2, 3')
+    assert best == '76.50 ± 0.50' and last == '76.20 ± 0.40'
+    assert paper == '76.37' and diff == '-0.17' and source == 'TTM (ICLR 2024) Table 1'
+    assert 'sample standard deviation (n - 1' in out
+
+
+def test_single_run_shows_std_as_na_and_null_paper_as_na(seed_sweep, capsys):
+    assert report.main([str(p) for p in seed_sweep]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    _, n, seeds, best, last, paper, diff, _ = rows['cifar100/atkd/wrn_16_2_from_wrn_40_2']
+    assert (n, seeds, best, last, paper, diff) == ('1', '1', '75.00 ± n/a', '74.50 ± n/a', 'n/a', 'n/a')
+    _, _, seeds, _, last, paper, diff, _ = rows['ilsvrc2012/wttm/resnet18_from_resnet34']
+    assert (seeds, last, paper, diff) == ('0', '71.90 ± n/a', '72.19', '-0.29')
+
+
+def test_mean_std_is_sample_not_population():
+    values = [1.0, 2.0, 3.0, 4.0]
+    mean, std = report.mean_std(values)
+    assert mean == 2.5
+    assert math.isclose(std, math.sqrt(sum((v - 2.5) ** 2 for v in values) / 3))  # n - 1 = 3, not n = 4
+    assert report.mean_std([5.0]) == (5.0, None)
+
+
+def test_unseeded_runs_are_counted_and_listed(tmp_path, capsys):
+    paths = [write_summary(tmp_path, f'r{i}.json', WTTM, None, 70.0 + i, 70.0 + i) for i in range(2)]
+    paths.append(write_summary(tmp_path, 'r7.json', WTTM, 7, 73.0, 73.0))
+    assert report.main([str(p) for p in paths]) == 0
+    _, n, seeds, *_ = table_rows(capsys.readouterr().out)[WTTM]
+    assert (n, seeds) == ('3', '7, 2 unseeded')
+
+
+def test_dataset_null_is_grouped_visibly(tmp_path, capsys):
+    path = write_summary(tmp_path, 'x.json', 'my_experiment', 1, 50.0, 49.0, dataset=None)
+    assert report.main([str(path)]) == 0
+    assert '### (dataset not recorded)' in capsys.readouterr().out
+
+
+# ---- bad input: one line on stderr naming the file (and the key), exit status 1 ----
+def run_error(argv, capsys):
+    assert report.main([str(a) for a in argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    assert 'Traceback' not in captured.err
+    return captured.err
+
+
+def test_missing_file(tmp_path, capsys):
+    err = run_error([tmp_path / 'nope.json'], capsys)
+    assert 'nope.json: no such file' in err
+
+
+def test_invalid_json(tmp_path, capsys):
+    path = tmp_path / 'broken.json'
+    path.write_text('{"format": 1,')
+    assert 'broken.json: not valid JSON' in run_error([path], capsys)
+
+
+@pytest.mark.parametrize('key', ['experiment', 'best', 'last', 'seed', 'reference', 'dataset', 'epochs', 'format'])
+def test_missing_key_names_file_and_key(tmp_path, capsys, key):
+    path = write_summary(tmp_path, 'partial.json', WTTM, 1, 70.0, 70.0, drop=[key])
+    err = run_error([path], capsys)
+    assert 'partial.json' in err
+    expected = {'best': 'best.top1', 'last': 'last.top1'}.get(key, key)
+    assert f"missing key '{expected}'" in err
+
+
+def test_missing_nested_key(tmp_path, capsys):
+    path = write_summary(tmp_path, 'nested.json', WTTM, 1, 70.0, 70.0, last={'epoch': 3, 'top5': 1.0})
+    assert "nested.json: missing key 'last.top1'" in run_error([path], capsys)
+
+
+def test_missing_epoch_metric(tmp_path, capsys):
+    path = write_summary(tmp_path, 'ep.json', WTTM, 1, 70.0, 70.0, epochs=[{'epoch': 1, 'lr': 0.1}])
+    assert "ep.json: missing key 'epochs[0].val_top1'" in run_error([path], capsys)
+
+
+def test_wrong_format_version(tmp_path, capsys):
+    path = write_summary(tmp_path, 'v2.json', WTTM, 1, 70.0, 70.0, format=2)
+    assert 'v2.json: run-summary format 2 is not supported (expected 1)' in run_error([path], capsys)
+
+
+def test_non_numeric_top1(tmp_path, capsys):
+    path = write_summary(tmp_path, 'nan.json', WTTM, 1, 70.0, 70.0, best={'epoch': 1, 'top1': None})
+    assert "nan.json: 'best.top1' must be a finite number, got None" in run_error([path], capsys)
+
+
+def test_json_that_is_not_an_object(tmp_path, capsys):
+    path = tmp_path / 'list.json'
+    path.write_text('[1, 2]')
+    assert 'list.json: expected a JSON object (a run summary), got list' in run_error([path], capsys)
+
+
+def test_directory_instead_of_files(tmp_path, capsys):
+    assert 'is a directory; pass run-summary files' in run_error([tmp_path], capsys)
+
+
+def test_same_file_twice(tmp_path, capsys):
+    path = write_summary(tmp_path, 'one.json', WTTM, 1, 70.0, 70.0)
+    assert 'given twice' in run_error([path, path], capsys)
+
+
+def test_duplicate_seed_of_one_experiment(tmp_path, capsys):
+    a = write_summary(tmp_path, 'a.json', WTTM, 1, 70.0, 70.0)
+    b = write_summary(tmp_path, 'b.json', WTTM, 1, 71.0, 71.0)
+    err = run_error([a, b], capsys)
+    assert 'b.json: same experiment' in err and 'seed 1' in err and 'a.json' in err
+
+
+def test_inconsistent_reference_of_one_experiment(tmp_path, capsys):
+    a = write_summary(tmp_path, 'a.json', WTTM, 1, 70.0, 70.0, reference=WTTM_REF)
+    b = write_summary(tmp_path, 'b.json', WTTM, 2, 71.0, 71.0, reference={**WTTM_REF, 'top1': 70.0})
+    assert 'b.json: reference.top1 70.0 differs from 76.37 in' in run_error([a, b], capsys)
+
+
+def test_no_arguments_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        report.main([])
+    assert exit_.value.code == 2
+    assert 'RUN_SUMMARY' in capsys.readouterr().err
+
+
+# ---- --plot ----
+def test_plot_without_matplotlib_is_a_clear_error(seed_sweep, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # makes `import matplotlib` raise ImportError
+    out = tmp_path / 'curves.png'
+    err = run_error([*seed_sweep, '--plot', out], capsys)
+    assert "--plot needs matplotlib, which is not installed: pip install 'ttm_torchdistill[plot]'" in err
+    assert not out.exists()
+
+
+def test_plot_writes_png(seed_sweep, tmp_path, capsys):
+    pytest.importorskip('matplotlib', reason='matplotlib (the optional "plot" extra) is not installed')
+    out = tmp_path / 'curves.png'
+    assert report.main([*map(str, seed_sweep), '--plot', str(out)]) == 0
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    import matplotlib.image
+    height, width = matplotlib.image.imread(str(out)).shape[:2]
+    assert width > height > 100  # two dataset panels side by side
+    captured = capsys.readouterr()
+    assert f'wrote {out}' in captured.err and '### cifar100' in captured.out
+
+
+def test_plot_notes_runs_without_epochs(tmp_path, capsys):
+    pytest.importorskip('matplotlib', reason='matplotlib (the optional "plot" extra) is not installed')
+    path = write_summary(tmp_path, 'empty.json', WTTM, 1, 70.0, 70.0, epochs=[])
+    assert report.main([str(path), '--plot', str(tmp_path / 'p.png')]) == 0
+    assert 'empty.json: no epochs recorded, not drawn' in capsys.readouterr().err
