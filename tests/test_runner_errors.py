@@ -14,6 +14,7 @@ from ttm_torchdistill import cli
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
+NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=']  # so that the dataset is the first problem
 
 
 @pytest.fixture
@@ -97,7 +98,8 @@ def test_set_without_equals(workdir, capsys):
 def test_missing_dataset_folder_without_download(workdir, capsys):
     # The root override must act before the dataset is built: the message names the overridden folder.
     missing = str(workdir / 'nowhere' / 'cifar100')
-    line = run_error(capsys, ['--config', CIFAR, '--set', f'datasets.cifar100/train.init.kwargs.root={missing}'])
+    line = run_error(capsys, ['--config', CIFAR, '--set', f'datasets.cifar100/train.init.kwargs.root={missing}']
+                     + NO_TEACHER_CKPT)
     assert f"dataset 'cifar100/train' (torchvision.datasets.CIFAR100) could not be loaded from {missing}" in line
     assert 'cifar-100-python' in line and 'cifar-100-python.tar.gz' in line
 
@@ -106,14 +108,16 @@ def test_missing_dataset_folder_with_failing_download(workdir, capsys, monkeypat
     def offline(*args, **kwargs):
         raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
     monkeypatch.setattr(urllib.request, 'urlopen', offline)
-    line = run_error(capsys, ['--config', CIFAR, '--set', 'datasets.cifar100/train.init.kwargs.download=True'])
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'datasets.cifar100/train.init.kwargs.download=True']
+                     + NO_TEACHER_CKPT)
     root = os.path.abspath('resource/dataset/cifar100')
     assert f'could not be loaded from {root}' in line
     assert 'downloading it failed' in line
 
 
 def test_unknown_dataset_class_is_a_config_error(workdir, capsys):
-    line = run_error(capsys, ['--config', CIFAR, '--set', 'datasets.cifar100/train.key=torchvision.datasets.CIFAR1000'])
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'datasets.cifar100/train.key=torchvision.datasets.CIFAR1000']
+                     + NO_TEACHER_CKPT)
     assert "dataset 'cifar100/train' (torchvision.datasets.CIFAR1000) cannot be built from the config" in line
     assert 'CIFAR1000' in line
 
@@ -121,6 +125,12 @@ def test_unknown_dataset_class_is_a_config_error(workdir, capsys):
 def test_missing_teacher_checkpoint_names_path(workdir, capsys):
     line = run_error(capsys, ['--config', TINY, '--set', 'models.teacher_model.src_ckpt=ckpt/typo.pt'])
     assert 'checkpoint not found: ckpt/typo.pt (models.teacher_model.src_ckpt)' in line
+
+
+def test_missing_checkpoint_reported_before_datasets_are_built(workdir, capsys):
+    # The CIFAR config's data folder is missing too: the checkpoint typo is reported first, before any download.
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'models.teacher_model.src_ckpt=typo.pth'])
+    assert line.startswith('error: checkpoint not found: typo.pth (models.teacher_model.src_ckpt)')
 
 
 def test_mismatched_teacher_checkpoint_names_keys(workdir, capsys):

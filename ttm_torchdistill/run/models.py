@@ -110,6 +110,21 @@ def _preview(keys: List[str], limit: int = 6) -> str:
     return shown + (f', ... ({len(keys)} in total)' if len(keys) > limit else '')
 
 
+def missing_checkpoint(path: str, where: str) -> RunError:
+    """The error for a checkpoint path that does not exist."""
+    return RunError(f'checkpoint not found: {path} ({where}); fix the path or fetch it first '
+                    f'(e.g. python -m ttm_torchdistill fetch-teachers)')
+
+
+def check_checkpoint_paths(models: Dict[str, Any]) -> None:
+    """Fail on a missing local ``src_ckpt`` before datasets are built or downloaded (a typo should cost seconds)."""
+    for name, model_config in models.items():
+        path = model_config.get('src_ckpt') if isinstance(model_config, dict) else None
+        if isinstance(path, str) and path and not path.startswith(('http://', 'https://')) \
+                and not os.path.isfile(os.path.expanduser(path)):
+            raise missing_checkpoint(path, f'models.{name}.src_ckpt')
+
+
 def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool, logger,
                  allow_pickle: bool = False) -> bool:
     """Load ``path`` into ``model`` strictly; returns False when skipped (no path, or missing under smoke).
@@ -132,8 +147,7 @@ def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool,
             if smoke:
                 logger.warning(f'{where}: checkpoint {path} does not exist; smoke run continues with random weights')
                 return False
-            raise RunError(f'checkpoint not found: {path} ({where}); fix the path or fetch it first '
-                           f'(e.g. python -m ttm_torchdistill fetch-teachers)')
+            raise missing_checkpoint(path, where)
         try:
             ckpt = torch.load(expanded, map_location='cpu', weights_only=not allow_pickle)
         except pickle.UnpicklingError as exc:

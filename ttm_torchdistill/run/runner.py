@@ -30,7 +30,7 @@ from .config import load_config
 from .data import build_real_datasets, build_smoke_datasets, check_dataset_ids, num_classes_of
 from .distributed import DistContext, all_reduce_sum, any_rank, cleanup, ensure_ddp, init_distributed, unwrap
 from .errors import RunError
-from .models import build_model, check_loss_keys, load_weights
+from .models import build_model, check_checkpoint_paths, check_loss_keys, load_weights
 from .progress import EpochProgress, LossTermRecorder, evaluate, format_duration, temperature_stats
 from .smoke import apply_smoke, iter_loader_configs, iter_train_stage_configs
 from .summary import build_summary, write_summary
@@ -263,6 +263,8 @@ def run(opts: RunOptions) -> int:
                          if where.endswith('train_data_loader')}
             datasets = build_smoke_datasets(loaded, num_classes_of(config), train_ids)
         else:
+            check_checkpoint_paths(config.get('models') or dict())
+            _check_box_ckpts(config, smoke=False)
             datasets = build_real_datasets(loaded)
         config['datasets'] = datasets
         check_dataset_ids(config, datasets)
