@@ -148,6 +148,11 @@ def test_resume_with_nothing_to_resume(workdir, capsys):
     assert '--resume: nothing to resume, no last-epoch checkpoint at ckpt/tiny_kd/student.last.pt' in line
 
 
+def test_resume_with_start_epoch_is_refused(workdir, capsys):
+    line = run_error(capsys, ['--config', TINY, '--resume', '--start_epoch', '2'])
+    assert line == 'error: --resume takes the epoch from the last-epoch checkpoint; drop --start_epoch'
+
+
 def test_test_only_without_trained_student(workdir, capsys):
     line = run_error(capsys, ['--config', TINY, '-test_only'])
     assert '-test_only: no trained student at ckpt/tiny_kd/student.pt' in line

@@ -102,6 +102,14 @@ def test_load_last_refuses_other_files(tmp_path):
         checkpoint.load_last(path)
 
 
+def test_summary_without_epochs_has_no_sentinel_values():
+    from ttm_torchdistill.run.summary import build_summary
+    summary = build_summary('x.yaml', None, None, 1, [], {'epoch': None, 'top1': -1.0, 'top5': None},
+                            {'student': {'top1': 1.0, 'top5': 2.0}, 'teacher': None}, {'best': 'a', 'last': 'b'}, 0.5)
+    assert summary['best'] == {'epoch': None, 'top1': None, 'top5': None}
+    assert summary['last'] == {'epoch': None, 'top1': None, 'top5': None}
+
+
 @pytest.mark.parametrize('path, expected', [
     ('configs/cifar100/wttm/wrn_16_2_from_wrn_40_2.yaml', ('cifar100/wttm/wrn_16_2_from_wrn_40_2', 'cifar100')),
     ('/x/configs/ilsvrc2012/wttm/resnet18_from_resnet34.yaml', ('ilsvrc2012/wttm/resnet18_from_resnet34',

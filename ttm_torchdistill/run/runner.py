@@ -237,6 +237,8 @@ def _test_loader(config, datasets, ctx):
 
 def run(opts: RunOptions) -> int:
     """Run one config; returns the process exit code (errors are raised as :class:`RunError`)."""
+    if opts.resume and opts.start_epoch:
+        raise RunError('--resume takes the epoch from the last-epoch checkpoint; drop --start_epoch')
     wall_start = time.time()
     ctx = init_distributed(opts.device, opts.world_size, opts.dist_url)
     file_handler = _setup_logging(ctx, opts.run_log)
@@ -331,17 +333,18 @@ def run(opts: RunOptions) -> int:
         if not opts.test_only and ctx.is_main:
             history = state['history']
             best = state['best']
-            last = history[-1] if history else None
             checkpoints = {'best': dst_ckpt, 'last': last_ckpt_path(dst_ckpt)}
             summary = build_summary(opts.config, config.get('reference'), opts.seed, ctx.world_size, history,
                                     best, test, checkpoints, state['wall_time_s'])
             json_path = summary_path(dst_ckpt)
             write_summary(json_path, summary)
             def fmt(metrics):
-                return 'n/a' if not metrics else f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
-            logger.info(f'Summary: student best val {fmt(best)} (epoch {best["epoch"]}); last val '
-                        f'{fmt(last and {"top1": last["val_top1"], "top5": last["val_top5"]})} '
-                        f'(epoch {last["epoch"] if last else None}); test {fmt(test["student"])}; teacher test '
+                if not metrics or metrics.get('top1') is None:
+                    return 'n/a'
+                return f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
+            logger.info(f'Summary: student best val {fmt(summary["best"])} (epoch {summary["best"]["epoch"]}); '
+                        f'last val {fmt(summary["last"])} (epoch {summary["last"]["epoch"]}); '
+                        f'test {fmt(test["student"])}; teacher test '
                         f'{fmt(test["teacher"])}; wall time {format_duration(state["wall_time_s"])}')
             logger.info(f'Checkpoints: best {dst_ckpt}  last {checkpoints["last"]}  summary {json_path}')
         if opts.smoke:

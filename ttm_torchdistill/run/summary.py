@@ -41,7 +41,8 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], seed: O
         'format': SUMMARY_FORMAT, 'config': config_path, 'experiment': experiment, 'dataset': dataset,
         'reference': reference if isinstance(reference, dict) else None, 'seed': seed, 'world_size': world_size,
         'epochs': epochs,
-        'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')},
+        'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')}
+        if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
         'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
         {'epoch': None, 'top1': None, 'top5': None},
         'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s,
