@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('-adjust_lr', action='store_true',
                         help='multiply the learning rate by the world size in distributed runs')
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='override a value of the YAML before it is built; KEY is a dotted path, VALUE a '
-                             'YAML scalar or list; repeatable, e.g. --set train.num_epochs=1 '
+                        help='override a value of the YAML before it is built; KEY is a dotted path, VALUE is '
+                             'YAML (number, string, list or mapping); repeatable, e.g. --set train.num_epochs=1 '
                              '--set "train.scheduler.kwargs.milestones=[150, 180, 210]"')
     parser.add_argument('--resume', action='store_true',
                         help='continue from <dst_ckpt stem>.last<suffix> (written after every epoch) at the next '
