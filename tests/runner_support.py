@@ -1,0 +1,169 @@
+"""Test-only helpers for the runner tests: tiny models (test-only registry keys), tiny datasets, a tiny CIFAR-100.
+
+Imported by the runner tests and, in subprocess runs, by configs through ``dependencies: [{name: runner_support}]``
+(the ``tests`` folder is put on ``PYTHONPATH``).
+"""
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ttm_torchdistill._registry import mid_level_loss, model, pre_epoch_process
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
+CONFIG_DIR = os.path.join(TESTS_DIR, 'configs')
+
+
+@model('test_runner_tiny_bn_net')
+class TinyBNNet(nn.Module):
+    """conv3x3 -> BatchNorm -> ReLU -> global average pool -> linear (has BatchNorm buffers)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@model('test_runner_tiny_linear_net')
+class TinyLinearNet(nn.Module):
+    """Flatten -> linear -> ReLU -> linear: no BatchNorm, so DDP equals one process on the global batch."""
+
+    def __init__(self, num_classes: int = 10, in_features: int = 3 * 8 * 8, hidden: int = 16):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+@model('test_runner_nan_net')
+class NaNAfterNet(TinyLinearNet):
+    """Outputs NaN from its ``nan_from_call``-th forward in train mode on (to test the non-finite-loss stop)."""
+
+    def __init__(self, num_classes: int = 10, nan_from_call: int = 3, **kwargs):
+        super().__init__(num_classes=num_classes, **kwargs)
+        self.nan_from_call = nan_from_call
+        self.calls = 0
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.nan_from_call:
+                out = out * float('nan')
+        return out
+
+
+class TinyTensorDataset(Dataset):
+    """``num_samples`` random images (fixed by ``seed``) with labels ``i % num_classes``; optional per-item delay."""
+
+    def __init__(self, num_samples: int = 32, image_size: int = 8, num_classes: int = 10, seed: int = 0,
+                 delay_s: float = 0.0):
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(num_samples, 3, image_size, image_size, generator=generator)
+        self.targets = [i % num_classes for i in range(num_samples)]
+        self.delay_s = delay_s
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        if self.delay_s:
+            import time
+            time.sleep(self.delay_s)
+        return self.images[index], self.targets[index]
+
+
+def every_index_sampler(dataset, **kwargs):
+    """SequentialSampler accepting (and ignoring) DistributedSampler's kwargs such as ``shuffle``."""
+    return torch.utils.data.SequentialSampler(dataset)
+
+
+def write_tiny_cifar100(root: str, num_train: int = 40, num_test: int = 20, seed: int = 0) -> str:
+    """Write ``root/cifar-100-python/{train,test,meta}`` in torchvision's on-disk format; returns ``root``.
+
+    Labels cycle through 0..99 so every split has several classes; pixels are random. The files' md5 differ from
+    the real archive's, so torchvision's integrity check must be bypassed by the test (and only that).
+    """
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, 'cifar-100-python')
+    os.makedirs(folder, exist_ok=True)
+    for name, count in (('train', num_train), ('test', num_test)):
+        fine = [i % 100 for i in range(count)]
+        entry = {'filenames': [f'{name}_{i}.png' for i in range(count)], 'batch_label': f'tiny {name}',
+                 'fine_labels': fine, 'coarse_labels': [label // 5 for label in fine],
+                 'data': rng.integers(0, 256, size=(count, 3 * 32 * 32), dtype=np.uint8)}
+        with open(os.path.join(folder, name), 'wb') as fp:
+            pickle.dump(entry, fp)
+    meta = {'fine_label_names': [f'class_{i}' for i in range(100)],
+            'coarse_label_names': [f'super_{i}' for i in range(20)]}
+    with open(os.path.join(folder, 'meta'), 'wb') as fp:
+        pickle.dump(meta, fp)
+    return root
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def subprocess_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for CLI subprocesses: this worktree's package and ``tests`` importable, one thread."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT, TESTS_DIR] + [p for p in [env.get('PYTHONPATH')] if p])
+    env['OMP_NUM_THREADS'] = '1'
+    env.update(extra or dict())
+    return env
+
+
+def run_cli(args: List[str], cwd: str, timeout: float = 120, extra_env=None) -> subprocess.CompletedProcess:
+    """Run ``python -m ttm_torchdistill ARGS`` in ``cwd``."""
+    return subprocess.run([sys.executable, '-m', 'ttm_torchdistill'] + args, cwd=cwd, env=subprocess_env(extra_env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pre_epoch_process('test_runner_dump_pre_epoch_process')
+def dump_student_pre_epoch_process(self, epoch=None, **kwargs):
+    """eval_teacher_pre_epoch_process, then save this rank's student and teacher states (``params_rank{r}_epoch{e}.pt``,
+    ``teacher_rank{r}_epoch{e}.pt``)."""
+    from torch import distributed as dist
+    from ttm_torchdistill.processes import eval_teacher_pre_epoch_process
+    eval_teacher_pre_epoch_process(self, epoch=epoch, **kwargs)
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    student = self.student_model.module if hasattr(self.student_model, 'module') else self.student_model
+    torch.save({k: v.detach().clone() for k, v in student.state_dict().items()},
+               f'params_rank{rank}_epoch{epoch}.pt')
+    torch.save({k: v.detach().clone() for k, v in self.teacher_model.state_dict().items()},
+               f'teacher_rank{rank}_epoch{epoch}.pt')
+
+
+@mid_level_loss('test_runner_epoch_recorder')
+class EpochRecorderLoss(nn.Module):
+    """A zero loss recording the epochs handed to ``set_epoch`` (tests the pre-epoch hand-off)."""
+
+    def __init__(self, student_module_path: str = '.', student_module_io: str = 'output'):
+        super().__init__()
+        self.student_module_path, self.student_module_io = student_module_path, student_module_io
+        self.epochs = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def forward(self, student_io_dict, teacher_io_dict, targets=None, *args, **kwargs):
+        return 0.0 * student_io_dict[self.student_module_path][self.student_module_io].sum()

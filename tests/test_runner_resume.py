@@ -1,0 +1,70 @@
+"""``--resume`` after a SIGKILL ends with weights bitwise identical to an uninterrupted run (CPU, fixed seed)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+import runner_support as support
+
+TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
+# 3 epochs of 4 steps; each sample costs 15 ms so that an epoch lasts ~0.5 s and the kill lands mid-run.
+ARGS = ['--config', TINY, '--device', 'cpu', '--seed', '0', '--set',
+        'datasets.tiny/train.init.kwargs={num_samples: 32, image_size: 8, num_classes: 10, seed: 0, delay_s: 0.015}']
+LAST = os.path.join('ckpt', 'tiny_kd', 'student.last.pt')
+
+
+def _prepare(folder):
+    os.makedirs(folder)
+    torch.manual_seed(0)
+    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, os.path.join(folder, 'teacher.pt'))
+    return folder
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    full = _prepare(str(tmp_path / 'uninterrupted'))
+    result = support.run_cli(ARGS, cwd=full)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    killed = _prepare(str(tmp_path / 'killed'))
+    process = subprocess.Popen([sys.executable, '-m', 'ttm_torchdistill'] + ARGS, cwd=killed,
+                               env=support.subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while not os.path.exists(os.path.join(killed, LAST)) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    interrupted = torch.load(os.path.join(killed, LAST), weights_only=False)
+    assert interrupted['epoch'] < 3, 'the run finished before it could be killed'
+    assert not os.path.exists(os.path.join(killed, 'ckpt', 'tiny_kd', 'student.json'))
+
+    result = support.run_cli(ARGS + ['--resume'], cwd=killed)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f'Resuming from {LAST} at epoch {interrupted["epoch"] + 1}/3' in result.stdout
+
+    for name in ('student.last.pt', 'student.pt'):
+        expected = torch.load(os.path.join(full, 'ckpt', 'tiny_kd', name), weights_only=False)
+        resumed = torch.load(os.path.join(killed, 'ckpt', 'tiny_kd', name), weights_only=False)
+        assert expected['epoch'] == resumed['epoch']
+        for key, tensor in expected['model'].items():
+            assert torch.equal(tensor, resumed['model'][key]), f'{name}: {key} differs after resume'
+    with open(os.path.join(full, 'ckpt', 'tiny_kd', 'student.json')) as fp:
+        full_summary = json.load(fp)
+    with open(os.path.join(killed, 'ckpt', 'tiny_kd', 'student.json')) as fp:
+        resumed_summary = json.load(fp)
+    assert [e['epoch'] for e in resumed_summary['epochs']] == [1, 2, 3]
+    for a, b in zip(full_summary['epochs'], resumed_summary['epochs']):
+        assert (a['train_loss'], a['val_top1'], a['lr']) == (b['train_loss'], b['val_top1'], b['lr'])
+    assert resumed_summary['best'] == full_summary['best'] and resumed_summary['test'] == full_summary['test']
+
+    # Resuming a finished run is refused with one line (through `python -m`, so the exit code is the process's).
+    result = support.run_cli(ARGS + ['--resume'], cwd=killed)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f'error: --resume: {LAST} already holds all 3 epochs; nothing to resume'

@@ -1,0 +1,140 @@
+"""Runner building blocks: checkpoint formats and atomic writes, --set parsing, summary naming, smoke edits."""
+import logging
+import os
+
+import pytest
+import torch
+
+import runner_support as support
+from ttm_torchdistill.run import checkpoint
+from ttm_torchdistill.run.config import load_config
+from ttm_torchdistill.run.errors import RunError
+from ttm_torchdistill.run.models import load_weights
+from ttm_torchdistill.run.smoke import apply_smoke
+from ttm_torchdistill.run.summary import experiment_name
+
+TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
+LOGGER = logging.getLogger('test_runner_units')
+
+
+@pytest.mark.parametrize('layout', ['repdistiller', 'bare', 'data_parallel'])
+def test_teacher_checkpoint_layouts_load_as_they_are(tmp_path, layout):
+    torch.manual_seed(0)
+    source = support.TinyBNNet(10, width=4)
+    state = source.state_dict()
+    if layout == 'repdistiller':
+        saved = {'model': state, 'epoch': 240, 'accuracy': 71.2, 'optimizer': {'state': {}}}
+    elif layout == 'bare':
+        saved = state
+    else:
+        saved = {'model': {f'module.{k}': v for k, v in state.items()}}
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(saved, path)
+    target = support.TinyBNNet(10, width=4)
+    assert load_weights(target, path, 'models.teacher_model.src_ckpt', smoke=False, logger=LOGGER)
+    for key, value in state.items():
+        assert torch.equal(target.state_dict()[key], value)
+
+
+def test_missing_checkpoint_is_a_warning_only_in_smoke_runs(tmp_path, caplog):
+    model = support.TinyBNNet(10)
+    with pytest.raises(RunError, match=r'checkpoint not found: .*nope\.pt \(models\.teacher_model\.src_ckpt\)'):
+        load_weights(model, str(tmp_path / 'nope.pt'), 'models.teacher_model.src_ckpt', smoke=False, logger=LOGGER)
+    with caplog.at_level(logging.WARNING):
+        assert not load_weights(model, str(tmp_path / 'nope.pt'), 'models.teacher_model.src_ckpt', smoke=True,
+                                logger=LOGGER)
+    assert 'does not exist; smoke run continues with random weights' in caplog.text
+
+
+def test_pickled_objects_need_allow_pickle(tmp_path):
+    import argparse
+    path = str(tmp_path / 'torchdistill_style.pt')
+    model = support.TinyBNNet(10, width=4)
+    torch.save({'model': model.state_dict(), 'args': argparse.Namespace(seed=0)}, path)
+    with pytest.raises(RunError, match=r'holds Python objects that torch.load\(weights_only=True\) refuses .*'
+                                       r'--allow_pickle'):
+        load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', False, LOGGER)
+    assert load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', False, LOGGER,
+                        allow_pickle=True)
+
+
+def test_not_a_state_dict_is_refused(tmp_path):
+    path = str(tmp_path / 'weird.pt')
+    torch.save({'model': 'not weights'}, path)
+    with pytest.raises(RunError, match='holds neither a state_dict nor a dict with a "model" state_dict'):
+        load_weights(support.TinyBNNet(10), path, 'models.student_model.src_ckpt', smoke=False, logger=LOGGER)
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / 'student.last.pt')
+    checkpoint.atomic_save({'epoch': 1}, path)
+
+    def broken_save(obj, fp):
+        fp.write(b'partial')
+        raise OSError('disk full')
+    monkeypatch.setattr(checkpoint.torch, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'):
+        checkpoint.atomic_save({'epoch': 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {'epoch': 1}
+    assert os.listdir(tmp_path) == ['student.last.pt']
+
+
+def test_last_and_summary_paths():
+    assert checkpoint.last_ckpt_path('./resource/ckpt/a/b.pt') == './resource/ckpt/a/b.last.pt'
+    assert checkpoint.last_ckpt_path('ckpt/model') == 'ckpt/model.last'
+    assert checkpoint.summary_path('./resource/ckpt/a/b.pt') == './resource/ckpt/a/b.json'
+
+
+def test_rng_state_round_trip():
+    import random
+    import numpy as np
+    state = checkpoint.capture_rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    checkpoint.restore_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_load_last_refuses_other_files(tmp_path):
+    path = str(tmp_path / 'x.last.pt')
+    torch.save({'model': {}}, path)
+    with pytest.raises(RunError, match='is not a last-epoch checkpoint written by this runner'):
+        checkpoint.load_last(path)
+
+
+def test_summary_without_epochs_has_no_sentinel_values():
+    from ttm_torchdistill.run.summary import build_summary
+    summary = build_summary('x.yaml', None, None, 1, [], {'epoch': None, 'top1': -1.0, 'top5': None},
+                            {'student': {'top1': 1.0, 'top5': 2.0}, 'teacher': None}, {'best': 'a', 'last': 'b'}, 0.5)
+    assert summary['best'] == {'epoch': None, 'top1': None, 'top5': None}
+    assert summary['last'] == {'epoch': None, 'top1': None, 'top5': None}
+
+
+@pytest.mark.parametrize('path, expected', [
+    ('configs/cifar100/wttm/wrn_16_2_from_wrn_40_2.yaml', ('cifar100/wttm/wrn_16_2_from_wrn_40_2', 'cifar100')),
+    ('/x/configs/ilsvrc2012/wttm/resnet18_from_resnet34.yaml', ('ilsvrc2012/wttm/resnet18_from_resnet34',
+                                                                'ilsvrc2012')),
+    ('my_run.yaml', ('my_run', None)),
+    ('tests/configs/runner_tiny_kd.yaml', ('runner_tiny_kd', None)),
+])
+def test_experiment_name(path, expected):
+    assert experiment_name(path) == expected
+
+
+def test_smoke_edits_config_and_redirects_checkpoints(tmp_path):
+    config = load_config(os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')).config
+    notes = apply_smoke(config, str(tmp_path))
+    assert config['train']['num_epochs'] == 1
+    for loader in (config['train']['train_data_loader'], config['train']['val_data_loader'],
+                   config['test']['test_data_loader']):
+        assert loader['kwargs']['batch_size'] == 4 and loader['kwargs']['num_workers'] == 0
+    assert config['models']['student_model']['dst_ckpt'].startswith(str(tmp_path))
+    assert config['models']['teacher_model']['kwargs']['weights'] is None
+    assert any('pretrained weights' in note for note in notes)
+
+
+@pytest.mark.parametrize('value, expected', [('1e-3', 1e-3), ('"1e-3"', '1e-3'), ('[1, 2]', [1, 2]), ('', None),
+                                             ('true', True), ('abc', 'abc'), ('{a: 1}', {'a': 1})])
+def test_set_value_parsing(value, expected):
+    config = load_config(TINY, [f'train.log_freq={value}']).config
+    assert config['train']['log_freq'] == expected

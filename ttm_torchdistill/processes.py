@@ -1,0 +1,62 @@
+"""Registered torchdistill processes: distil from a teacher in eval mode and hand the epoch to the losses.
+
+torchdistill 1.1.5's default ``pre_epoch_process`` puts the student in train mode but never touches the teacher, so
+a freshly built teacher distils in train mode: BatchNorm normalises with batch statistics and updates its running
+statistics, dropout is active. The authors' code of every method in this package (TTM/WTTM, DIST, DKD, ATKD)
+distils from a teacher in eval mode.
+"""
+from typing import Iterator
+
+from torch import nn
+from torchdistill.core.interfaces.pre_epoch_proc import default_pre_epoch_process_with_teacher
+
+from ._registry import pre_epoch_process
+
+
+def iter_loss_modules(criterion: nn.Module) -> Iterator[nn.Module]:
+    """Every module of a (possibly high-level) torchdistill criterion, including its sub-term criteria.
+
+    ``WeightedSumLoss`` keeps its sub-terms in a plain ``dict`` (``term_dict``), so ``criterion.modules()`` alone
+    does not reach them.
+    """
+    seen = set()
+    roots = [criterion]
+    for term in getattr(criterion, 'term_dict', dict()).values():
+        roots.append(term[0] if isinstance(term, tuple) else term)
+    for root in roots:
+        if not isinstance(root, nn.Module):
+            continue
+        for module in root.modules():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield module
+
+
+@pre_epoch_process('eval_teacher_pre_epoch_process')
+def eval_teacher_pre_epoch_process(self, epoch=None, **kwargs):
+    """torchdistill's default pre-epoch work, then ``teacher.eval()`` and ``set_epoch(epoch + 1)`` on the losses.
+
+    ``epoch`` is torchdistill's 0-indexed epoch; losses receive the 1-indexed epoch as in the authors' code
+    (DKD's warm-up ``min(epoch / warmup, 1)``).
+
+    :param self: the :class:`torchdistill.core.distillation.DistillationBox`.
+    :param epoch: 0-indexed epoch (also used by ``DistributedSampler.set_epoch``).
+    :raises ValueError: if a loss needs the epoch and none was given.
+
+    .. code-block:: yaml
+
+        train:
+          pre_epoch_process: 'eval_teacher_pre_epoch_process'
+    """
+    if not hasattr(self, 'teacher_model'):
+        raise ValueError('eval_teacher_pre_epoch_process needs a teacher (DistillationBox); a teacher-less config '
+                         'should leave train.pre_epoch_process unset')
+    default_pre_epoch_process_with_teacher(self, epoch=epoch, **kwargs)
+    self.teacher_model.eval()
+    for module in iter_loss_modules(self.criterion):
+        set_epoch = getattr(module, 'set_epoch', None)
+        if callable(set_epoch):
+            if epoch is None:
+                raise ValueError(f'{type(module).__name__} needs the epoch (set_epoch), but the pre-epoch process '
+                                 f'was called with epoch=None')
+            set_epoch(epoch + 1)

@@ -1,0 +1,112 @@
+"""Best and last-epoch checkpoints, written atomically, and the state needed for a bitwise-exact ``--resume``.
+
+* best: ``dst_ckpt``, written when validation top-1 improves: ``{'model', 'best_value', 'epoch', 'top1', 'top5'}``
+  (the ``'model'`` key keeps it loadable by torchdistill's ``load_ckpt``);
+* last: ``<stem>.last<suffix>`` next to it, written after every epoch: model, optimizer, scheduler, epoch, best
+  accuracy, per-epoch history, RNG states (python, numpy, torch, CUDA) and the AMP scaler (None: the runner does
+  not use AMP).
+
+Both are written to a temporary file in the same folder and renamed, so a kill mid-write never leaves a
+truncated checkpoint behind.
+"""
+import os
+import random
+import tempfile
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from .errors import RunError
+
+LAST_FORMAT = 1
+
+
+def last_ckpt_path(dst_ckpt: str) -> str:
+    """``resource/ckpt/x.pt`` -> ``resource/ckpt/x.last.pt`` (``x`` -> ``x.last`` without a suffix)."""
+    stem, suffix = os.path.splitext(dst_ckpt)
+    return f'{stem}.last{suffix}'
+
+
+def summary_path(dst_ckpt: str) -> str:
+    """``resource/ckpt/x.pt`` -> ``resource/ckpt/x.json``."""
+    return os.path.splitext(dst_ckpt)[0] + '.json'
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file in the target folder, fsync, then rename over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as fp:
+            torch.save(obj, fp)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Python, numpy, torch CPU and (if present) CUDA generator states."""
+    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    state['cuda'] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    random.setstate(state['python'])
+    np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'])
+    if state.get('cuda') is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def save_best(path: str, model_state: Dict[str, torch.Tensor], epoch: int, top1: float, top5: float) -> None:
+    """Write the best checkpoint (``epoch`` 1-indexed)."""
+    atomic_save({'model': model_state, 'best_value': top1, 'epoch': epoch, 'top1': top1, 'top5': top5}, path)
+
+
+def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best: Dict[str, Any],
+              history: list, world_size: int, wall_time_s: float, scaler=None) -> None:
+    """Write the last-epoch checkpoint (``epoch`` = number of completed epochs)."""
+    atomic_save({
+        'format': LAST_FORMAT, 'model': model_state,
+        'optimizer': optimizer.state_dict() if optimizer is not None else None,
+        'lr_scheduler': lr_scheduler.state_dict() if lr_scheduler is not None else None,
+        'scaler': scaler.state_dict() if scaler is not None else None,
+        'epoch': epoch, 'best_value': best['top1'], 'best': best, 'history': history,
+        'rng': capture_rng_state(), 'world_size': world_size,
+        'wall_time_s': wall_time_s,
+    }, path)
+
+
+def load_last(path: str) -> Dict[str, Any]:
+    """Read a last-epoch checkpoint for ``--resume``.
+
+    :raises RunError: nothing to resume or not a last-epoch checkpoint of this runner.
+    """
+    if not os.path.isfile(path):
+        raise RunError(f'--resume: nothing to resume, no last-epoch checkpoint at {path} '
+                       f'(it is written after each completed epoch)')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as exc:
+        raise RunError(f'--resume: cannot read {path}: {type(exc).__name__}: {exc}') from None
+    if not isinstance(ckpt, dict) or ckpt.get('format') != LAST_FORMAT or 'rng' not in ckpt:
+        raise RunError(f'--resume: {path} is not a last-epoch checkpoint written by this runner')
+    return ckpt
+
+
+def optional_state(obj: Optional[Any], state: Optional[Dict[str, Any]], what: str, path: str) -> None:
+    """Load ``state`` into ``obj`` when both exist; complain when only one does."""
+    if obj is None and state is None:
+        return
+    if obj is None or state is None:
+        raise RunError(f'--resume: {path} {"has" if state is not None else "lacks"} a {what} state but the config '
+                       f'{"does not define" if obj is None else "defines"} one')
+    obj.load_state_dict(state)

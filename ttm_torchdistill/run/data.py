@@ -1,0 +1,194 @@
+"""Build a config's datasets one by one, with a clear message when one is missing, or synthetic ones for ``--smoke``.
+
+A torchvision CIFAR-100 with ``download: True`` on a machine without network fails with a ``URLError`` deep inside
+``urllib``; an ImageFolder pointing at a missing tree fails with ``FileNotFoundError``. Both are turned into one
+line that names the dataset id, the folder that was searched, and how to obtain the data.
+"""
+import logging
+import os
+import urllib.error
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from yaml.nodes import Node, ScalarNode
+
+from .config import LoadedConfig, mapping_value_node
+from .errors import RunError
+
+logger = logging.getLogger('ttm_torchdistill.run')
+CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
+
+
+class SyntheticImageDataset(Dataset):
+    """Deterministic random RGB images with labels ``index % num_classes``, passed through the real transforms.
+
+    Images are PIL images so that the config's own transform pipeline (crop, flip, ToTensor, Normalize) runs
+    exactly as it would on real data; only the pixels are fake.
+
+    :param num_samples: dataset length.
+    :param image_size: ``(height, width)`` of the raw images before the transform.
+    :param num_classes: number of classes; labels cycle through them.
+    :param transform: the configured ``transform`` (or None).
+    :param target_transform: the configured ``target_transform`` (or None).
+    """
+
+    def __init__(self, num_samples: int, image_size: Tuple[int, int], num_classes: int,
+                 transform=None, target_transform=None):
+        self.num_samples = num_samples
+        self.image_size = tuple(image_size)
+        self.num_classes = num_classes
+        self.transform = transform
+        self.target_transform = target_transform
+        self.targets = [i % num_classes for i in range(num_samples)]
+
+    def __len__(self):
+        return self.num_samples
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng(index)
+        pixels = rng.integers(0, 256, size=(*self.image_size, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)  # HxWx3 uint8 -> RGB
+        target = self.targets[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+
+def _scalar(node: Optional[Node]) -> Optional[str]:
+    return node.value if isinstance(node, ScalarNode) else None
+
+
+def _init_kwargs_node(dataset_node: Node) -> Optional[Node]:
+    init = mapping_value_node(dataset_node, 'init')
+    return mapping_value_node(init, 'kwargs') if init is not None else None
+
+
+def _construct_optional(loaded: LoadedConfig, node: Optional[Node]) -> Any:
+    if node is None:
+        return None
+    return loaded.loader.construct_document(node)
+
+
+def dataset_class_key(dataset_node: Node) -> str:
+    """The ``key:`` of an ``!import_call`` dataset entry (e.g. 'torchvision.datasets.CIFAR100'), or ''."""
+    return _scalar(mapping_value_node(dataset_node, 'key')) or ''
+
+
+def _dataset_root(loaded: LoadedConfig, dataset_node: Node) -> Optional[str]:
+    try:
+        root = _construct_optional(loaded, mapping_value_node(_init_kwargs_node(dataset_node), 'root'))
+    except Exception:  # the root itself could not be built: the caller reports the original failure
+        return None
+    return None if root is None else os.path.abspath(os.path.expanduser(str(root)))
+
+
+def _how_to_get(class_key: str, root: Optional[str]) -> str:
+    name = class_key.rsplit('.', 1)[-1]
+    if name == 'CIFAR100':
+        return (f'expected {os.path.join(root or "<root>", "cifar-100-python")}/ with train, test and meta; '
+                f'download {CIFAR100_URL} and extract it into {root or "<root>"} '
+                f'(or run once with network access and download: True)')
+    if name == 'CIFAR10':
+        return (f'expected {os.path.join(root or "<root>", "cifar-10-batches-py")}/; download it from '
+                f'https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root or "<root>"}')
+    if name in ('ImageFolder', 'DatasetFolder'):
+        return (f'expected an ImageFolder tree {root or "<root>"}/<class_name>/<image>; for ILSVRC2012 obtain the '
+                f'images from https://image-net.org and arrange train/ and val/ with one folder per class')
+    if name == 'ImageNet':
+        return f'expected the ILSVRC2012 archives in {root or "<root>"} (torchvision.datasets.ImageNet)'
+    return 'check the dataset root in the config (or override it with --set)'
+
+
+def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
+    """Construct every dataset of the config, turning any failure into one :class:`RunError` line.
+
+    Failures to find or fetch the data (``OSError`` such as ``FileNotFoundError`` or ``URLError``, torchvision's
+    ``RuntimeError('Dataset not found ...')``) name the folder and how to get the data; other failures (unknown
+    class, bad arguments, YAML tag errors) name the dataset entry.
+    """
+    datasets = dict()
+    for dataset_id, node in loaded.dataset_nodes:
+        class_key = dataset_class_key(node)
+        try:
+            datasets[dataset_id] = loaded.loader.construct_document(node)
+        except (OSError, RuntimeError) as exc:
+            root = _dataset_root(loaded, node)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
+                reason = f'the data is not there and downloading it failed ({reason})'
+            raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from '
+                           f'{root or "<no root given>"}: {reason}; {_how_to_get(class_key, root)}') from None
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+            raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
+                           f'config: {type(exc).__name__}: {reason}') from None
+    return datasets
+
+
+# Raw image sizes of the synthetic data (before the configured transform) and default class counts.
+_SMALL_IMAGE_DATASETS = {'CIFAR10': ((32, 32), 10), 'CIFAR100': ((32, 32), 100), 'SVHN': ((32, 32), 10),
+                         'MNIST': ((28, 28), 10), 'FashionMNIST': ((28, 28), 10)}
+_LARGE_IMAGE_SIZE = (256, 256)  # ImageNet-style pipelines resize/crop to 224 from here
+_LARGE_DEFAULT_CLASSES = 1000
+
+
+def smoke_spec(class_key: str, num_classes: Optional[int]) -> Tuple[Tuple[int, int], int]:
+    """Raw image size and class count for a synthetic stand-in of the dataset class ``class_key``."""
+    name = class_key.rsplit('.', 1)[-1]
+    size, default_classes = _SMALL_IMAGE_DATASETS.get(name, (_LARGE_IMAGE_SIZE, _LARGE_DEFAULT_CLASSES))
+    return size, int(num_classes) if num_classes else default_classes
+
+
+def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train_ids=(), train_samples: int = 8,
+                         eval_samples: int = 4) -> Dict[str, SyntheticImageDataset]:
+    """Synthetic datasets standing in for every configured dataset; only the transforms are constructed.
+
+    :param loaded: the loaded config (dataset nodes are not constructed, so nothing is read or downloaded).
+    :param num_classes: class count (from the student's ``num_classes``) or None for the dataset's default.
+    :param train_ids: ids of datasets feeding a training loader (they get ``train_samples``, others
+        ``eval_samples``: two training steps and one evaluation batch at the smoke batch size of 4).
+    """
+    datasets = dict()
+    for dataset_id, node in loaded.dataset_nodes:
+        class_key = dataset_class_key(node)
+        kwargs_node = _init_kwargs_node(node)
+        try:
+            transform = _construct_optional(loaded, mapping_value_node(kwargs_node, 'transform'))
+            target_transform = _construct_optional(loaded, mapping_value_node(kwargs_node, 'target_transform'))
+        except Exception as exc:
+            raise RunError(f'dataset {dataset_id!r}: its transform could not be built: '
+                           f'{type(exc).__name__}: {exc}') from None
+        if transform is None:
+            # Without a transform the synthetic PIL images could not be batched; the config's own dataset class
+            # may build its transform elsewhere (e.g. a wrapper), which a smoke run does not reproduce.
+            from torchvision.transforms import ToTensor
+            logger.warning(f'smoke: dataset {dataset_id!r} has no init.kwargs.transform; using ToTensor()')
+            transform = ToTensor()
+        size, classes = smoke_spec(class_key, num_classes)
+        num_samples = train_samples if dataset_id in train_ids else eval_samples
+        datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
+    return datasets
+
+
+def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:
+    """Every data loader's ``dataset_id`` must name a built dataset (torchdistill would silently skip it)."""
+    from .smoke import iter_loader_configs
+    for where, loader_config in iter_loader_configs(config):
+        dataset_id = loader_config.get('dataset_id')
+        if dataset_id is not None and dataset_id not in datasets:
+            raise RunError(f'{where}.dataset_id is {dataset_id!r}, but the config defines only '
+                           f'{", ".join(map(repr, datasets)) or "no datasets"}')
+
+
+def num_classes_of(config: Dict[str, Any]) -> Optional[int]:
+    """``num_classes`` of the student model's kwargs, if given."""
+    models = config.get('models') or dict()
+    student = models.get('student_model', models.get('model')) or dict()
+    value = (student.get('kwargs') or dict()).get('num_classes')
+    return int(value) if isinstance(value, int) else None
+
+

@@ -1,0 +1,106 @@
+"""Process-group setup for torchrun on CUDA (NCCL) and CPU (gloo), DDP wrapping of the student, metric reduction.
+
+torchdistill 1.1.5's ``init_distributed_mode`` hard-codes NCCL and ``torch.cuda.set_device`` and its
+``wrap_model`` applies DistributedDataParallel only on CUDA, so N CPU processes would train N unsynchronised
+copies. Here the backend follows the device and the student is always DDP-wrapped when distributed.
+"""
+import logging
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+from torch import distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torchdistill.common.constant import def_logger
+from torchdistill.common.module_util import check_if_wrapped
+
+from .errors import RunError
+
+
+@dataclass
+class DistContext:
+    """Where this process runs: ``distributed``, ``rank``, ``world_size``, ``device`` and DDP ``device_ids``."""
+    distributed: bool
+    rank: int
+    world_size: int
+    device: torch.device
+    device_ids: Optional[List[int]]
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistContext:
+    """Join the process group set up by torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), if any.
+
+    :param device_name: ``--device`` (``cuda``, ``cuda:1``, ``cpu``).
+    :param world_size: ``--world_size`` (torchrun's ``WORLD_SIZE`` wins when they differ).
+    :param dist_url: ``--dist_url`` (``env://`` under torchrun).
+    """
+    try:
+        device = torch.device(device_name)
+    except RuntimeError as exc:
+        raise RunError(f'--device {device_name!r} is not a valid torch device: {exc}') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RunError(f'--device {device_name} requested but CUDA is not available (use --device cpu)')
+    if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ:
+        if world_size > 1:
+            raise RunError(f'--world_size {world_size} needs one process per rank: launch with '
+                           f'torchrun --nproc_per_node={world_size} -m ttm_torchdistill ...')
+        return DistContext(False, 0, 1, device, None)
+    rank = int(os.environ['RANK'])
+    env_world_size = int(os.environ['WORLD_SIZE'])
+    local_rank = int(os.environ.get('LOCAL_RANK', rank))
+    device_ids = None
+    if device.type == 'cuda':
+        torch.cuda.set_device(local_rank)
+        device = torch.device('cuda', local_rank)
+        device_ids = [local_rank]
+    backend = 'nccl' if device.type == 'cuda' else 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, init_method=dist_url, world_size=env_world_size, rank=rank)
+    # Only rank 0 talks: other ranks keep warnings and errors.
+    if rank != 0:
+        def_logger.setLevel(logging.WARNING)
+    if world_size not in (1, env_world_size) and rank == 0:
+        def_logger.warning(f'--world_size {world_size} differs from torchrun WORLD_SIZE={env_world_size}; '
+                           f'using {env_world_size}')
+    return DistContext(True, rank, env_world_size, device, device_ids)
+
+
+def ensure_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
+    """Wrap ``model`` in DistributedDataParallel (CPU or CUDA) unless it is already wrapped or frozen."""
+    if not ctx.distributed or check_if_wrapped(model):
+        return model
+    if not any(p.requires_grad for p in model.parameters()):
+        return model
+    return DistributedDataParallel(model, device_ids=ctx.device_ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside (Distributed)DataParallel."""
+    return model.module if check_if_wrapped(model) else model
+
+
+def all_reduce_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
+    """Sum ``values`` over ranks (float64; identity when not distributed)."""
+    if not ctx.distributed:
+        return list(values)
+    # NCCL reduces only CUDA tensors; gloo only CPU tensors.
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True if ``flag`` is true on any rank."""
+    return all_reduce_sum([1.0 if flag else 0.0], ctx)[0] > 0
+
+
+def cleanup(ctx: DistContext) -> None:
+    """Leave the process group."""
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,59 @@
+"""The machine-readable run summary (``<dst_ckpt without suffix>.json``) read by ``python -m ttm_torchdistill report``.
+
+Schema (format 1)::
+
+    {"format": 1, "config": str, "experiment": str, "dataset": str|null, "reference": dict|null,
+     "seed": int|null, "world_size": int,
+     "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s"}],
+     "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
+     "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
+     "checkpoints": {"best": str, "last": str}, "wall_time_s": float}
+"""
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+SUMMARY_FORMAT = 1
+
+
+def experiment_name(config_path: str) -> Tuple[str, Optional[str]]:
+    """``configs/cifar100/wttm/a_from_b.yaml`` -> ``('cifar100/wttm/a_from_b', 'cifar100')``; else ``(stem, None)``.
+
+    The part below the last ``configs`` folder of the path names the experiment; its first folder the dataset.
+    """
+    parts = os.path.normpath(os.path.abspath(os.path.expanduser(config_path))).split(os.sep)
+    stem = os.path.splitext(parts[-1])[0]
+    if 'configs' in parts[:-1]:
+        index = len(parts) - 1 - parts[::-1].index('configs')
+        below = parts[index + 1:-1] + [stem]
+        if len(below) > 1:
+            return '/'.join(below), below[0]
+    return stem, None
+
+
+def build_summary(config_path: str, reference: Optional[Dict[str, Any]], seed: Optional[int], world_size: int,
+                  epochs: List[Dict[str, Any]], best: Dict[str, Any], test: Dict[str, Any],
+                  checkpoints: Dict[str, str], wall_time_s: float) -> Dict[str, Any]:
+    """Assemble the summary dict with exactly the keys of the schema above."""
+    experiment, dataset = experiment_name(config_path)
+    last = epochs[-1] if epochs else None
+    return {
+        'format': SUMMARY_FORMAT, 'config': config_path, 'experiment': experiment, 'dataset': dataset,
+        'reference': reference if isinstance(reference, dict) else None, 'seed': seed, 'world_size': world_size,
+        'epochs': epochs,
+        'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')}
+        if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
+        'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
+        {'epoch': None, 'top1': None, 'top5': None},
+        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s,
+    }
+
+
+def write_summary(path: str, summary: Dict[str, Any]) -> None:
+    """Write ``summary`` as JSON atomically (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as fp:
+        json.dump(summary, fp, indent=2)
+        fp.write('\n')
+    os.replace(tmp, path)
