@@ -81,6 +81,9 @@ def _setup_logging(ctx: DistContext, run_log: Optional[str]) -> Optional[logging
         handler.setFormatter(logging.Formatter(LOGGING_FORMAT, datefmt='%Y/%m/%d %H:%M:%S'))
         root.addHandler(handler)
     root.setLevel(logging.INFO if ctx.is_main else logging.WARNING)
+    # torchdistill logs two INFO lines for every YAML tag it executes ("Getting/Calling `X` from `y`"): dozens per
+    # config, drowning the progress lines. Its warnings still show.
+    logging.getLogger('torchdistill.common.main_util').setLevel(logging.WARNING)
     if run_log and ctx.is_main:
         path = os.path.expanduser(run_log)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
