@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +21,16 @@ def reference_dir() -> Path:
 def load_reference(name: str) -> dict:
     with open(reference_dir() / name) as f:
         return json.load(f)
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """Run a test module on one intra-op thread (use with ``pytestmark = pytest.mark.usefixtures(...)``).
+
+    Batch-2 model work gains nothing from intra-op threads, and on a busy 2-core machine their spin-waiting
+    makes such tests several times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

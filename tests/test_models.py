@@ -25,14 +25,7 @@ PLUGIN_KEYS = sorted(key for key, obj in MODEL_DICT.items()
                      if getattr(obj, '__module__', '').startswith('ttm_torchdistill.'))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    # Batch-2 work gains nothing from intra-op threads, and on a busy 2-core machine their spin-waiting
-    # makes these tests several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _golden(key):

@@ -20,14 +20,7 @@ from ttm_torchdistill.teachers import FetchError, fetch_teachers, main
 SMALL = ('resnet56', 'resnet110')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    # Batch-2 work gains nothing from intra-op threads, and on a busy 2-core machine their spin-waiting
-    # makes these tests several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _checkpoint_bytes(key, seed):

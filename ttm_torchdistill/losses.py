@@ -8,7 +8,6 @@ Registered keys: ``TTMLoss``, ``WTTMLoss``, ``ATDISTLoss``, ``ATKDLoss``, ``DKDL
 """
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from . import functional as F

@@ -21,12 +21,12 @@ Authors' code: https://github.com/HobbitLong/RepDistiller/blob/master/models/mob
       kwargs:
         num_classes: 100
 """
-import math
 
 import torch
 from torch import nn
 
 from .._registry import model
+from ._init import he_fan_out_init_, small_normal_linear_
 
 # (expansion t, output channels c, repeats n, first stride s) as in Table 2 of the MobileNetV2 paper,
 # except the second stage, whose stride RepDistiller sets to 1 (2 in the paper) for 32x32 inputs.
@@ -96,16 +96,7 @@ class CifarMobileNetV2(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, num_classes))
         # The total stride is 16, so a 32x32 input ends at 2x2: this window is global pooling there.
         self.avgpool = nn.AvgPool2d(input_size // 16, ceil_mode=True)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        he_fan_out_init_(self, linear=small_normal_linear_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .._registry import model
+from ._init import he_fan_out_init_
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -82,12 +83,7 @@ class CifarResNet(nn.Module):
         # A fixed 8x8 window, as in RepDistiller: global pooling for 32x32 inputs.
         self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(widths[3], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_fan_out_init_(self)
 
     @staticmethod
     def _make_stage(in_planes: int, planes: int, num_blocks: int, stride: int) -> nn.Sequential:

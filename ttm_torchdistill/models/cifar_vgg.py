@@ -23,7 +23,6 @@ Authors' code: https://github.com/HobbitLong/RepDistiller/blob/master/models/vgg
         num_classes: 100
       src_ckpt: './resource/ckpt/cifar100/teachers/vgg13_vanilla/ckpt_epoch_240.pth'
 """
-import math
 from typing import List, Sequence
 
 import torch
@@ -31,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._registry import model
+from ._init import he_fan_out_init_, small_normal_linear_
 
 # Output channels of the 3x3 convolutions of each of the five blocks.
 _CONFIGS = {
@@ -72,17 +72,7 @@ class CifarVGG(nn.Module):
         self.pool3 = nn.MaxPool2d(kernel_size=2, stride=2)
         self.pool4 = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Linear(config[-1][-1], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        he_fan_out_init_(self, linear=small_normal_linear_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height = x.shape[2]

@@ -22,7 +22,6 @@ Authors' code: https://github.com/HobbitLong/RepDistiller/blob/master/models/wrn
         num_classes: 100
       src_ckpt: './resource/ckpt/cifar100/teachers/wrn_40_2_vanilla/ckpt_epoch_240.pth'
 """
-import math
 from typing import Optional
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._registry import model
+from ._init import he_fan_out_init_, zero_bias_linear_
 
 
 class WideBasicBlock(nn.Module):
@@ -94,16 +94,7 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(channels[3], num_classes)
         self.nChannels = channels[3]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # He init with fan_out, as in the WRN and RepDistiller code.
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        he_fan_out_init_(self, linear=zero_bias_linear_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.conv1(x))))

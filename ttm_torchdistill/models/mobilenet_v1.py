@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .._registry import model
+from ._init import he_fan_out_init_
 
 # (output channels, stride) of the thirteen depthwise-separable layers (Table 1 of the paper).
 _SEPARABLE_LAYERS = [
@@ -48,6 +49,13 @@ def _separable(in_channels: int, out_channels: int, stride: int) -> nn.Sequentia
         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
+
+def _uniform_fan_out_linear_(m: nn.Linear) -> None:
+    """uniform(+-1/sqrt(fan_out)) weights and zero bias for the classifier (TensorFlow-style, as the DIST code)."""
+    bound = 1.0 / math.sqrt(m.weight.size(0))
+    nn.init.uniform_(m.weight, -bound, bound)
+    nn.init.zeros_(m.bias)
+
 class MobileNetV1(nn.Module):
     """MobileNet V1, width multiplier 1.0.
 
@@ -67,17 +75,7 @@ class MobileNetV1(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         # TensorFlow-style initialisation, as in the DIST code: He normal with fan-out for convolutions,
         # uniform(+-1/sqrt(fan_out)) for the classifier.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.weight.size(0))
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        he_fan_out_init_(self, linear=_uniform_fan_out_linear_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.model(x).flatten(1))
