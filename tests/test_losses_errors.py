@@ -49,7 +49,12 @@ def test_adapters_check_temperature_at_construction(key, bad, error, message):
 
 @pytest.mark.parametrize('key', LOSS_KEYS)
 def test_adapters_reject_misspelt_arguments(key):
-    with pytest.raises(TypeError, match="unexpected keyword argument 'temprature'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'standardise'"):
+        get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0, 'standardise': True}})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'student_module_pth'"):
+        get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0, 'student_module_pth': 'fc'}})
+    # a misspelt required argument is reported as missing (TTM/WTTM) or as unexpected (the others)
+    with pytest.raises(TypeError, match="'temperature'|'temprature'"):
         get_mid_level_loss({'key': key, 'kwargs': {'temprature': 2.0}})
 
 

@@ -19,6 +19,9 @@ __all__ = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss']
 class _LogitDistillationLoss(nn.Module):
     """Base of the adapters: where the logits come from, and the temperature they share.
 
+    Adapters forward their ``**paths`` here, so the four path arguments are declared once; a misspelt argument
+    of any adapter ends up here and raises ``TypeError``.
+
     :param temperature: a positive number or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum logit of the teacher only.
     :param student_module_path: module path of the student's logits (``'.'``: the model output).
@@ -27,8 +30,8 @@ class _LogitDistillationLoss(nn.Module):
     :param teacher_module_io: ``'input'`` or ``'output'`` of that module.
     """
 
-    def __init__(self, temperature: F.Temperature, teacher_only_max: bool, student_module_path: str,
-                 student_module_io: str, teacher_module_path: str, teacher_module_io: str):
+    def __init__(self, temperature: F.Temperature, teacher_only_max: bool, *, student_module_path: str = '.',
+                 student_module_io: str = 'output', teacher_module_path: str = '.', teacher_module_io: str = 'output'):
         super().__init__()
         self.temperature = F.check_temperature(temperature)
         if not isinstance(teacher_only_max, bool):
@@ -88,10 +91,8 @@ class TTMLoss(_LogitDistillationLoss):
     :param temperature: :math:`T = 1/\gamma` of the teacher-side power transform (the paper's tables list
         :math:`\gamma`), or ``'max_logit'`` for a per-sample :math:`T_i` (Matsuyama et al., 2025).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
-    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
-    :param student_module_io: ``'input'`` or ``'output'``.
-    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
-    :param teacher_module_io: ``'input'`` or ``'output'``.
+    :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
+        ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
 
     The weight :math:`\beta` of the paper goes on the sub-term; there is no :math:`T^2` factor.
 
@@ -105,10 +106,8 @@ class TTMLoss(_LogitDistillationLoss):
           weight: 45.0  # beta, vgg13 -> vgg8 (TTM Table 8)
     """
 
-    def __init__(self, temperature: F.Temperature, teacher_only_max: bool = False, student_module_path: str = '.',
-                 student_module_io: str = 'output', teacher_module_path: str = '.', teacher_module_io: str = 'output'):
-        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
-                         teacher_module_path, teacher_module_io)
+    def __init__(self, temperature: F.Temperature, teacher_only_max: bool = False, **paths: str):
+        super().__init__(temperature, teacher_only_max, **paths)
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
         return self._call(F.ttm_loss, *self._logits(student_io_dict, teacher_io_dict))
@@ -127,10 +126,8 @@ class WTTMLoss(TTMLoss):
 
     :param temperature: :math:`T = 1/\gamma`, or ``'max_logit'`` (per-sample :math:`T_i`, also the exponent of U).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
-    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
-    :param student_module_io: ``'input'`` or ``'output'``.
-    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
-    :param teacher_module_io: ``'input'`` or ``'output'``.
+    :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
+        ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
 
     .. code-block:: yaml
 
@@ -169,10 +166,8 @@ class ATDISTLoss(_LogitDistillationLoss):
     :param gamma: :math:`\gamma`, intra-class weight.
     :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
-    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
-    :param student_module_io: ``'input'`` or ``'output'``.
-    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
-    :param teacher_module_io: ``'input'`` or ``'output'``.
+    :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
+        ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
 
     .. code-block:: yaml
 
@@ -187,10 +182,8 @@ class ATDISTLoss(_LogitDistillationLoss):
     """
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: F.Temperature = 1.0,
-                 teacher_only_max: bool = False, student_module_path: str = '.', student_module_io: str = 'output',
-                 teacher_module_path: str = '.', teacher_module_io: str = 'output'):
-        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
-                         teacher_module_path, teacher_module_io)
+                 teacher_only_max: bool = False, **paths: str):
+        super().__init__(temperature, teacher_only_max, **paths)
         self.beta, self.gamma = F.check_weight(beta, 'beta'), F.check_weight(gamma, 'gamma')
 
     _hyperparameters = ('beta', 'gamma', 'temperature', 'teacher_only_max')
@@ -230,10 +223,8 @@ class ATKDLoss(_LogitDistillationLoss):
     :param temperature: ``'max_logit'`` or a positive number :math:`T`.
     :param standardize: z-score both logits over the classes first.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
-    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
-    :param student_module_io: ``'input'`` or ``'output'``.
-    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
-    :param teacher_module_io: ``'input'`` or ``'output'``.
+    :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
+        ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
 
     .. code-block:: yaml
 
@@ -247,10 +238,8 @@ class ATKDLoss(_LogitDistillationLoss):
     """
 
     def __init__(self, temperature: F.Temperature = F.MAX_LOGIT, standardize: bool = True,
-                 teacher_only_max: bool = False, student_module_path: str = '.', student_module_io: str = 'output',
-                 teacher_module_path: str = '.', teacher_module_io: str = 'output'):
-        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
-                         teacher_module_path, teacher_module_io)
+                 teacher_only_max: bool = False, **paths: str):
+        super().__init__(temperature, teacher_only_max, **paths)
         self.standardize = _check_flag(standardize, 'standardize')
 
     _hyperparameters = ('temperature', 'standardize', 'teacher_only_max')
@@ -280,10 +269,8 @@ class DKDLoss(_LogitDistillationLoss):
     :param standardize: z-score both logits over the classes first.
     :param warmup_epochs: :math:`E_w`, epochs of linear warm-up (0: none).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
-    :param student_module_path: student logits' module path (shape :math:`(N, C)`).
-    :param student_module_io: ``'input'`` or ``'output'``.
-    :param teacher_module_path: teacher logits' module path (shape :math:`(N, C)`).
-    :param teacher_module_io: ``'input'`` or ``'output'``.
+    :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
+        ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
 
     .. code-block:: yaml
 
@@ -299,11 +286,8 @@ class DKDLoss(_LogitDistillationLoss):
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: F.Temperature = 4.0,
-                 standardize: bool = False, warmup_epochs: int = 20, teacher_only_max: bool = False,
-                 student_module_path: str = '.', student_module_io: str = 'output', teacher_module_path: str = '.',
-                 teacher_module_io: str = 'output'):
-        super().__init__(temperature, teacher_only_max, student_module_path, student_module_io,
-                         teacher_module_path, teacher_module_io)
+                 standardize: bool = False, warmup_epochs: int = 20, teacher_only_max: bool = False, **paths: str):
+        super().__init__(temperature, teacher_only_max, **paths)
         self.alpha, self.beta = F.check_weight(alpha, 'alpha'), F.check_weight(beta, 'beta')
         self.standardize = _check_flag(standardize, 'standardize')
         self.warmup_epochs = F.check_warmup_epochs(warmup_epochs)
