@@ -86,15 +86,17 @@ def _saved_bytes(fn, s, t, y):
     return sum(storages.values())
 
 
-def _median_ms(fn, s, t, y, repeats):
-    times = []
+def _median_ms(fns, s, t, y, repeats):
+    """Median forward+backward time of each function, calls interleaved so drifts in machine load hit all alike."""
+    times = [[] for _ in fns]
     for i in range(repeats + 5):
-        s.grad = None
-        start = time.perf_counter()
-        fn(s, t, y).backward()
-        if i >= 5:  # warm-up
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times):
+            s.grad = None
+            start = time.perf_counter()
+            fn(s, t, y).backward()
+            if i >= 5:  # warm-up
+                bucket.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(bucket) for bucket in times]
 
 
 def main():
@@ -114,7 +116,7 @@ def main():
         y = torch.randint(0, c, (n,), generator=g)
         for name, (plugin, authors) in CASES.items():
             torch.testing.assert_close(plugin(s, t, y), authors(s, t, y), rtol=1e-4, atol=1e-5)
-            ours, theirs = _median_ms(plugin, s, t, y, args.repeats), _median_ms(authors, s, t, y, args.repeats)
+            ours, theirs = _median_ms([plugin, authors], s, t, y, args.repeats)
             print(f'| {name} | {n} x {c} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x | '
                   f'{_saved_bytes(plugin, s, t, y) / 1024:.0f} | {_saved_bytes(authors, s, t, y) / 1024:.0f} |')
 

@@ -216,12 +216,17 @@ def _result(loss: Tensor, temperature: Union[float, Tensor], n: int, return_temp
 # TTM and WTTM
 # ----------------------------------------------------------------------------------------------
 
-def _transformed_teacher_log_u(teacher_logits: Tensor, temperature: Union[float, Tensor]) -> Tensor:
-    """log U_gamma(p^t) in log space: log sum_j p_j^gamma = lse(gamma v) - gamma lse(v), gamma = 1/T."""
-    # pow(softmax(v), gamma) would underflow to 0 in low precision and make U too small
-    # (and 0^gamma has an infinite derivative).
-    return (torch.logsumexp(teacher_logits / temperature, dim=1, keepdim=True)
-            - torch.logsumexp(teacher_logits, dim=1, keepdim=True) / temperature).squeeze(1)
+def _transformed_teacher(teacher_logits: Tensor, temperature: Union[float, Tensor]):
+    """log of the power-transformed teacher sigma(gamma v) and log U_gamma(p^t), both in log space.
+
+    p^gamma / sum p^gamma = sigma(gamma v), and log U = log sum_j p_j^gamma = lse(gamma v) - gamma lse(v), with
+    gamma = 1/T. pow(softmax(v), gamma) would underflow to 0 in low precision and make U too small (and 0^gamma
+    has an infinite derivative). One logsumexp serves both outputs.
+    """
+    scaled = teacher_logits / temperature
+    log_norm = torch.logsumexp(scaled, dim=1, keepdim=True)
+    log_u = log_norm - torch.logsumexp(teacher_logits, dim=1, keepdim=True) / temperature
+    return scaled - log_norm, log_u.squeeze(1)
 
 
 def _ttm(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool,
@@ -229,10 +234,11 @@ def _ttm(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperatur
     with _no_autocast(student_logits.device):
         student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
                                                                teacher_only)
-        # sigma(gamma v) is the power-transformed teacher p^gamma / sum p^gamma, in log space
-        kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1), F.log_softmax(student_logits, dim=1))
         if weighted:
-            kl = _transformed_teacher_log_u(teacher_logits, temperature).exp() * kl
+            log_p_hat, log_u = _transformed_teacher(teacher_logits, temperature)
+            kl = log_u.exp() * _kl_rows(log_p_hat, F.log_softmax(student_logits, dim=1))
+        else:
+            kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1), F.log_softmax(student_logits, dim=1))
         return _result(kl.mean(), temperature, kl.shape[0], return_temperature)
 
 
