@@ -238,6 +238,47 @@ def _test_loader(config, datasets, ctx):
     return build_data_loader(datasets[loader_config['dataset_id']], loader_config, ctx.distributed)
 
 
+def _test(config, datasets, ctx: DistContext, teacher, student) -> Dict[str, Any]:
+    """Top-1/top-5 of the student (and the teacher, when given) on the test loader."""
+    test = {'student': None, 'teacher': None}
+    test_loader = _test_loader(config, datasets, ctx)
+    if test_loader is None:
+        logger.warning('no test.test_data_loader in the config: skipping the test')
+        return test
+    cudnn.benchmark = False
+    cudnn.deterministic = True
+    models = config['models']
+    for role, model, key in (('teacher', teacher, 'teacher_model'), ('student', student, None)):
+        if model is None:
+            continue
+        top1, top5, _ = evaluate(unwrap(model), test_loader, ctx)
+        test[role] = {'top1': top1, 'top5': top5}
+        name = models[key]['key'] if key else _student_config(models)[1]['key']
+        logger.info(f'[{role.capitalize()}: {name}] test top-1 {top1:.2f}  top-5 {top5:.2f}')
+    return test
+
+
+def _format_metrics(metrics: Optional[Dict[str, Any]]) -> str:
+    if not metrics or metrics.get('top1') is None:
+        return 'n/a'
+    return f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
+
+
+def _write_summary(opts: RunOptions, config, state: Dict[str, Any], test: Dict[str, Any], dst_ckpt: str,
+                   world_size: int) -> None:
+    """Log the end-of-run summary and write it as JSON next to the best checkpoint."""
+    checkpoints = {'best': dst_ckpt, 'last': last_ckpt_path(dst_ckpt)}
+    summary = build_summary(opts.config, config.get('reference'), opts.seed, world_size,
+                            state['history'], state['best'], test, checkpoints, state['wall_time_s'])
+    json_path = summary_path(dst_ckpt)
+    write_summary(json_path, summary)
+    logger.info(f'Summary: student best val {_format_metrics(summary["best"])} (epoch {summary["best"]["epoch"]}); '
+                f'last val {_format_metrics(summary["last"])} (epoch {summary["last"]["epoch"]}); '
+                f'test {_format_metrics(test["student"])}; teacher test {_format_metrics(test["teacher"])}; '
+                f'wall time {format_duration(state["wall_time_s"])}')
+    logger.info(f'Checkpoints: best {dst_ckpt}  last {checkpoints["last"]}  summary {json_path}')
+
+
 def run(opts: RunOptions) -> int:
     """Run one config; returns the process exit code (errors are raised as :class:`RunError`)."""
     if opts.resume and opts.start_epoch:
@@ -268,6 +309,7 @@ def run(opts: RunOptions) -> int:
                          if where.endswith('train_data_loader')}
             datasets = build_smoke_datasets(loaded, num_classes_of(config), train_ids)
         else:
+            # fail on a missing checkpoint before datasets are built (and possibly downloaded)
             check_checkpoint_paths(config.get('models') or dict())
             _check_box_ckpts(config, smoke=False)
             datasets = build_real_datasets(loaded)
@@ -319,37 +361,9 @@ def run(opts: RunOptions) -> int:
             load_weights(student_module, dst_ckpt, f'models.{student_name}.dst_ckpt', opts.smoke, logger)
         elif opts.test_only and not opts.smoke:
             raise RunError(f'-test_only: no trained student at {dst_ckpt} (models.{student_name}.dst_ckpt)')
-        test_loader = _test_loader(config, datasets, ctx)
-        cudnn.benchmark = False
-        cudnn.deterministic = True
-        test = {'student': None, 'teacher': None}
-        if test_loader is None:
-            logger.warning('no test.test_data_loader in the config: skipping the test')
-        else:
-            if teacher is not None and not opts.student_only:
-                t1, t5, _ = evaluate(unwrap(teacher), test_loader, ctx)
-                test['teacher'] = {'top1': t1, 'top5': t5}
-                logger.info(f'[Teacher: {teacher_config["key"]}] test top-1 {t1:.2f}  top-5 {t5:.2f}')
-            s1, s5, _ = evaluate(student_module, test_loader, ctx)
-            test['student'] = {'top1': s1, 'top5': s5}
-            logger.info(f'[Student: {student_config["key"]}] test top-1 {s1:.2f}  top-5 {s5:.2f}')
+        test = _test(config, datasets, ctx, teacher if not opts.student_only else None, student_module)
         if not opts.test_only and ctx.is_main:
-            history = state['history']
-            best = state['best']
-            checkpoints = {'best': dst_ckpt, 'last': last_ckpt_path(dst_ckpt)}
-            summary = build_summary(opts.config, config.get('reference'), opts.seed, ctx.world_size, history,
-                                    best, test, checkpoints, state['wall_time_s'])
-            json_path = summary_path(dst_ckpt)
-            write_summary(json_path, summary)
-            def fmt(metrics):
-                if not metrics or metrics.get('top1') is None:
-                    return 'n/a'
-                return f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
-            logger.info(f'Summary: student best val {fmt(summary["best"])} (epoch {summary["best"]["epoch"]}); '
-                        f'last val {fmt(summary["last"])} (epoch {summary["last"]["epoch"]}); '
-                        f'test {fmt(test["student"])}; teacher test '
-                        f'{fmt(test["teacher"])}; wall time {format_duration(state["wall_time_s"])}')
-            logger.info(f'Checkpoints: best {dst_ckpt}  last {checkpoints["last"]}  summary {json_path}')
+            _write_summary(opts, config, state, test, dst_ckpt, ctx.world_size)
         if opts.smoke:
             logger.info(f'Smoke run of {opts.config} passed in {time.time() - wall_start:.1f}s '
                         f'(nothing written outside a temporary folder)')
