@@ -63,9 +63,9 @@ def test_table_per_dataset_with_mean_sample_std_and_paper_difference(seed_sweep,
     out = capsys.readouterr().out
     assert out.index('### cifar100') < out.index('### ilsvrc2012')
     rows = table_rows(out)
-    experiment, n, seeds, best, last, paper, diff, source = rows[WTTM]
+    experiment, n, seeds, epochs, best, last, paper, diff, source = rows[WTTM]
     # independent arithmetic: best 76.0/76.5/77.0 -> mean 76.5, sample std 0.5; last 75.8/76.2/76.6 -> 76.2, 0.4
-    assert (n, seeds) == ('3', '1, 2, 3')
+    assert (n, seeds, epochs) == ('3', '1, 2, 3', '3')
     assert best == '76.50 ± 0.50' and last == '76.20 ± 0.40'
     assert paper == '76.37' and diff == '-0.17' and source == 'TTM (ICLR 2024) Table 1'
     assert 'sample standard deviation (n - 1' in out
@@ -74,10 +74,23 @@ def test_table_per_dataset_with_mean_sample_std_and_paper_difference(seed_sweep,
 def test_single_run_shows_std_as_na_and_null_paper_as_na(seed_sweep, capsys):
     assert report.main([str(p) for p in seed_sweep]) == 0
     rows = table_rows(capsys.readouterr().out)
-    _, n, seeds, best, last, paper, diff, _ = rows['cifar100/atkd/wrn_16_2_from_wrn_40_2']
+    _, n, seeds, _, best, last, paper, diff, _ = rows['cifar100/atkd/wrn_16_2_from_wrn_40_2']
     assert (n, seeds, best, last, paper, diff) == ('1', '1', '75.00 ± n/a', '74.50 ± n/a', 'n/a', 'n/a')
-    _, _, seeds, _, last, paper, diff, _ = rows['ilsvrc2012/wttm/resnet18_from_resnet34']
+    _, _, seeds, _, _, last, paper, diff, _ = rows['ilsvrc2012/wttm/resnet18_from_resnet34']
     assert (seeds, last, paper, diff) == ('0', '71.90 ± n/a', '72.19', '-0.29')
+
+
+def test_overrides_split_experiments_and_short_runs_are_flagged(tmp_path, capsys):
+    paths = [write_summary(tmp_path, f'seed{s}.json', WTTM, s, 76.0, 76.0, reference=WTTM_REF, planned_epochs=3,
+                           overrides=[f'models.student_model.dst_ckpt=x_seed{s}.pt']) for s in (1, 2)]
+    paths.append(write_summary(tmp_path, 'ablation.json', WTTM, 1, 70.0, 70.0, reference=WTTM_REF, planned_epochs=240,
+                               overrides=['train.criterion.kwargs.sub_terms.wttm.weight=1.0']))
+    assert report.main([str(p) for p in paths]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    # dst_ckpt overrides are bookkeeping: the two seeds form one experiment
+    assert rows[WTTM][1:4] == ['2', '1, 2', '3']
+    ablation = rows[WTTM + ' [train.criterion.kwargs.sub_terms.wttm.weight=1.0]']
+    assert ablation[1:4] == ['1', '1', '3 of 240 (incomplete)']
 
 
 def test_mean_std_is_sample_not_population():

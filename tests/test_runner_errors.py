@@ -14,7 +14,7 @@ from ttm_torchdistill import cli
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
-NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=']  # so that the dataset is the first problem
+NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=teacher.pt']  # an existing file: the dataset is the first problem
 
 
 @pytest.fixture
@@ -131,6 +131,12 @@ def test_missing_checkpoint_reported_before_datasets_are_built(workdir, capsys):
     # The CIFAR config's data folder is missing too: the checkpoint typo is reported first, before any download.
     line = run_error(capsys, ['--config', CIFAR, '--set', 'models.teacher_model.src_ckpt=typo.pth'])
     assert line.startswith('error: checkpoint not found: typo.pth (models.teacher_model.src_ckpt)')
+
+
+def test_teacher_without_any_weights_is_an_error(workdir, capsys):
+    line = run_error(capsys, ['--config', TINY, '--set', 'models.teacher_model.src_ckpt='])
+    assert line.startswith('error: models.teacher_model has no src_ckpt and no pretrained weights: the student would '
+                           'distil from a randomly initialised teacher')
 
 
 def test_mismatched_teacher_checkpoint_names_keys(workdir, capsys):

@@ -20,6 +20,7 @@ CIFAR_CE = os.path.join(support.CONFIG_DIR, 'runner_cifar100_ce.yaml')
 IMAGENET = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'world_size', 'epochs', 'best',
+                'overrides', 'config_sha256', 'planned_epochs',
                 'last', 'test', 'checkpoints', 'wall_time_s'}
 EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s'}
 
@@ -59,6 +60,7 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     assert set(summary) == SUMMARY_KEYS
     assert summary['format'] == 1 and summary['config'] == CIFAR and summary['seed'] == 0
     assert summary['world_size'] == 1 and summary['reference'] is None
+    assert summary['overrides'] == [] and summary['planned_epochs'] == 2 and len(summary['config_sha256']) == 64
     assert summary['experiment'] == 'runner_cifar100_wttm' and summary['dataset'] is None
     assert [e['epoch'] for e in summary['epochs']] == [1, 2]
     assert all(set(e) == EPOCH_KEYS for e in summary['epochs'])

@@ -104,7 +104,8 @@ def test_load_last_refuses_other_files(tmp_path):
 
 def test_summary_without_epochs_has_no_sentinel_values():
     from ttm_torchdistill.run.summary import build_summary
-    summary = build_summary('x.yaml', None, None, 1, [], {'epoch': None, 'top1': -1.0, 'top5': None},
+    identity = {'seed': None, 'config_sha256': '0' * 64, 'overrides': []}
+    summary = build_summary('x.yaml', None, identity, 1, 3, [], {'epoch': None, 'top1': -1.0, 'top5': None},
                             {'student': {'top1': 1.0, 'top5': 2.0}, 'teacher': None}, {'best': 'a', 'last': 'b'}, 0.5)
     assert summary['best'] == {'epoch': None, 'top1': None, 'top5': None}
     assert summary['last'] == {'epoch': None, 'top1': None, 'top5': None}
@@ -138,3 +139,38 @@ def test_smoke_edits_config_and_redirects_checkpoints(tmp_path):
 def test_set_value_parsing(value, expected):
     config = load_config(TINY, [f'train.log_freq={value}']).config
     assert config['train']['log_freq'] == expected
+
+
+def test_resume_identity_refuses_another_seed_and_reports_changes(tmp_path):
+    config = tmp_path / 'c.yaml'
+    config.write_text('a: 1\n')
+    started = checkpoint.run_identity(str(config), 0, ['train.num_epochs=2'])
+    assert checkpoint.check_same_run(started, dict(started), 'last.pt') == []
+    with pytest.raises(RunError, match=r'last.pt was started with --seed 0, now --seed None; resume with the same'):
+        checkpoint.check_same_run(started, checkpoint.run_identity(str(config), None, ['train.num_epochs=2']),
+                                  'last.pt')
+    config.write_text('a: 2\n')
+    notes = checkpoint.check_same_run(started, checkpoint.run_identity(str(config), 0, []), 'last.pt')
+    assert notes == ['the config file changed since the run started',
+                     "--set overrides differ: started with ['train.num_epochs=2'], now []"]
+
+
+def test_resume_restores_a_best_checkpoint_lost_between_the_two_writes(tmp_path, monkeypatch, capsys):
+    from ttm_torchdistill import cli
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
+    tiny = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
+    assert cli.main(['--config', tiny, '--device', 'cpu', '--seed', '0', '--set', 'train.num_epochs=1']) == 0
+    # a kill after the last-epoch checkpoint, before the best one (epoch 1 is the best so far)
+    os.remove('ckpt/tiny_kd/student.pt')
+    capsys.readouterr()
+    assert cli.main(['--config', tiny, '--device', 'cpu', '--seed', '0', '--resume']) == 0
+    out = capsys.readouterr().out
+    assert '--resume: --set overrides differ' in out
+    assert '--resume: restored the best checkpoint of epoch 1 at ckpt/tiny_kd/student.pt' in out
+    assert torch.load('ckpt/tiny_kd/student.pt', weights_only=True)['epoch'] in (1, 2)
+    # a new run without --resume says it overwrites the earlier one
+    assert cli.main(['--config', tiny, '--device', 'cpu', '--seed', '0']) == 0
+    assert 'starting a new run: ckpt/tiny_kd/student.last.pt (and ckpt/tiny_kd/student.pt) of an earlier run ' \
+           'will be overwritten' in capsys.readouterr().out

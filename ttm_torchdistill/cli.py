@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='offline end-to-end check in seconds: synthetic data of the configured size and '
                              'classes, 1 epoch of 2 tiny steps, evaluation, checkpoints in a temporary folder; '
                              'a missing teacher checkpoint is only a warning here')
-    parser.add_argument('--allow_pickle', action='store_true',
+    parser.add_argument('--allow_pickle', '--allow-pickle', dest='allow_pickle', action='store_true',
                         help='read src_ckpt files with torch.load(weights_only=False), which runs code stored in the '
                              'file: only for checkpoints you trust (default: weights_only=True)')
     parser.add_argument('--traceback', action='store_true', help='show the Python traceback of errors')

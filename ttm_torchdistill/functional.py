@@ -196,7 +196,7 @@ def _prepare(student_logits: Tensor, teacher_logits: Tensor, temperature: Temper
         if temperature.numel() != n or (temperature.dim() == 2 and temperature.shape[1] != 1):
             raise ValueError(f'a per-sample temperature must have shape ({n},) or ({n}, 1) for {n} samples, '
                              f'got {tuple(temperature.shape)}')
-        temperature = temperature.detach().reshape(n, 1).to(student_logits.dtype)
+        temperature = temperature.detach().reshape(n, 1).to(student_logits)  # dtype and device
     return student_logits, teacher_logits, temperature
 
 

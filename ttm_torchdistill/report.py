@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence
 
 SUMMARY_FORMAT = 1
 PROG = 'python -m ttm_torchdistill report'
+# --set keys that move files or tune loading but leave the experiment itself unchanged
+_BOOKKEEPING_KEYS = ('dst_ckpt', 'root', 'num_workers', 'pin_memory', 'log_freq')
 
 
 class ReportError(Exception):
@@ -35,9 +37,13 @@ class RunSummary:
     """The fields of one run summary that the report uses (validated on load)."""
 
     def __init__(self, path: Path, experiment: str, dataset: Optional[str], reference: Optional[dict],
-                 seed: Optional[int], best_top1: float, last_top1: float, epochs: List[dict]):
+                 seed: Optional[int], best_top1: float, last_top1: float, epochs: List[dict],
+                 overrides: Sequence[str] = (), planned_epochs: Optional[int] = None):
         self.path = path
-        self.experiment = experiment
+        variant = [o for o in overrides if not o.split('=', 1)[0].endswith(_BOOKKEEPING_KEYS)]
+        # runs of one config with different --set values (an ablation) are different experiments
+        self.experiment = experiment + (f' [{"; ".join(variant)}]' if variant else '')
+        self.planned_epochs = planned_epochs
         self.dataset = dataset
         self.reference = reference
         self.seed = seed
@@ -102,8 +108,14 @@ def load_summary(path) -> RunSummary:
         for key in ('epoch', 'val_top1'):
             if not isinstance(entry, dict) or key not in entry:
                 raise ReportError(f"{path}: missing key 'epochs[{index}].{key}'")
+    overrides = data.get('overrides', [])  # absent from summaries written before it was recorded
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ReportError(f"{path}: 'overrides' must be a list of strings, got {overrides!r}")
+    planned = data.get('planned_epochs')
+    if planned is not None and (isinstance(planned, bool) or not isinstance(planned, int)):
+        raise ReportError(f"{path}: 'planned_epochs' must be an integer or null, got {planned!r}")
     return RunSummary(path, experiment, dataset, reference, seed, _number(data, 'best.top1', path),
-                      _number(data, 'last.top1', path), epochs)
+                      _number(data, 'last.top1', path), epochs, overrides, planned)
 
 
 def group_runs(runs: Sequence[RunSummary]) -> Dict[str, Dict[str, List[RunSummary]]]:
@@ -152,27 +164,39 @@ def _seeds_text(runs: Sequence[RunSummary]) -> str:
     return text
 
 
+def _epochs_text(runs: Sequence[RunSummary]) -> str:
+    """Epochs run (of planned): '240', or e.g. '3 of 240 (incomplete)', so short runs are not taken for results."""
+    texts = []
+    for run in runs:
+        done = len(run.epochs)
+        text = str(done) if run.planned_epochs in (None, done) else f'{done} of {run.planned_epochs} (incomplete)'
+        if text not in texts:
+            texts.append(text)
+    return ', '.join(texts)
+
+
 def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
     """The Markdown report: one table per dataset, then a note on the statistics."""
     blocks = []
     for dataset, experiments in grouped.items():
         lines = [f'### {dataset}', '',
-                 '| experiment | n | seeds | best top-1 | last top-1 | paper top-1 | last - paper | paper source |',
-                 '|---|---:|---|---:|---:|---:|---:|---|']
+                 '| experiment | n | seeds | epochs | best top-1 | last top-1 | paper top-1 | last - paper | paper source |',
+                 '|---|---:|---|---|---:|---:|---:|---:|---|']
         for experiment, runs in experiments.items():
             reference = runs[0].reference or {}
             paper = reference.get('top1')
             last_mean, _ = mean_std([run.last_top1 for run in runs])
             source = ' '.join(str(reference[k]) for k in ('paper', 'table') if reference.get(k)) or 'n/a'
-            lines.append('| {} | {} | {} | {} | {} | {} | {} | {} |'.format(
-                experiment, len(runs), _seeds_text(runs),
+            lines.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} |'.format(
+                experiment, len(runs), _seeds_text(runs), _epochs_text(runs),
                 _mean_std_text([run.best_top1 for run in runs]), _mean_std_text([run.last_top1 for run in runs]),
                 'n/a' if paper is None else f'{paper:.2f}',
                 'n/a' if paper is None else f'{last_mean - paper:+.2f}', source))
         blocks.append('\n'.join(lines))
     note = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over the runs; n/a for a single run. '
             '"best" is the best validation epoch of each run, "last" its final epoch; the difference uses the '
-            'last-epoch mean. Paper numbers come from each config\'s reference block.')
+            'last-epoch mean. Paper numbers come from each config\'s reference block. Runs with different --set '
+            'overrides are listed as separate experiments; "incomplete" runs stopped before the planned epochs.')
     return '\n\n'.join(blocks + [note]) + '\n'
 
 

@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'archive URL, file:// URL or local path (default: ${URL_ENV_VAR}, else {DEFAULT_URL})')
     parser.add_argument('--keep-archive', action='store_true',
                         help=f'keep the downloaded archive as <dest>/{ARCHIVE_NAME}')
-    parser.add_argument('--allow-pickle', action='store_true',
+    parser.add_argument('--allow-pickle', '--allow_pickle', dest='allow_pickle', action='store_true',
                         help='load checkpoints with torch.load(weights_only=False); only for files you trust')
     parser.add_argument('--timeout', type=float, default=60.0, help='network timeout in seconds (default: 60)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')

@@ -9,10 +9,11 @@
 Both are written to a temporary file in the same folder and renamed, so a kill mid-write never leaves a
 truncated checkpoint behind.
 """
+import hashlib
 import os
 import random
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -71,9 +72,23 @@ def save_best(path: str, model_state: Dict[str, torch.Tensor], epoch: int, top1:
     atomic_save({'model': model_state, 'best_value': top1, 'epoch': epoch, 'top1': top1, 'top5': top5}, path)
 
 
+def best_checkpoint_epoch(path: str) -> Optional[int]:
+    """The epoch recorded in a best checkpoint written by :func:`save_best`, or None if there is none."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True).get('epoch')
+    except Exception:  # an unreadable file holds no usable best epoch; the caller rewrites or warns
+        return None
+
+
 def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best: Dict[str, Any],
-              history: list, world_size: int, wall_time_s: float, scaler=None) -> None:
-    """Write the last-epoch checkpoint (``epoch`` = number of completed epochs)."""
+              history: list, world_size: int, wall_time_s: float, identity: Dict[str, Any], scaler=None) -> None:
+    """Write the last-epoch checkpoint (``epoch`` = number of completed epochs).
+
+    :param identity: what makes a resumed run the same run (seed, config hash, overrides), see
+        :func:`check_same_run`.
+    """
     atomic_save({
         'format': LAST_FORMAT, 'model': model_state,
         'optimizer': optimizer.state_dict() if optimizer is not None else None,
@@ -81,7 +96,7 @@ def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best:
         'scaler': scaler.state_dict() if scaler is not None else None,
         'epoch': epoch, 'best_value': best['top1'], 'best': best, 'history': history,
         'rng': capture_rng_state(), 'world_size': world_size,
-        'wall_time_s': wall_time_s,
+        'wall_time_s': wall_time_s, 'identity': identity,
     }, path)
 
 
@@ -110,3 +125,31 @@ def optional_state(obj: Optional[Any], state: Optional[Dict[str, Any]], what: st
         raise RunError(f'--resume: {path} {"has" if state is not None else "lacks"} a {what} state but the config '
                        f'{"does not define" if obj is None else "defines"} one')
     obj.load_state_dict(state)
+
+
+def run_identity(config_path: str, seed: Optional[int], overrides: List[str]) -> Dict[str, Any]:
+    """Seed, sha256 of the config file and the ``--set`` overrides: what a resumed run must share with its start."""
+    with open(os.path.expanduser(config_path), 'rb') as fp:
+        digest = hashlib.sha256(fp.read()).hexdigest()
+    return {'seed': seed, 'config_sha256': digest, 'overrides': list(overrides)}
+
+
+def check_same_run(saved: Optional[Dict[str, Any]], current: Dict[str, Any], path: str) -> List[str]:
+    """Compare the identity stored in a last-epoch checkpoint with the resuming invocation.
+
+    A different seed is an error (the RNG streams, and so the run, would be another one). A changed config file
+    or different overrides are returned as warnings: continuing with more epochs is a legitimate use.
+
+    :raises RunError: on a different seed.
+    """
+    if saved is None:
+        return [f'{path} records no seed/config: cannot check that the resumed run is the same run']
+    if saved['seed'] != current['seed']:
+        raise RunError(f'--resume: {path} was started with --seed {saved["seed"]}, now --seed {current["seed"]}; '
+                       f'resume with the same seed')
+    notes = []
+    if saved['config_sha256'] != current['config_sha256']:
+        notes.append('the config file changed since the run started')
+    if saved['overrides'] != current['overrides']:
+        notes.append(f'--set overrides differ: started with {saved["overrides"]}, now {current["overrides"]}')
+    return notes

@@ -140,7 +140,9 @@ def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool,
         if smoke:
             logger.warning(f'{where}: {path} not downloaded (smoke run); using random weights')
             return False
-        ckpt = torch.hub.load_state_dict_from_url(path, map_location='cpu', progress=True)
+        # load_state_dict_from_url unpickles arbitrary objects unless told otherwise, like a local file would
+        ckpt = torch.hub.load_state_dict_from_url(path, map_location='cpu', progress=True,
+                                                  weights_only=not allow_pickle)
     else:
         expanded = os.path.expanduser(str(path))
         if not os.path.isfile(expanded):

@@ -24,7 +24,8 @@ from torchdistill.core.training import get_training_box
 from torchdistill.datasets.util import build_data_loader
 from torchdistill.misc.log import setup_tracker
 
-from .checkpoint import last_ckpt_path, load_last, optional_state, restore_rng_state, save_best, save_last, \
+from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
+    restore_rng_state, run_identity, save_best, save_last, \
     summary_path
 from .config import load_config
 from .data import build_real_datasets, build_smoke_datasets, check_dataset_ids, num_classes_of
@@ -116,6 +117,22 @@ def _check_box_ckpts(config: Dict[str, Any], smoke: bool) -> None:
                     raise RunError(f'checkpoint not found: {path} ({where}.{role}.src_ckpt)')
 
 
+def _check_teacher_has_weights(teacher_config: Dict[str, Any], config: Dict[str, Any], smoke: bool) -> None:
+    """A teacher without src_ckpt, box-level src_ckpt or pretrained weights would distil random logits."""
+    kwargs = teacher_config.get('kwargs') or dict()
+    sources = [teacher_config.get('src_ckpt'), kwargs.get('weights'), kwargs.get('pretrained')]
+    sources += [(stage.get('teacher') or dict()).get('src_ckpt') for _, stage in iter_train_stage_configs(config)]
+    if any(source not in (None, '', False) for source in sources):
+        return
+    message = ('models.teacher_model has no src_ckpt and no pretrained weights: the student would distil from a '
+               'randomly initialised teacher')
+    if smoke:
+        logger.warning(message + ' (smoke run: allowed)')
+        return
+    raise RunError(message + '; set models.teacher_model.src_ckpt (e.g. python -m ttm_torchdistill fetch-teachers, '
+                   'or train the teacher with its configs/cifar100/ce/ config)')
+
+
 def _setup_box(teacher, student, datasets, train_config, ctx: DistContext, lr_factor: float):
     try:
         if teacher is None:
@@ -164,28 +181,54 @@ def _train_one_epoch(box, ctx: DistContext, epoch: int, num_epochs: int, log_fre
     return progress
 
 
-def _train(box, ctx: DistContext, opts: RunOptions, train_config: Dict[str, Any], dst_ckpt: str,
-           tracker, state: Dict[str, Any]) -> None:
-    """Epoch loop with validation, best/last checkpoints and resume; fills ``state`` (history, best)."""
+def _resume(box, student: torch.nn.Module, ctx: DistContext, last_path: str, dst_ckpt: str,
+            identity: Dict[str, Any], state: Dict[str, Any]) -> int:
+    """Restore model, optimizer, scheduler, history and RNG from the last-epoch checkpoint; returns its epoch."""
+    ckpt = load_last(last_path)
+    for note in check_same_run(ckpt.get('identity'), identity, last_path):
+        logger.warning(f'--resume: {note}')
+    student.load_state_dict(ckpt['model'])
+    optional_state(box.optimizer, ckpt['optimizer'], 'optimizer', last_path)
+    optional_state(box.lr_scheduler, ckpt['lr_scheduler'], 'lr_scheduler', last_path)
+    if ckpt.get('world_size', 1) != ctx.world_size:
+        logger.warning(f'--resume: checkpoint written with world size {ckpt.get("world_size")}, '
+                       f'now {ctx.world_size}: the run will not be bitwise identical')
+    state['history'] = list(ckpt['history'])
+    state['best'] = dict(ckpt['best'])
+    state['previous_wall_time_s'] = float(ckpt.get('wall_time_s', 0.0))
+    restore_rng_state(ckpt['rng'])
+    if ckpt['epoch'] >= box.num_epochs:
+        raise RunError(f'--resume: {last_path} already holds all {box.num_epochs} epochs; nothing to resume')
+    # The last checkpoint is written before the best one, so a kill between the two leaves dst_ckpt one
+    # improvement behind; that improvement was the last completed epoch, whose weights the last checkpoint holds.
+    best_epoch = state['best']['epoch']
+    if ctx.is_main and best_epoch is not None and best_epoch != best_checkpoint_epoch(dst_ckpt):
+        if best_epoch == ckpt['epoch']:
+            save_best(dst_ckpt, ckpt['model'], best_epoch, state['best']['top1'], state['best']['top5'])
+            logger.info(f'--resume: restored the best checkpoint of epoch {best_epoch} at {dst_ckpt}')
+        else:
+            logger.warning(f'--resume: {dst_ckpt} does not hold the best epoch {best_epoch}; the final test uses '
+                           f'whatever it holds')
+    logger.info(f'Resuming from {last_path} at epoch {ckpt["epoch"] + 1}/{box.num_epochs}')
+    return ckpt['epoch']
+
+
+def _train(box, student: torch.nn.Module, ctx: DistContext, opts: RunOptions, train_config: Dict[str, Any],
+           dst_ckpt: str, tracker, state: Dict[str, Any]) -> None:
+    """Epoch loop with validation, best/last checkpoints and resume; fills ``state`` (history, best).
+
+    :param student: the student as built from ``models:`` (unwrapped). It is what is validated and saved even
+        when the box trains a redesigned module around it (``sequential``, auxiliary wrappers), as in
+        torchdistill's example runner.
+    """
     last_path = last_ckpt_path(dst_ckpt)
-    student = unwrap(_student_of(box))
+    identity = run_identity(opts.config, opts.seed, opts.overrides)
     start_epoch = opts.start_epoch
     if opts.resume:
-        ckpt = load_last(last_path)
-        student.load_state_dict(ckpt['model'])
-        optional_state(box.optimizer, ckpt['optimizer'], 'optimizer', last_path)
-        optional_state(box.lr_scheduler, ckpt['lr_scheduler'], 'lr_scheduler', last_path)
-        if ckpt.get('world_size', 1) != ctx.world_size:
-            logger.warning(f'--resume: checkpoint written with world size {ckpt.get("world_size")}, '
-                           f'now {ctx.world_size}: the run will not be bitwise identical')
-        start_epoch = ckpt['epoch']
-        state['history'] = list(ckpt['history'])
-        state['best'] = dict(ckpt['best'])
-        state['previous_wall_time_s'] = float(ckpt.get('wall_time_s', 0.0))
-        restore_rng_state(ckpt['rng'])
-        if start_epoch >= box.num_epochs:
-            raise RunError(f'--resume: {last_path} already holds all {box.num_epochs} epochs; nothing to resume')
-        logger.info(f'Resuming from {last_path} at epoch {start_epoch + 1}/{box.num_epochs}')
+        start_epoch = _resume(box, student, ctx, last_path, dst_ckpt, identity, state)
+    elif os.path.isfile(last_path) and ctx.is_main:
+        logger.warning(f'starting a new run: {last_path} (and {dst_ckpt}) of an earlier run will be overwritten; '
+                       f'use --resume to continue that run instead')
     if box.val_data_loader is None:
         raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
     log_freq = max(int(train_config.get('log_freq', 100) or 1), 1)
@@ -208,8 +251,6 @@ def _train(box, ctx: DistContext, opts: RunOptions, train_config: Dict[str, Any]
             improved = top1 > state['best']['top1']
             if improved:
                 state['best'] = {'epoch': epoch + 1, 'top1': top1, 'top5': top5}
-                if ctx.is_main:
-                    save_best(dst_ckpt, student.state_dict(), epoch + 1, top1, top5)
             logger.info(f'Epoch {epoch + 1}/{box.num_epochs} done in {format_duration(epoch_time)}: train loss '
                         f'{train_loss:.4f}  val top-1 {top1:.2f}  top-5 {top5:.2f}  (best top-1 '
                         f'{state["best"]["top1"]:.2f} at epoch {state["best"]["epoch"]}'
@@ -220,9 +261,12 @@ def _train(box, ctx: DistContext, opts: RunOptions, train_config: Dict[str, Any]
             # A multi-stage box rebuilds its student at a stage change, unwrapped on CPU: wrap it again.
             _set_student(box, ensure_ddp(_student_of(box), ctx))
             if ctx.is_main:
+                # last before best: see _resume for how a kill between the two is repaired
                 wall = state['previous_wall_time_s'] + time.time() - session_start
                 save_last(last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1,
-                          state['best'], state['history'], ctx.world_size, wall)
+                          state['best'], state['history'], ctx.world_size, wall, identity)
+                if improved:
+                    save_best(dst_ckpt, student.state_dict(), epoch + 1, top1, top5)
             if ctx.distributed:
                 torch.distributed.barrier()
     finally:
@@ -268,8 +312,9 @@ def _write_summary(opts: RunOptions, config, state: Dict[str, Any], test: Dict[s
                    world_size: int) -> None:
     """Log the end-of-run summary and write it as JSON next to the best checkpoint."""
     checkpoints = {'best': dst_ckpt, 'last': last_ckpt_path(dst_ckpt)}
-    summary = build_summary(opts.config, config.get('reference'), opts.seed, world_size,
-                            state['history'], state['best'], test, checkpoints, state['wall_time_s'])
+    summary = build_summary(opts.config, config.get('reference'), run_identity(opts.config, opts.seed, opts.overrides),
+                            world_size, state.get('planned_epochs'), state['history'], state['best'], test,
+                            checkpoints, state['wall_time_s'])
     json_path = summary_path(dst_ckpt)
     write_summary(json_path, summary)
     logger.info(f'Summary: student best val {_format_metrics(summary["best"])} (epoch {summary["best"]["epoch"]}); '
@@ -297,6 +342,9 @@ def run(opts: RunOptions) -> int:
             import_dependencies(config.get('dependencies'))
         except ImportError as exc:
             raise RunError(f'`dependencies:` of {opts.config}: {exc}') from None
+        teacher_config = (config.get('models') or dict()).get('teacher_model')
+        if isinstance(teacher_config, dict):  # before the smoke edits, which switch pretrained weights off
+            _check_teacher_has_weights(teacher_config, config, opts.smoke)
         if opts.smoke:
             smoke_dir = tempfile.mkdtemp(prefix='ttm_torchdistill_smoke_') if ctx.is_main else None
             if ctx.distributed:
@@ -308,6 +356,7 @@ def run(opts: RunOptions) -> int:
             train_ids = {cfg.get('dataset_id') for where, cfg in iter_loader_configs(config)
                          if where.endswith('train_data_loader')}
             datasets = build_smoke_datasets(loaded, num_classes_of(config), train_ids)
+            _check_box_ckpts(config, smoke=True)
         else:
             # fail on a missing checkpoint before datasets are built (and possibly downloaded)
             check_checkpoint_paths(config.get('models') or dict())
@@ -316,7 +365,6 @@ def run(opts: RunOptions) -> int:
         config['datasets'] = datasets
         check_dataset_ids(config, datasets)
         check_loss_keys(config)
-        _check_box_ckpts(config, opts.smoke)
         models = config.get('models')
         if not isinstance(models, dict):
             raise RunError(f'{opts.config} has no `models:` mapping')
@@ -353,7 +401,8 @@ def run(opts: RunOptions) -> int:
             box = _setup_box(teacher, student, datasets, train_config, ctx, lr_factor)
             _set_student(box, ensure_ddp(_student_of(box), ctx))
             logger.info('Start training')
-            _train(box, ctx, opts, train_config, dst_ckpt, tracker, state)
+            _train(box, unwrap(student), ctx, opts, train_config, dst_ckpt, tracker, state)
+            state['planned_epochs'] = box.num_epochs
             box.clean_modules()
         # Test: best student (and teacher) on the test loader.
         student_module = unwrap(student)

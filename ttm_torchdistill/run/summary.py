@@ -3,7 +3,8 @@
 Schema (format 1)::
 
     {"format": 1, "config": str, "experiment": str, "dataset": str|null, "reference": dict|null,
-     "seed": int|null, "world_size": int,
+     "seed": int|null, "world_size": int, "overrides": [str], "config_sha256": str,
+     "planned_epochs": int|null,
      "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s"}],
      "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
@@ -31,16 +32,22 @@ def experiment_name(config_path: str) -> Tuple[str, Optional[str]]:
     return stem, None
 
 
-def build_summary(config_path: str, reference: Optional[Dict[str, Any]], seed: Optional[int], world_size: int,
-                  epochs: List[Dict[str, Any]], best: Dict[str, Any], test: Dict[str, Any],
-                  checkpoints: Dict[str, str], wall_time_s: float) -> Dict[str, Any]:
-    """Assemble the summary dict with exactly the keys of the schema above."""
+def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identity: Dict[str, Any],
+                  world_size: int, planned_epochs: Optional[int], epochs: List[Dict[str, Any]],
+                  best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
+                  wall_time_s: float) -> Dict[str, Any]:
+    """Assemble the summary dict with exactly the keys of the schema above.
+
+    :param identity: ``{'seed', 'config_sha256', 'overrides'}`` of the run (``checkpoint.run_identity``).
+    :param planned_epochs: the config's number of epochs, so a shortened or unfinished run can be told apart.
+    """
     experiment, dataset = experiment_name(config_path)
     last = epochs[-1] if epochs else None
     return {
         'format': SUMMARY_FORMAT, 'config': config_path, 'experiment': experiment, 'dataset': dataset,
-        'reference': reference if isinstance(reference, dict) else None, 'seed': seed, 'world_size': world_size,
-        'epochs': epochs,
+        'reference': reference if isinstance(reference, dict) else None, 'seed': identity['seed'],
+        'world_size': world_size, 'overrides': list(identity['overrides']),
+        'config_sha256': identity['config_sha256'], 'planned_epochs': planned_epochs, 'epochs': epochs,
         'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')}
         if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
         'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
