@@ -122,6 +122,13 @@ def test_unknown_dataset_class_is_a_config_error(workdir, capsys):
     assert 'CIFAR1000' in line
 
 
+def test_other_runtime_errors_of_a_dataset_are_not_called_missing_data(workdir, capsys):
+    line = run_error(capsys, ['--config', TINY, '--set', 'datasets.tiny/train.init.kwargs.num_samples=-1'])
+    assert line.startswith("error: dataset 'tiny/train' (runner_support.TinyTensorDataset) cannot be built from the "
+                           "config: RuntimeError: ")
+    assert 'could not be loaded from' not in line
+
+
 def test_missing_teacher_checkpoint_names_path(workdir, capsys):
     line = run_error(capsys, ['--config', TINY, '--set', 'models.teacher_model.src_ckpt=ckpt/typo.pt'])
     assert 'checkpoint not found: ckpt/typo.pt (models.teacher_model.src_ckpt)' in line

@@ -110,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return _run_subcommand(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    from .run.errors import RunError
+    from .run.errors import RunError, first_line
     try:
         from .run.runner import RunOptions, run
         options = RunOptions(
@@ -131,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # an unexpected failure: still one line unless --traceback is given
         if args.traceback:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+        message = first_line(exc)
         print(f'error: {type(exc).__name__}: {message} (rerun with --traceback for details)', file=sys.stderr)
         return 1
 

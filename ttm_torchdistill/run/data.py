@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from yaml.nodes import Node, ScalarNode
 
 from .config import LoadedConfig, mapping_value_node
-from .errors import RunError
+from .errors import RunError, first_line
 
 logger = logging.getLogger('ttm_torchdistill.run')
 CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
@@ -103,6 +103,12 @@ def _how_to_get(class_key: str, root: Optional[str]) -> str:
     return 'check the dataset root in the config (or override it with --set)'
 
 
+def _is_missing_data_error(exc: RuntimeError) -> bool:
+    # torchvision reports absent or damaged files as RuntimeError('Dataset not found or corrupted. ...')
+    text = str(exc).lower()
+    return 'not found' in text or 'corrupt' in text or 'download' in text
+
+
 def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
     """Construct every dataset of the config, turning any failure into one :class:`RunError` line.
 
@@ -116,14 +122,17 @@ def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
         try:
             datasets[dataset_id] = loaded.loader.construct_document(node)
         except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _is_missing_data_error(exc):
+                raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
+                               f'config: RuntimeError: {first_line(exc)}') from None
             root = _dataset_root(loaded, node)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc) or type(exc).__name__
             if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
                 reason = f'the data is not there and downloading it failed ({reason})'
             raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from '
                            f'{root or "<no root given>"}: {reason}; {_how_to_get(class_key, root)}') from None
         except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+            reason = first_line(exc)
             raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
                            f'config: {type(exc).__name__}: {reason}') from None
     return datasets

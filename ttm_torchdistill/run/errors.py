@@ -6,3 +6,9 @@ class RunError(Exception):
 
     The message must say what was expected and what arrived, and where (file, config path, epoch/step).
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ('' when it has none), for one-line error reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ''

@@ -16,7 +16,7 @@ from torchdistill.losses.registry import (
 from torchdistill.models.official import get_image_classification_model
 from torchdistill.models.registry import MODEL_DICT, get_model
 
-from .errors import RunError
+from .errors import RunError, first_line
 
 PLUGIN = 'ttm_torchdistill'
 
@@ -153,12 +153,12 @@ def load_weights(model: nn.Module, path: Optional[str], where: str, smoke: bool,
         try:
             ckpt = torch.load(expanded, map_location='cpu', weights_only=not allow_pickle)
         except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc) or type(exc).__name__
             raise RunError(f'checkpoint {path} ({where}) holds Python objects that torch.load(weights_only=True) '
                            f'refuses ({first}); re-save its state_dict, or pass --allow_pickle for a file you '
                            f'trust') from None
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+            first = first_line(exc)
             raise RunError(f'cannot read checkpoint {path} ({where}): {type(exc).__name__}: {first}') from None
     state = _extract_state_dict(ckpt, str(path))
     target = model.module if hasattr(model, 'module') and isinstance(model.module, nn.Module) else model
