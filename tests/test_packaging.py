@@ -31,3 +31,34 @@ def test_readme_main_job_config_exists():
     assert configs
     for path in configs:
         assert (REPO_ROOT / path).is_file(), f'README names a config that does not exist: {path}'
+
+
+def _readme_commands():
+    """Every `python -m ttm_torchdistill` / `torchrun ... -m ttm_torchdistill` invocation in the README's bash blocks."""
+    commands = []
+    for block in _bash_blocks(README):
+        text = block.replace('\\\n', ' ')  # join continuation lines
+        for line in text.splitlines():
+            for part in line.split('&&'):
+                part = part.split('  #')[0].strip()
+                marker = '-m ttm_torchdistill'
+                if marker in part:
+                    commands.append(part[part.index(marker) + len(marker):].strip())
+    return commands
+
+
+def test_every_readme_command_parses():
+    import shlex
+
+    from ttm_torchdistill import cli, report, teachers
+    commands = _readme_commands()
+    assert len(commands) > 10
+    for command in commands:
+        # shell variables of the seed-sweep loop stand for a config path and a seed
+        argv = shlex.split(command.replace('$cfg', 'configs/x.yaml').replace('$s', '1'))
+        if argv[0] == 'fetch-teachers':
+            teachers.build_parser().parse_args(argv[1:])
+        elif argv[0] == 'report':
+            report.build_parser().parse_args(argv[1:])
+        else:
+            cli.build_parser().parse_args(argv)
