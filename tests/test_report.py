@@ -91,6 +91,7 @@ def test_overrides_split_experiments_and_short_runs_are_flagged(tmp_path, capsys
     assert rows[WTTM][1:4] == ['2', '1, 2', '3']
     ablation = rows[WTTM + ' [train.criterion.kwargs.sub_terms.wttm.weight=1.0]']
     assert ablation[1:4] == ['1', '1', '3 of 240 (incomplete)']
+    assert rows[WTTM][7] == '-0.37' and ablation[7] == 'n/a (--set)'  # last - paper only for the paper setting
 
 
 def test_mean_std_is_sample_not_population():

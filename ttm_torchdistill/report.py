@@ -43,6 +43,7 @@ class RunSummary:
         variant = [o for o in overrides if not o.split('=', 1)[0].endswith(_BOOKKEEPING_KEYS)]
         # runs of one config with different --set values (an ablation) are different experiments
         self.experiment = experiment + (f' [{"; ".join(variant)}]' if variant else '')
+        self.is_variant = bool(variant)
         self.planned_epochs = planned_epochs
         self.dataset = dataset
         self.reference = reference
@@ -175,6 +176,15 @@ def _epochs_text(runs: Sequence[RunSummary]) -> str:
     return ', '.join(texts)
 
 
+def _difference_text(runs: Sequence[RunSummary], last_mean: float, paper: Optional[float]) -> str:
+    # a run with overridden settings is not the paper's experiment: its distance to the paper means nothing
+    if paper is None:
+        return 'n/a'
+    if runs[0].is_variant:
+        return 'n/a (--set)'
+    return f'{last_mean - paper:+.2f}'
+
+
 def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
     """The Markdown report: one table per dataset, then a note on the statistics."""
     blocks = []
@@ -191,12 +201,13 @@ def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
                 experiment, len(runs), _seeds_text(runs), _epochs_text(runs),
                 _mean_std_text([run.best_top1 for run in runs]), _mean_std_text([run.last_top1 for run in runs]),
                 'n/a' if paper is None else f'{paper:.2f}',
-                'n/a' if paper is None else f'{last_mean - paper:+.2f}', source))
+                _difference_text(runs, last_mean, paper), source))
         blocks.append('\n'.join(lines))
     note = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over the runs; n/a for a single run. '
             '"best" is the best validation epoch of each run, "last" its final epoch; the difference uses the '
             'last-epoch mean. Paper numbers come from each config\'s reference block. Runs with different --set '
-            'overrides are listed as separate experiments; "incomplete" runs stopped before the planned epochs.')
+            'overrides are listed as separate experiments, without a difference to the paper; "incomplete" runs stopped '
+            'before the planned epochs.')
     return '\n\n'.join(blocks + [note]) + '\n'
 
 
