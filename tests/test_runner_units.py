@@ -174,3 +174,18 @@ def test_resume_restores_a_best_checkpoint_lost_between_the_two_writes(tmp_path,
     assert cli.main(['--config', tiny, '--device', 'cpu', '--seed', '0']) == 0
     assert 'starting a new run: ckpt/tiny_kd/student.last.pt (and ckpt/tiny_kd/student.pt) of an earlier run ' \
            'will be overwritten' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('allow_pickle', [False, True])
+def test_url_checkpoints_are_unpickled_only_with_allow_pickle(monkeypatch, allow_pickle):
+    seen = {}
+    state = support.TinyBNNet(10, width=4).state_dict()
+
+    def fake_download(url, **kwargs):
+        seen.update(kwargs, url=url)
+        return {'model': state}
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
+    target = support.TinyBNNet(10, width=4)
+    assert load_weights(target, 'https://example.org/t.pth', 'models.teacher_model.src_ckpt', smoke=False,
+                        logger=LOGGER, allow_pickle=allow_pickle)
+    assert seen['url'] == 'https://example.org/t.pth' and seen['weights_only'] is (not allow_pickle)
