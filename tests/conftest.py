@@ -1,4 +1,8 @@
-"""Shared test fixtures: the golden reference figures produced by the papers' authors' code."""
+"""Shared test fixtures: the golden reference figures produced by the papers' authors' code.
+
+The figures are vendored unchanged under ``tests/fixtures/`` so that a plain clone tests itself;
+``tests/test_fixtures.py`` checks that copy against ``../shared/reference`` when that folder exists.
+"""
 import json
 import os
 from pathlib import Path
@@ -9,12 +13,18 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+FIXTURES = REPO_ROOT / 'tests' / 'fixtures'
+#: The upstream copy of the golden files, beside the repository (absent in a plain clone).
+SHARED_REFERENCE = REPO_ROOT.parent / 'shared' / 'reference'
+
+
 def reference_dir() -> Path:
-    """Folder of the golden files: $TTM_TORCHDISTILL_REFERENCE, else ../shared/reference beside the repository."""
-    path = Path(os.environ.get('TTM_TORCHDISTILL_REFERENCE', REPO_ROOT.parent / 'shared' / 'reference'))
+    """Folder of the golden files: $TTM_TORCHDISTILL_REFERENCE if set, else the vendored tests/fixtures/."""
+    path = Path(os.environ.get('TTM_TORCHDISTILL_REFERENCE', FIXTURES))
     if not (path / 'losses.json').is_file():
-        pytest.fail(f'golden reference files not found in {path}: set TTM_TORCHDISTILL_REFERENCE to the folder '
-                    'holding losses.json and cifar_models.json', pytrace=False)
+        pytest.fail(f'golden reference files not found in {path}: expected losses.json and cifar_models.json '
+                    f'(tests/fixtures/ of the repository, or the folder named by TTM_TORCHDISTILL_REFERENCE)',
+                    pytrace=False)
     return path
 
 
