@@ -140,11 +140,11 @@ def run_cli(args: List[str], cwd: str, timeout: float = 120, extra_env=None) -> 
 
 @pre_epoch_process('test_runner_dump_pre_epoch_process')
 def dump_student_pre_epoch_process(self, epoch=None, **kwargs):
-    """eval_teacher_pre_epoch_process, then save this rank's student and teacher states (``params_rank{r}_epoch{e}.pt``,
+    """eval_teacher_and_set_loss_epoch, then save this rank's student and teacher states (``params_rank{r}_epoch{e}.pt``,
     ``teacher_rank{r}_epoch{e}.pt``)."""
     from torch import distributed as dist
-    from ttm_torchdistill.processes import eval_teacher_pre_epoch_process
-    eval_teacher_pre_epoch_process(self, epoch=epoch, **kwargs)
+    from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
+    eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     student = self.student_model.module if hasattr(self.student_model, 'module') else self.student_model
     torch.save({k: v.detach().clone() for k, v in student.state_dict().items()},
@@ -167,3 +167,13 @@ class EpochRecorderLoss(nn.Module):
 
     def forward(self, student_io_dict, teacher_io_dict, targets=None, *args, **kwargs):
         return 0.0 * student_io_dict[self.student_module_path][self.student_module_io].sum()
+
+
+@pre_epoch_process('test_runner_exit_at_epoch')
+def exit_at_epoch_pre_epoch_process(self, epoch=None, **kwargs):
+    """eval_teacher_and_set_loss_epoch; then, when ``$TTM_TEST_EXIT_AT_EPOCH`` equals the 0-indexed epoch, end the
+    process at once (``os._exit``, no clean-up): a kill right after the previous epoch's checkpoints were written."""
+    from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
+    if os.environ.get('TTM_TEST_EXIT_AT_EPOCH') == str(epoch):
+        os._exit(3)
+    eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)

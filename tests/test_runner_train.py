@@ -106,7 +106,7 @@ def test_smoke_runs_offline_and_writes_nothing_in_place(config, tmp_path, monkey
     assert 'Smoke run of' in out and 'passed' in out
     assert 'step 2/2' in out and 'Epoch 1/1 done' in out
     if config == CIFAR:  # its teacher checkpoint does not exist here: a warning, not an error
-        assert 'ckpt_epoch_240.pth does not exist; smoke run continues with random weights' in out
+        assert 'smoke: models.teacher_model.src_ckpt: ' in out and 'ckpt_epoch_240.pth not available; random weights' in out
     assert os.listdir(tmp_path) == []  # no data folder, no checkpoint, no log in the working folder
 
 

@@ -8,9 +8,9 @@ import torch
 import runner_support as support
 from ttm_torchdistill.run import checkpoint
 from ttm_torchdistill.run.config import load_config
-from ttm_torchdistill.run.errors import RunError
-from ttm_torchdistill.run.models import load_weights
-from ttm_torchdistill.run.smoke import apply_smoke
+from ttm_torchdistill.errors import RunError
+from ttm_torchdistill.run.weights import load_weights
+from ttm_torchdistill.run.smoke import smoke_config
 from ttm_torchdistill.run.summary import experiment_name
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
@@ -31,19 +31,24 @@ def test_teacher_checkpoint_layouts_load_as_they_are(tmp_path, layout):
     path = str(tmp_path / 'ckpt.pth')
     torch.save(saved, path)
     target = support.TinyBNNet(10, width=4)
-    assert load_weights(target, path, 'models.teacher_model.src_ckpt', smoke=False, logger=LOGGER)
+    assert load_weights(target, path, 'models.teacher_model.src_ckpt', logger=LOGGER)
     for key, value in state.items():
         assert torch.equal(target.state_dict()[key], value)
 
 
-def test_missing_checkpoint_is_a_warning_only_in_smoke_runs(tmp_path, caplog):
+def test_missing_checkpoint_is_an_error_and_dropped_only_by_the_smoke_copy(tmp_path):
     model = support.TinyBNNet(10)
     with pytest.raises(RunError, match=r'checkpoint not found: .*nope\.pt \(models\.teacher_model\.src_ckpt\)'):
-        load_weights(model, str(tmp_path / 'nope.pt'), 'models.teacher_model.src_ckpt', smoke=False, logger=LOGGER)
-    with caplog.at_level(logging.WARNING):
-        assert not load_weights(model, str(tmp_path / 'nope.pt'), 'models.teacher_model.src_ckpt', smoke=True,
-                                logger=LOGGER)
-    assert 'does not exist; smoke run continues with random weights' in caplog.text
+        load_weights(model, str(tmp_path / 'nope.pt'), 'models.teacher_model.src_ckpt', logger=LOGGER)
+    config = {'models': {'teacher_model': {'key': 'x', 'src_ckpt': str(tmp_path / 'nope.pt')},
+                         'student_model': {'key': 'y', 'src_ckpt': 'https://example.org/s.pth'}},
+              'train': {'teacher': {'src_ckpt': str(tmp_path / 'gone.pt')}}}
+    smoke, notes = smoke_config(config, str(tmp_path))
+    assert smoke['models']['teacher_model']['src_ckpt'] is None
+    assert smoke['models']['student_model']['src_ckpt'] is None
+    assert smoke['train']['teacher']['src_ckpt'] is None
+    assert config['models']['teacher_model']['src_ckpt'] == str(tmp_path / 'nope.pt')  # the original is untouched
+    assert sum('not available; random weights' in note for note in notes) == 3
 
 
 def test_pickled_objects_need_allow_pickle(tmp_path):
@@ -53,8 +58,8 @@ def test_pickled_objects_need_allow_pickle(tmp_path):
     torch.save({'model': model.state_dict(), 'args': argparse.Namespace(seed=0)}, path)
     with pytest.raises(RunError, match=r'holds Python objects that torch.load\(weights_only=True\) refuses .*'
                                        r'--allow_pickle'):
-        load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', False, LOGGER)
-    assert load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', False, LOGGER,
+        load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', LOGGER)
+    assert load_weights(support.TinyBNNet(10, width=4), path, 'models.student_model.src_ckpt', LOGGER,
                         allow_pickle=True)
 
 
@@ -62,7 +67,7 @@ def test_not_a_state_dict_is_refused(tmp_path):
     path = str(tmp_path / 'weird.pt')
     torch.save({'model': 'not weights'}, path)
     with pytest.raises(RunError, match='holds neither a state_dict nor a dict with a "model" state_dict'):
-        load_weights(support.TinyBNNet(10), path, 'models.student_model.src_ckpt', smoke=False, logger=LOGGER)
+        load_weights(support.TinyBNNet(10), path, 'models.student_model.src_ckpt', logger=LOGGER)
 
 
 def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
@@ -123,8 +128,9 @@ def test_experiment_name(path, expected):
 
 
 def test_smoke_edits_config_and_redirects_checkpoints(tmp_path):
-    config = load_config(os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')).config
-    notes = apply_smoke(config, str(tmp_path))
+    original = load_config(os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')).config
+    config, notes = smoke_config(original, str(tmp_path))
+    assert original['train']['num_epochs'] != 1 or original['models']['teacher_model']['kwargs']['weights'] is not None
     assert config['train']['num_epochs'] == 1
     for loader in (config['train']['train_data_loader'], config['train']['val_data_loader'],
                    config['test']['test_data_loader']):
@@ -186,6 +192,65 @@ def test_url_checkpoints_are_unpickled_only_with_allow_pickle(monkeypatch, allow
         return {'model': state}
     monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
     target = support.TinyBNNet(10, width=4)
-    assert load_weights(target, 'https://example.org/t.pth', 'models.teacher_model.src_ckpt', smoke=False,
+    assert load_weights(target, 'https://example.org/t.pth', 'models.teacher_model.src_ckpt',
                         logger=LOGGER, allow_pickle=allow_pickle)
     assert seen['url'] == 'https://example.org/t.pth' and seen['weights_only'] is (not allow_pickle)
+
+
+def test_resume_restores_cuda_rng_of_the_devices_present_and_reports_the_rest(monkeypatch):
+    """A checkpoint of a 4-GPU machine resumed where 2 are visible: no IndexError, 2 restored, one note."""
+    state = checkpoint.capture_rng_state()
+    state['cuda'] = [torch.full((16,), i, dtype=torch.uint8) for i in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setattr(torch.cuda, 'set_rng_state', lambda value, device: restored.append((device, int(value[0]))))
+    notes = checkpoint.restore_rng_state(state)
+    assert restored == [(0, 0), (1, 1)]
+    assert len(notes) == 1 and 'CUDA RNG states of 4 devices, 2 visible now' in notes[0]
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    restored.clear()
+    assert 'of 4 devices, 0 visible now' in checkpoint.restore_rng_state(state)[0] and restored == []
+
+
+def test_config_loader_has_every_tag_torchdistill_registers(tmp_path):
+    """ConfigLoader takes its tags from torchdistill itself; compare with what torchdistill puts on FullLoader."""
+    import yaml
+    from torchdistill.common import yaml_util
+    from ttm_torchdistill.run.config import ConfigLoader, torchdistill_constructors
+    probe = tmp_path / 'empty.yaml'
+    probe.write_text('{}\n')
+    yaml_util.load_yaml_file(str(probe))  # registers torchdistill's tags on the global FullLoader
+    expected = {t: c for t, c in yaml.FullLoader.yaml_constructors.items() if isinstance(t, str) and t.startswith('!')}
+    assert expected and torchdistill_constructors() == expected
+    assert {t: c for t, c in ConfigLoader.yaml_constructors.items() if t in expected} == expected
+
+
+def test_one_line_messages():
+    from ttm_torchdistill.errors import UserError, error_line, one_line
+    assert one_line(ValueError('a\n   b\tc')) == 'a b c'
+    assert one_line(ValueError('\x1b[1mWeights only load failed\x1b[0m. x')) == 'Weights only load failed. x'
+    assert one_line(ValueError('')) == 'ValueError'
+    assert one_line(ValueError('x' * 400)).endswith('...') and len(one_line(ValueError('x' * 400))) == 303
+    assert error_line(UserError('bad thing\nsecond')) == 'error: bad thing second'
+    assert error_line(KeyError('k')) == "error: KeyError: 'k' (rerun with --traceback for details)"
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    from ttm_torchdistill.atomic import atomic_file
+    path = tmp_path / 'sub' / 'summary.json'
+    with atomic_file(path, 'w') as pending:
+        pending.file.write('old')
+        assert not path.exists() and os.path.isfile(pending.temp_path)
+    with pytest.raises(RuntimeError, match='interrupted'):
+        with atomic_file(path, 'w') as pending:
+            pending.file.write('new but incomplete')
+            raise RuntimeError('interrupted')
+    assert path.read_text() == 'old' and os.listdir(path.parent) == ['summary.json']
+
+
+def test_pre_epoch_process_first_name_is_an_alias():
+    from torchdistill.core.interfaces.registry import get_pre_epoch_proc_func
+    from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
+    assert get_pre_epoch_proc_func('eval_teacher_pre_epoch_process') is eval_teacher_and_set_loss_epoch
+    assert get_pre_epoch_proc_func('eval_teacher_and_set_loss_epoch') is eval_teacher_and_set_loss_epoch

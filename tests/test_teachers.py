@@ -201,7 +201,7 @@ def test_bad_transfers_fail_with_one_line_and_leave_nothing_finished(server, tmp
     assert status == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and 'Traceback' not in err
-    assert lines[0].startswith('fetch-teachers: error: ')
+    assert lines[0].startswith('error: ')
     assert re.search(message, lines[0]), lines[0]
     assert _files(tmp_path) == []  # neither the archive nor a checkpoint nor a .part file
 
@@ -212,14 +212,14 @@ def test_no_network(tmp_path, capsys):
         port = s.getsockname()[1]
     status, _, err = _run(['--url', f'http://127.0.0.1:{port}/x.tar', '--dest', str(tmp_path),
                            '--names', 'resnet56', '--timeout', '5'], capsys)
-    assert status == 1 and err.startswith('fetch-teachers: error: cannot reach http://127.0.0.1:')
+    assert status == 1 and err.startswith('error: cannot reach http://127.0.0.1:')
     assert len(err.strip().splitlines()) == 1
 
 
 def test_unknown_teacher_name(tmp_path, capsys):
     status, _, err = _run(['--names', 'resnet57', '--dest', str(tmp_path)], capsys)
     assert status == 1
-    assert err.strip() == ("fetch-teachers: error: unknown teacher 'resnet57'; expected some of: "
+    assert err.strip() == ("error: unknown teacher 'resnet57'; expected some of: "
                            'wrn_40_2, resnet56, resnet110, resnet32x4, vgg13, ResNet50')
 
 
@@ -230,7 +230,7 @@ def test_unwritable_destination(archive, tmp_path, capsys):
     blocker.write_text('')
     status, _, err = _run(['--url', str(local), '--dest', str(blocker / 'teachers'), '--names', 'resnet56'], capsys)
     assert status == 1
-    assert err.startswith(f'fetch-teachers: error: destination {blocker / "teachers"} is not a writable directory')
+    assert err.startswith(f'error: destination {blocker / "teachers"} is not a writable directory')
 
 
 def test_local_path_and_file_url_and_environment_variable(archive, tmp_path, monkeypatch, capsys):
@@ -249,7 +249,7 @@ def test_local_path_and_file_url_and_environment_variable(archive, tmp_path, mon
 def test_missing_local_archive(tmp_path, capsys):
     status, _, err = _run(['--url', str(tmp_path / 'nowhere.tar'), '--dest', str(tmp_path / 'd'),
                            '--names', 'resnet56'], capsys)
-    assert status == 1 and err.strip() == f'fetch-teachers: error: archive {tmp_path / "nowhere.tar"} not found'
+    assert status == 1 and err.strip() == f'error: archive {tmp_path / "nowhere.tar"} not found'
 
 
 def test_member_that_is_not_a_regular_file_is_refused(tmp_path):

@@ -10,6 +10,11 @@ import sys
 import textwrap
 from typing import List, Optional
 
+import torch
+
+from .errors import error_line
+from .run.runner import RunOptions, run
+
 SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report'}
 
 EPILOG = textwrap.dedent('''\
@@ -41,7 +46,6 @@ EPILOG = textwrap.dedent('''\
 
 
 def _default_device() -> str:
-    import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
@@ -110,9 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return _run_subcommand(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    from .run.errors import RunError, first_line
     try:
-        from .run.runner import RunOptions, run
         options = RunOptions(
             config=args.config, device=args.device or _default_device(), run_log=args.run_log, seed=args.seed,
             start_epoch=args.start_epoch, test_only=args.test_only, student_only=args.student_only,
@@ -120,19 +122,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             world_size=args.world_size, dist_url=args.dist_url, adjust_lr=args.adjust_lr,
             overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle)
         return run(options)
-    except RunError as exc:
-        if args.traceback:
-            raise
-        print(f'error: {exc}', file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)
         return 130
-    except Exception as exc:  # an unexpected failure: still one line unless --traceback is given
+    except Exception as exc:  # UserError: one line; anything else: one line too, unless --traceback is given
         if args.traceback:
             raise
-        message = first_line(exc)
-        print(f'error: {type(exc).__name__}: {message} (rerun with --traceback for details)', file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
 
 

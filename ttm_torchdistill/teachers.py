@@ -40,6 +40,8 @@ from typing import IO, Callable, Dict, Iterable, List, Mapping, Optional, Sequen
 import torch
 from torchdistill.models.registry import MODEL_DICT
 
+from .atomic import atomic_file
+from .errors import UserError, error_line, one_line
 from . import models  # noqa: F401  (registers the cifar_<name> architectures the checkpoints are loaded into)
 
 DEFAULT_URL = 'https://github.com/megvii-research/mdistiller/releases/download/checkpoints/cifar_teachers.tar'
@@ -60,8 +62,8 @@ KNOWN_SHA256: Dict[str, str] = {
 _CHUNK = 1 << 20
 
 
-class FetchError(Exception):
-    """A failure that ``main`` reports as one line (no traceback) with a non-zero exit status."""
+class FetchError(UserError):
+    """A failure that ``main`` reports as one ``error: ...`` line (no traceback) with exit status 1."""
 
 
 def member_name(name: str) -> str:
@@ -114,7 +116,7 @@ def verify_checkpoint(path: os.PathLike, name: str, known_sha256: Mapping[str, s
         checkpoint = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
     except Exception as e:  # torch raises several types for damaged or foreign files
         hint = '' if allow_pickle else ' (loaded with weights_only=True; pass --allow-pickle only for a trusted file)'
-        raise FetchError(f'cannot load the {name} checkpoint {path}: {_one_line(e)}{hint}') from None
+        raise FetchError(f'cannot load the {name} checkpoint {path}: {one_line(e)}{hint}') from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('model'), dict):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise FetchError(f'the {name} checkpoint {path} is not a dict with a "model" state_dict; found {found}')
@@ -122,12 +124,7 @@ def verify_checkpoint(path: os.PathLike, name: str, known_sha256: Mapping[str, s
     try:
         MODEL_DICT[key]().load_state_dict(checkpoint['model'], strict=True)
     except RuntimeError as e:
-        raise FetchError(f'the {name} checkpoint {path} does not load strictly into {key}: {_one_line(e)}') from None
-
-
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = ' '.join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[:limit] + '...'
+        raise FetchError(f'the {name} checkpoint {path} does not load strictly into {key}: {one_line(e)}') from None
 
 
 class ProgressBar:
@@ -189,41 +186,35 @@ def download(url: str, target: Path, timeout: float = 60.0, progress: bool = Tru
     :raises FetchError: on an HTTP error status, an unreachable host, or a transfer that ends early.
     """
     request = urllib.request.Request(url, headers={'User-Agent': 'ttm_torchdistill-fetch-teachers'})
-    part = None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get('Content-Length')
             total = int(length) if length is not None and length.isdigit() else None
-            fd, part = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.part', dir=target.parent)
             bar = ProgressBar(target.name, total) if progress else None
             received = 0
             try:
-                with os.fdopen(fd, 'wb') as f:
+                with atomic_file(target) as pending:
                     for chunk in iter(lambda: response.read(_CHUNK), b''):
-                        f.write(chunk)
+                        pending.file.write(chunk)
                         received += len(chunk)
                         if bar is not None:
                             bar.update(len(chunk))
+                    # urllib returns a short body without complaint when the server closes early: count the bytes
+                    # (before the rename, so a short file never takes the target's name).
+                    if total is not None and received != total:
+                        raise FetchError(f'download of {url} interrupted: received {received} of {total} bytes')
             finally:
                 if bar is not None:  # also when the transfer breaks, so the error starts on its own line
                     bar.close()
-        # urllib returns a short body without complaint when the server closes early: count the bytes.
-        if total is not None and received != total:
-            raise FetchError(f'download of {url} interrupted: received {received} of {total} bytes')
-        os.replace(part, target)
-        part = None
         return target
     except urllib.error.HTTPError as e:
         raise FetchError(f'HTTP {e.code} {e.reason} for {url}') from None
     except urllib.error.URLError as e:
-        raise FetchError(f'cannot reach {url}: {_one_line(e.reason)}') from None
+        raise FetchError(f'cannot reach {url}: {one_line(e.reason)}') from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # reset or timeout mid-body, bad URL
         if isinstance(e, PermissionError):
-            raise FetchError(f'cannot write {target}: {_one_line(e)}') from None
-        raise FetchError(f'download of {url} failed: {_one_line(e)}') from None
-    finally:
-        if part is not None and os.path.exists(part):
-            os.remove(part)
+            raise FetchError(f'cannot write {target}: {one_line(e)}') from None
+        raise FetchError(f'download of {url} failed: {one_line(e)}') from None
 
 
 def _ensure_writable(dest: Path) -> None:
@@ -232,7 +223,7 @@ def _ensure_writable(dest: Path) -> None:
         with tempfile.TemporaryFile(dir=dest):
             pass
     except OSError as e:
-        raise FetchError(f'destination {dest} is not a writable directory: {_one_line(e)}') from None
+        raise FetchError(f'destination {dest} is not a writable directory: {one_line(e)}') from None
 
 
 def _normalised(member: str) -> str:
@@ -252,35 +243,27 @@ def _extract_member(tar: tarfile.TarFile, archive: Path, name: str, target: Path
     try:
         member = next((m for m in tar.getmembers() if _normalised(m.name) == wanted), None)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise FetchError(f'archive {archive} is corrupt or truncated: {_one_line(e)}') from None
+        raise FetchError(f'archive {archive} is corrupt or truncated: {one_line(e)}') from None
     if member is None:
         raise FetchError(f'archive {archive} has no member {wanted} (truncated, or not the teachers archive?)')
     if not member.isfile():
         raise FetchError(f'archive member {wanted} in {archive} is not a regular file; refusing it')
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.part', dir=target.parent)
-    except OSError as e:
-        raise FetchError(f'cannot write {target.parent}: {_one_line(e)}') from None
-    try:
-        with os.fdopen(fd, 'wb') as out:
+        with atomic_file(target) as pending:
             source = tar.extractfile(member)
             copied = 0
             for chunk in iter(lambda: source.read(_CHUNK), b''):
-                out.write(chunk)
+                pending.file.write(chunk)
                 copied += len(chunk)
-        if copied != member.size:
-            raise FetchError(f'archive {archive} is truncated: member {wanted} has {copied} of {member.size} bytes')
-        verify(Path(part))
-        os.replace(part, target)
-        part = None
+            if copied != member.size:
+                raise FetchError(f'archive {archive} is truncated: member {wanted} has {copied} of {member.size} '
+                                 f'bytes')
+            pending.file.flush()
+            verify(Path(pending.temp_path))
     except (tarfile.TarError, EOFError) as e:
-        raise FetchError(f'archive {archive} is corrupt or truncated: {_one_line(e)}') from None
+        raise FetchError(f'archive {archive} is corrupt or truncated: {one_line(e)}') from None
     except OSError as e:
-        raise FetchError(f'cannot extract {wanted} to {target}: {_one_line(e)}') from None
-    finally:
-        if part is not None and os.path.exists(part):
-            os.remove(part)
+        raise FetchError(f'cannot extract {wanted} to {target}: {one_line(e)}') from None
 
 
 def fetch_teachers(names: Sequence[str] = TEACHERS, dest: os.PathLike = DEFAULT_DEST, url: Optional[str] = None,
@@ -338,7 +321,7 @@ def fetch_teachers(names: Sequence[str] = TEACHERS, dest: os.PathLike = DEFAULT_
         except tarfile.ReadError:  # its message lists every compression tried; only the verdict matters
             raise FetchError(f'archive {archive} is corrupt or not a tar file') from None
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise FetchError(f'cannot read archive {archive}: {_one_line(e)}') from None
+            raise FetchError(f'cannot read archive {archive}: {one_line(e)}') from None
         with tar:
             for name in missing:
                 _extract_member(tar, archive, name, targets[name], lambda path, n=name: verify(path, n))
@@ -381,10 +364,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fetch_teachers(names, dest=args.dest, url=args.url, keep_archive=args.keep_archive,
                        allow_pickle=args.allow_pickle, timeout=args.timeout, progress=not args.quiet)
     except FetchError as e:
-        print(f'fetch-teachers: error: {e}', file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('fetch-teachers: interrupted; no partial file was kept', file=sys.stderr)
+        print('error: interrupted; no partial file was kept', file=sys.stderr)
         return 130
     return 0
 

@@ -3,8 +3,8 @@
 * best: ``dst_ckpt``, written when validation top-1 improves: ``{'model', 'best_value', 'epoch', 'top1', 'top5'}``
   (the ``'model'`` key keeps it loadable by torchdistill's ``load_ckpt``);
 * last: ``<stem>.last<suffix>`` next to it, written after every epoch: model, optimizer, scheduler, epoch, best
-  accuracy, per-epoch history, RNG states (python, numpy, torch, CUDA) and the AMP scaler (None: the runner does
-  not use AMP).
+  accuracy, per-epoch history, RNG states (python, numpy, torch, CUDA) and the AMP gradient scaler (None unless
+  the run uses one).
 
 Both are written to a temporary file in the same folder and renamed, so a kill mid-write never leaves a
 truncated checkpoint behind.
@@ -12,13 +12,13 @@ truncated checkpoint behind.
 import hashlib
 import os
 import random
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
-from .errors import RunError
+from ..atomic import atomic_file
+from ..errors import RunError
 
 LAST_FORMAT = 1
 
@@ -35,20 +35,9 @@ def summary_path(dst_ckpt: str) -> str:
 
 
 def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, fsync, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as fp:
-            torch.save(obj, fp)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``torch.save`` through :func:`ttm_torchdistill.atomic.atomic_file` (never a torn checkpoint)."""
+    with atomic_file(path) as pending:
+        torch.save(obj, pending.file)
 
 
 def capture_rng_state() -> Dict[str, Any]:
@@ -58,13 +47,26 @@ def capture_rng_state() -> Dict[str, Any]:
     return state
 
 
-def restore_rng_state(state: Dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def restore_rng_state(state: Dict[str, Any]) -> List[str]:
+    """Inverse of :func:`capture_rng_state`, for the devices that exist now; returns what could not be restored.
+
+    A checkpoint written with more visible GPUs than this process has (another machine, a narrower
+    ``CUDA_VISIBLE_DEVICES``) restores the generators of the devices present and reports the rest, instead of
+    failing in ``set_rng_state_all``: like a change of world size, it only costs bitwise reproducibility.
+    """
     random.setstate(state['python'])
     np.random.set_state(state['numpy'])
     torch.set_rng_state(state['torch'])
-    if state.get('cuda') is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+    saved_cuda = state.get('cuda') or []
+    if not saved_cuda:
+        return []
+    present = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for index, cuda_state in enumerate(saved_cuda[:present]):
+        torch.cuda.set_rng_state(cuda_state, index)
+    if len(saved_cuda) > present:
+        return [f'the checkpoint holds CUDA RNG states of {len(saved_cuda)} devices, {present} visible now: '
+                f'restored {min(present, len(saved_cuda))}, the run will not be bitwise identical']
+    return []
 
 
 def save_best(path: str, model_state: Dict[str, torch.Tensor], epoch: int, top1: float, top5: float) -> None:

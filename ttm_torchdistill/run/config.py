@@ -16,24 +16,37 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from torchdistill.common import yaml_util
 
-from .errors import RunError
+from ..errors import RunError
 
 
 class ConfigLoader(yaml.FullLoader):
     """A ``FullLoader`` subclass carrying torchdistill's custom tags (``!import_call``, ``!join``, ...).
 
-    torchdistill registers its tags on the global ``yaml.FullLoader``; registering them on a subclass keeps the
-    global loader untouched while giving identical behaviour.
+    torchdistill registers its tags on the global ``yaml.FullLoader`` each time it loads a file; here the same
+    constructors are registered on a subclass, so the global loader stays untouched.
     """
 
 
-for _tag, _constructor in (
-        ('!join', yaml_util.yaml_join), ('!pathjoin', yaml_util.yaml_pathjoin),
-        ('!expanduser', yaml_util.yaml_expanduser), ('!abspath', yaml_util.yaml_abspath),
-        ('!import_get', yaml_util.yaml_import_get), ('!import_call', yaml_util.yaml_import_call),
-        ('!import_call_method', yaml_util.yaml_import_call_method), ('!call_method', yaml_util.yaml_call_method),
-        ('!getattr', yaml_util.yaml_getattr), ('!setattr', yaml_util.yaml_setattr),
-        ('!access_by_index_or_key', yaml_util.yaml_access_by_index_or_key)):
+def torchdistill_constructors() -> Dict[str, Any]:
+    """The ``{tag: constructor}`` pairs torchdistill's own ``load_yaml_file`` registers, read from torchdistill.
+
+    ``load_yaml_file`` is run once on an empty document while ``yaml.add_constructor`` only records its calls, so
+    a tag added (or removed) by a torchdistill release is picked up without a hand-kept list.
+    """
+    recorded: Dict[str, Any] = {}
+    original = yaml_util.yaml.add_constructor
+
+    def record(tag, constructor, Loader=None):
+        recorded[tag] = constructor
+    yaml_util.yaml.add_constructor = record
+    try:
+        yaml_util.load_yaml_file(os.devnull)
+    finally:
+        yaml_util.yaml.add_constructor = original
+    return recorded
+
+
+for _tag, _constructor in torchdistill_constructors().items():
     ConfigLoader.add_constructor(_tag, _constructor)
 
 

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from yaml.nodes import Node, ScalarNode
 
 from .config import LoadedConfig, mapping_value_node
-from .errors import RunError, first_line
+from ..errors import RunError, one_line
 
 logger = logging.getLogger('ttm_torchdistill.run')
 CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
@@ -124,15 +124,15 @@ def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
         except (OSError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and not _is_missing_data_error(exc):
                 raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
-                               f'config: RuntimeError: {first_line(exc)}') from None
+                               f'config: RuntimeError: {one_line(exc)}') from None
             root = _dataset_root(loaded, node)
-            reason = first_line(exc) or type(exc).__name__
+            reason = one_line(exc)
             if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
                 reason = f'the data is not there and downloading it failed ({reason})'
             raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from '
                            f'{root or "<no root given>"}: {reason}; {_how_to_get(class_key, root)}') from None
         except Exception as exc:
-            reason = first_line(exc)
+            reason = one_line(exc)
             raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
                            f'config: {type(exc).__name__}: {reason}') from None
     return datasets
@@ -181,23 +181,3 @@ def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train
         num_samples = train_samples if dataset_id in train_ids else eval_samples
         datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
     return datasets
-
-
-def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:
-    """Every data loader's ``dataset_id`` must name a built dataset (torchdistill would silently skip it)."""
-    from .smoke import iter_loader_configs
-    for where, loader_config in iter_loader_configs(config):
-        dataset_id = loader_config.get('dataset_id')
-        if dataset_id is not None and dataset_id not in datasets:
-            raise RunError(f'{where}.dataset_id is {dataset_id!r}, but the config defines only '
-                           f'{", ".join(map(repr, datasets)) or "no datasets"}')
-
-
-def num_classes_of(config: Dict[str, Any]) -> Optional[int]:
-    """``num_classes`` of the student model's kwargs, if given."""
-    models = config.get('models') or dict()
-    student = models.get('student_model', models.get('model')) or dict()
-    value = (student.get('kwargs') or dict()).get('num_classes')
-    return int(value) if isinstance(value, int) else None
-
-

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchdistill.common.constant import def_logger
 from torchdistill.common.module_util import check_if_wrapped
 
-from .errors import RunError
+from ..errors import RunError
 
 
 @dataclass

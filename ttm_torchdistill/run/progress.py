@@ -28,6 +28,7 @@ class LossTermRecorder:
     """
 
     def __init__(self, criterion: nn.Module):
+        self.criterion = criterion
         self.values: Dict[str, float] = OrderedDict()
         self.handles = []
         for name, term in getattr(criterion, 'term_dict', dict()).items():

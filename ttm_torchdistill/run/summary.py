@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..atomic import atomic_file
+
 SUMMARY_FORMAT = 1
 
 
@@ -57,10 +59,7 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
 
 
 def write_summary(path: str, summary: Dict[str, Any]) -> None:
-    """Write ``summary`` as JSON atomically (temporary file, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as fp:
-        json.dump(summary, fp, indent=2)
-        fp.write('\n')
-    os.replace(tmp, path)
+    """Write ``summary`` as JSON atomically (a reader never sees half a file)."""
+    with atomic_file(path, 'w') as pending:
+        json.dump(summary, pending.file, indent=2)
+        pending.file.write('\n')

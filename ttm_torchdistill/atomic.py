@@ -1,0 +1,42 @@
+"""Write a file so that readers see either the old content or the complete new one, never a torn file.
+
+Checkpoints, run summaries and downloads all go through :func:`atomic_file`: the data is written to a temporary
+file in the destination's folder (same filesystem, so the final rename is atomic), flushed and fsync'ed, and only
+then renamed over the destination. A failure (or a kill) before the rename leaves the old file untouched and the
+temporary file removed (or, after a kill, a hidden ``.NAME.*.tmp`` that nothing reads).
+"""
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Iterator
+
+
+@dataclass
+class PendingFile:
+    """The open temporary file (``file``) and its path (``temp_path``, e.g. to verify it before it is renamed)."""
+    file: IO
+    temp_path: str
+
+
+@contextmanager
+def atomic_file(path: os.PathLike, mode: str = 'wb') -> Iterator[PendingFile]:
+    """Open a temporary file next to ``path``; on a clean exit, fsync it and rename it to ``path``.
+
+    :param path: the destination; its folder is created if needed.
+    :param mode: ``'wb'`` or ``'w'``.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, temp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, mode) as fp:
+            yield PendingFile(fp, temp_path)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+        raise

@@ -1,0 +1,80 @@
+"""The test stage: the best student (and the teacher) on the test loader, and the JSON summary of the run."""
+import logging
+import os
+from typing import Any, Dict, Optional
+
+from torch.backends import cudnn
+from torchdistill.datasets.util import build_data_loader
+
+from ..errors import RunError
+from .checkpoint import last_ckpt_path, summary_path
+from .distributed import DistContext
+from .options import RunOptions
+from .prepare import Prepared
+from .progress import evaluate, format_duration
+from .summary import build_summary, write_summary
+from .training import RunState
+from .weights import load_weights
+
+logger = logging.getLogger('ttm_torchdistill.run')
+
+
+def _test_loader(prepared: Prepared, ctx: DistContext):
+    loader_config = (prepared.config.get('test') or dict()).get('test_data_loader')
+    if not isinstance(loader_config, dict):
+        return None
+    return build_data_loader(prepared.datasets[loader_config['dataset_id']], loader_config, ctx.distributed)
+
+
+def _load_best(prepared: Prepared, opts: RunOptions) -> None:
+    where = f'models.{prepared.student_name}.dst_ckpt'
+    if os.path.isfile(prepared.dst_ckpt):
+        load_weights(prepared.student, prepared.dst_ckpt, where, logger)
+    elif opts.test_only and not opts.smoke:
+        raise RunError(f'-test_only: no trained student at {prepared.dst_ckpt} ({where})')
+
+
+def test(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Dict[str, Any]:
+    """Top-1/top-5 of the best student (and of the teacher unless ``-student_only``) on the test loader."""
+    _load_best(prepared, opts)
+    results: Dict[str, Any] = {'student': None, 'teacher': None}
+    test_loader = _test_loader(prepared, ctx)
+    if test_loader is None:
+        logger.warning('no test.test_data_loader in the config: skipping the test')
+        return results
+    cudnn.benchmark = False
+    cudnn.deterministic = True
+    models = prepared.config['models']
+    teacher = None if opts.student_only else prepared.teacher
+    for role, model, entry in (('teacher', teacher, 'teacher_model'),
+                               ('student', prepared.student, prepared.student_name)):
+        if model is None:
+            continue
+        top1, top5, _ = evaluate(model, test_loader, ctx)
+        results[role] = {'top1': top1, 'top5': top5}
+        logger.info(f'[{role.capitalize()}: {models[entry]["key"]}] test top-1 {top1:.2f}  top-5 {top5:.2f}')
+    return results
+
+
+def _format_metrics(metrics: Optional[Dict[str, Any]]) -> str:
+    if not metrics or metrics.get('top1') is None:
+        return 'n/a'
+    return f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
+
+
+def summarise(prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState,
+              test_results: Dict[str, Any]) -> None:
+    """Log the end-of-run summary and write it as JSON next to the best checkpoint."""
+    dst_ckpt = prepared.dst_ckpt
+    checkpoints = {'best': dst_ckpt, 'last': last_ckpt_path(dst_ckpt)}
+    summary = build_summary(opts.config, prepared.config.get('reference'), prepared.identity, ctx.world_size,
+                            state.planned_epochs, state.history, state.best, test_results, checkpoints,
+                            state.wall_time_s)
+    json_path = summary_path(dst_ckpt)
+    write_summary(json_path, summary)
+    logger.info(f'Summary: student best val {_format_metrics(summary["best"])} (epoch {summary["best"]["epoch"]}); '
+                f'last val {_format_metrics(summary["last"])} (epoch {summary["last"]["epoch"]}); '
+                f'test {_format_metrics(test_results["student"])}; '
+                f'teacher test {_format_metrics(test_results["teacher"])}; '
+                f'wall time {format_duration(state.wall_time_s)}')
+    logger.info(f'Checkpoints: best {dst_ckpt}  last {checkpoints["last"]}  summary {json_path}')

@@ -1,0 +1,31 @@
+"""The runner's options, as parsed from the command line by :mod:`ttm_torchdistill.cli`."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..errors import RunError
+
+
+@dataclass
+class RunOptions:
+    """Parsed command-line options (see :mod:`ttm_torchdistill.cli` for their meaning)."""
+    config: str
+    device: str = 'cpu'
+    run_log: Optional[str] = None
+    seed: Optional[int] = None
+    start_epoch: int = 0
+    test_only: bool = False
+    student_only: bool = False
+    log_config: bool = False
+    disable_cudnn_benchmark: bool = False
+    world_size: int = 1
+    dist_url: str = 'env://'
+    adjust_lr: bool = False
+    overrides: List[str] = field(default_factory=list)
+    resume: bool = False
+    smoke: bool = False
+    allow_pickle: bool = False
+
+    def check(self) -> None:
+        """Refuse combinations of options that contradict each other."""
+        if self.resume and self.start_epoch:
+            raise RunError('--resume takes the epoch from the last-epoch checkpoint; drop --start_epoch')

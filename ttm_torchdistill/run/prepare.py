@@ -1,0 +1,125 @@
+"""The first stage of a run: read the config, check it, build the datasets and the models.
+
+Everything a later stage needs is returned in one :class:`Prepared` object; the config is not edited after this
+stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.smoke`).
+"""
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+from torchdistill.common.main_util import import_dependencies
+
+from ..errors import RunError
+from . import preflight
+from .checkpoint import run_identity
+from .config import LoadedConfig, load_config
+from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
+from .data import build_real_datasets, build_smoke_datasets
+from .distributed import DistContext
+from .model_builder import build_model
+from .options import RunOptions
+from .smoke import smoke_config
+from .weights import load_weights
+
+logger = logging.getLogger('ttm_torchdistill.run')
+
+
+@dataclass
+class Prepared:
+    """What the training, test and summary stages work on.
+
+    :param config: the constructed config (a smoke-run copy under ``--smoke``), datasets not included.
+    :param datasets: dataset id -> dataset.
+    :param teacher: the teacher on the device (None without ``models.teacher_model``).
+    :param student: the student as built from ``models:`` on the device (never wrapped).
+    :param student_name: ``'student_model'`` or ``'model'``.
+    :param dst_ckpt: where the best student is saved (user paths expanded).
+    :param identity: seed, config hash and overrides of the run (``checkpoint.run_identity``).
+    :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
+    """
+    config: Dict[str, Any]
+    datasets: Dict[str, Any]
+    teacher: Optional[nn.Module]
+    student: nn.Module
+    student_name: str
+    dst_ckpt: str
+    identity: Dict[str, Any]
+    smoke_dir: Optional[str] = None
+
+    @property
+    def train_config(self) -> Dict[str, Any]:
+        return self.config['train']
+
+
+def _import_plugins(loaded: LoadedConfig) -> None:
+    try:
+        import_dependencies(loaded.config.get('dependencies'))
+    except ImportError as exc:
+        raise RunError(f'`dependencies:` of {loaded.path}: {exc}') from None
+
+
+def _shared_temp_dir(ctx: DistContext) -> str:
+    """A temporary folder made by rank 0 and known to every rank."""
+    folder = tempfile.mkdtemp(prefix='ttm_torchdistill_smoke_') if ctx.is_main else None
+    if ctx.distributed:
+        holder = [folder]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        folder = holder[0]
+    return folder
+
+
+def _build_and_load(model_config: Dict[str, Any], where: str, config: Dict[str, Any], ctx: DistContext,
+                    allow_pickle: bool) -> nn.Module:
+    model = build_model(model_config, where, config, ctx.distributed)
+    load_weights(model, model_config.get('src_ckpt'), f'{where}.src_ckpt', logger, allow_pickle)
+    return model.to(ctx.device)
+
+
+def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
+    """Load and check the config, then build datasets and models (cheap checks first, so a typo costs seconds)."""
+    loaded = load_config(opts.config, opts.overrides)
+    _import_plugins(loaded)
+    config = loaded.config
+    # On the config as written: the smoke edits below switch pretrained weights off.
+    preflight.check_teacher_has_weights(config, opts.smoke)
+    smoke_dir = _shared_temp_dir(ctx) if opts.smoke else None
+    try:
+        return _prepare_checked(loaded, opts, ctx, smoke_dir)
+    except BaseException:
+        if smoke_dir is not None and ctx.is_main:
+            shutil.rmtree(smoke_dir, ignore_errors=True)
+        raise
+
+
+def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, smoke_dir: Optional[str]) -> Prepared:
+    config = loaded.config
+    if smoke_dir is not None:
+        config, notes = smoke_config(config, smoke_dir)
+        for note in notes:
+            logger.info(f'smoke: {note}')
+    student_name, student_config = student_entry(config)
+    dst_ckpt = student_config.get('dst_ckpt')
+    if not dst_ckpt:
+        raise RunError(f'models.{student_name}.dst_ckpt is required (where the best student is saved)')
+    preflight.check_trainable(config, opts.test_only)
+    preflight.check_checkpoint_paths(config)
+    preflight.check_loss_keys(config)
+    if opts.smoke:
+        datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config))
+    else:
+        datasets = build_real_datasets(loaded)
+    preflight.check_dataset_ids(config, datasets)
+    teacher_config = teacher_entry(config)
+    teacher = None if teacher_config is None else \
+        _build_and_load(teacher_config, 'models.teacher_model', config, ctx, opts.allow_pickle)
+    student = _build_and_load(student_config, f'models.{student_name}', config, ctx, opts.allow_pickle)
+    if opts.log_config:
+        logger.info(f'config: {config}')
+    return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
+                    dst_ckpt=os.path.expanduser(dst_ckpt),
+                    identity=run_identity(opts.config, opts.seed, opts.overrides), smoke_dir=smoke_dir)

@@ -1,0 +1,232 @@
+"""The training stage: epochs with validation, best/last checkpoints, exact ``--resume``, progress lines.
+
+The epoch loop follows torchdistill's example runner (pre-epoch process, train steps, validate, save when best
+improves, post-epoch process) around torchdistill's Distillation-/TrainingBox; what it adds is in the README
+("Running"): strict checks, the last-epoch checkpoint written before the best one, a stop on a non-finite loss
+before it reaches a checkpoint, and per-term progress.
+"""
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+from torchdistill.core.distillation import get_distillation_box
+from torchdistill.core.training import get_training_box
+from torchdistill.misc.log import setup_tracker
+
+from ..errors import RunError, one_line
+from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
+    restore_rng_state, save_best, save_last
+from .distributed import DistContext, all_reduce_sum, any_rank, ensure_ddp
+from .options import RunOptions
+from .prepare import Prepared
+from .progress import EpochProgress, LossTermRecorder, evaluate, format_duration, temperature_stats
+
+logger = logging.getLogger('ttm_torchdistill.run')
+
+
+@dataclass
+class RunState:
+    """What the run has done so far; restored by ``--resume`` and written into the summary.
+
+    :param history: one record per completed epoch (``epoch``, ``lr``, ``train_loss``, ``val_top1``, ...).
+    :param best: ``{'epoch', 'top1', 'top5'}`` of the best validation epoch (epoch None before the first).
+    :param previous_wall_time_s: training time of earlier sessions of a resumed run.
+    :param wall_time_s: total training time, set when the stage ends.
+    :param planned_epochs: the config's number of epochs (None when not training).
+    """
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    best: Dict[str, Any] = field(default_factory=lambda: {'epoch': None, 'top1': -1.0, 'top5': None})
+    previous_wall_time_s: float = 0.0
+    wall_time_s: float = 0.0
+    planned_epochs: Optional[int] = None
+
+
+def _setup_box(prepared: Prepared, ctx: DistContext, lr_factor: float):
+    teacher, student, datasets, train_config = prepared.teacher, prepared.student, prepared.datasets, \
+        prepared.train_config
+    try:
+        if teacher is None:
+            return get_training_box(student, datasets, train_config, ctx.device, ctx.device_ids,
+                                    ctx.distributed, lr_factor)
+        return get_distillation_box(teacher, student, datasets, train_config, ctx.device, ctx.device_ids,
+                                    ctx.distributed, lr_factor)
+    except RunError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise RunError(f'cannot set up training from `train:`: {type(exc).__name__}: {one_line(exc)}') from None
+
+
+def _student_of(box) -> torch.nn.Module:
+    return box.model if hasattr(box, 'model') else box.student_model
+
+
+def _set_student(box, model) -> None:
+    if hasattr(box, 'model'):
+        box.model = model
+    else:
+        box.student_model = model
+
+
+def _train_one_epoch(box, ctx: DistContext, epoch: int, log_freq: int, recorder: LossTermRecorder, tracker,
+                     last_path: str) -> EpochProgress:
+    loader = box.train_data_loader
+    steps = len(loader)
+    progress = EpochProgress(epoch + 1, box.num_epochs, steps)
+    for step, (sample_batch, targets, supp_dict) in enumerate(loader, start=1):
+        sample_batch, targets = sample_batch.to(ctx.device), targets.to(ctx.device)
+        loss = box.forward_process(sample_batch, targets, supp_dict)
+        loss_value = loss.item()
+        bad = not torch.isfinite(loss).all().item()
+        if any_rank(bad, ctx) if ctx.distributed else bad:
+            kept = last_path if os.path.isfile(last_path) else 'none (no epoch completed yet)'
+            raise RunError(f'non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step}/{steps}; stopped '
+                           f'before the update; last good checkpoint: {kept}')
+        box.post_forward_process(loss=loss)
+        lr = box.optimizer.param_groups[0]['lr']
+        progress.update(loss_value, recorder.pop(), sample_batch.shape[0], temperature_stats(box.criterion))
+        if step % log_freq == 0 or step == steps:
+            logger.info(progress.line(step, lr, ctx.world_size))
+            if tracker is not None:
+                tracker.log({'train/loss': loss_value, 'train/lr': lr}, step=epoch * steps + step)
+    return progress
+
+
+def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState) -> int:
+    """Restore model, optimizer, scheduler, history and RNG from the last-epoch checkpoint; returns its epoch."""
+    last_path, dst_ckpt = last_ckpt_path(prepared.dst_ckpt), prepared.dst_ckpt
+    ckpt = load_last(last_path)
+    for note in check_same_run(ckpt.get('identity'), prepared.identity, last_path):
+        logger.warning(f'--resume: {note}')
+    prepared.student.load_state_dict(ckpt['model'])
+    state.history = list(ckpt['history'])
+    state.best = dict(ckpt['best'])
+    state.previous_wall_time_s = float(ckpt.get('wall_time_s', 0.0))
+    if ckpt['epoch'] >= box.num_epochs:
+        raise RunError(f'--resume: {last_path} already holds all {box.num_epochs} epochs; nothing to resume')
+    # A multi-stage box starts in stage 1: move it to the stage the saved optimizer and scheduler states belong to.
+    _fast_forward_stages(box, ckpt['epoch'])
+    optional_state(box.optimizer, ckpt['optimizer'], 'optimizer', last_path)
+    optional_state(box.lr_scheduler, ckpt['lr_scheduler'], 'lr_scheduler', last_path)
+    if ckpt.get('world_size', 1) != ctx.world_size:
+        logger.warning(f'--resume: checkpoint written with world size {ckpt.get("world_size")}, '
+                       f'now {ctx.world_size}: the run will not be bitwise identical')
+    for note in restore_rng_state(ckpt['rng']):
+        logger.warning(f'--resume: {note}')
+    # The last checkpoint is written before the best one, so a kill between the two leaves dst_ckpt one
+    # improvement behind; that improvement was the last completed epoch, whose weights the last checkpoint holds.
+    best_epoch = state.best['epoch']
+    if ctx.is_main and best_epoch is not None and best_epoch != best_checkpoint_epoch(dst_ckpt):
+        if best_epoch == ckpt['epoch']:
+            save_best(dst_ckpt, ckpt['model'], best_epoch, state.best['top1'], state.best['top5'])
+            logger.info(f'--resume: restored the best checkpoint of epoch {best_epoch} at {dst_ckpt}')
+        else:
+            logger.warning(f'--resume: {dst_ckpt} does not hold the best epoch {best_epoch}; the final test uses '
+                           f'whatever it holds')
+    logger.info(f'Resuming from {last_path} at epoch {ckpt["epoch"] + 1}/{box.num_epochs}')
+    return ckpt['epoch']
+
+
+def _fast_forward_stages(box, epochs_done: int) -> None:
+    """Advance a multi-stage box (torchdistill's ``MultiStages*Box``) as its post-epoch process would have."""
+    if not hasattr(box, 'stage_end_epoch'):
+        return
+    box.current_epoch = epochs_done
+    while box.stage_end_epoch <= epochs_done < box.num_epochs:
+        box.advance_to_next_stage()
+
+
+def _stage_config(train_config: Dict[str, Any], box) -> Dict[str, Any]:
+    """The config of the stage the box is in (the whole ``train:`` block for single-stage configs)."""
+    stage = getattr(box, 'stage_number', None)
+    return train_config[f'stage{stage}'] if stage is not None else train_config
+
+
+def _start_epoch(box, prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState) -> int:
+    if opts.resume:
+        return _resume(box, prepared, ctx, state)
+    last_path = last_ckpt_path(prepared.dst_ckpt)
+    if os.path.isfile(last_path) and ctx.is_main:
+        logger.warning(f'starting a new run: {last_path} (and {prepared.dst_ckpt}) of an earlier run will be '
+                       f'overwritten; use --resume to continue that run instead')
+    return opts.start_epoch
+
+
+def _warn_teacher_mode(prepared: Prepared) -> None:
+    train_config = prepared.train_config
+    if prepared.teacher is not None and 'pre_epoch_process' not in train_config and 'stage1' not in train_config:
+        logger.warning('train.pre_epoch_process is not set: torchdistill\'s default leaves the teacher in train '
+                       'mode; set it to \'eval_teacher_and_set_loss_epoch\'')
+
+
+def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
+    """Train the student for the configured epochs (or the rest of them with ``--resume``).
+
+    The student as built from ``models:`` is what is validated and saved, even when the box trains a redesigned
+    module around it (``sequential``, auxiliary wrappers), as in torchdistill's example runner.
+    """
+    _warn_teacher_mode(prepared)
+    config = prepared.config
+    tracker = setup_tracker(config.get('tracker'), run_config={'config': opts.config}) \
+        if config.get('tracker') else None
+    state = RunState()
+    lr_factor = ctx.world_size if ctx.distributed and opts.adjust_lr else 1
+    box = _setup_box(prepared, ctx, lr_factor)
+    _set_student(box, ensure_ddp(_student_of(box), ctx))
+    student, dst_ckpt = prepared.student, prepared.dst_ckpt
+    last_path = last_ckpt_path(dst_ckpt)
+    logger.info('Start training')
+    start_epoch = _start_epoch(box, prepared, opts, ctx, state)
+    if box.val_data_loader is None:
+        raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
+    recorder = LossTermRecorder(box.criterion)
+    session_start = time.time()
+    try:
+        for epoch in range(start_epoch, box.num_epochs):
+            epoch_start = time.time()
+            log_freq = max(int(_stage_config(prepared.train_config, box).get('log_freq', 100) or 1), 1)
+            if recorder.criterion is not box.criterion:  # a new stage built its own criterion
+                recorder.remove()
+                recorder = LossTermRecorder(box.criterion)
+            box.pre_epoch_process(epoch=epoch)
+            progress = _train_one_epoch(box, ctx, epoch, log_freq, recorder, tracker, last_path)
+            lr = box.optimizer.param_groups[0]['lr']
+            top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
+            # Per-rank mean of the per-step losses, averaged over ranks.
+            train_loss = progress.mean_loss
+            if ctx.distributed:
+                train_loss = all_reduce_sum([train_loss], ctx)[0] / ctx.world_size
+            epoch_time = time.time() - epoch_start
+            state.history.append({'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss,
+                                  'val_top1': top1, 'val_top5': top5, 'epoch_time_s': epoch_time})
+            improved = top1 > state.best['top1']
+            if improved:
+                state.best = {'epoch': epoch + 1, 'top1': top1, 'top5': top5}
+            logger.info(f'Epoch {epoch + 1}/{box.num_epochs} done in {format_duration(epoch_time)}: train loss '
+                        f'{train_loss:.4f}  val top-1 {top1:.2f}  top-5 {top5:.2f}  (best top-1 '
+                        f'{state.best["top1"]:.2f} at epoch {state.best["epoch"]}'
+                        + (', saved' if improved else '') + ')')
+            if tracker is not None:
+                tracker.log({'val/acc1': top1, 'val/acc5': top5, 'epoch': epoch + 1})
+            box.post_epoch_process(metrics=top1)
+            # A multi-stage box builds the next stage's student module at a stage change, unwrapped on CPU.
+            _set_student(box, ensure_ddp(_student_of(box), ctx))
+            if ctx.is_main:
+                # last before best: see _resume for how a kill between the two is repaired
+                wall = state.previous_wall_time_s + time.time() - session_start
+                save_last(last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1,
+                          state.best, state.history, ctx.world_size, wall, prepared.identity)
+                if improved:
+                    save_best(dst_ckpt, student.state_dict(), epoch + 1, top1, top5)
+            if ctx.distributed:
+                torch.distributed.barrier()
+    finally:
+        recorder.remove()
+        state.wall_time_s = state.previous_wall_time_s + time.time() - session_start
+        if tracker is not None:
+            tracker.finish()
+    state.planned_epochs = box.num_epochs
+    box.clean_modules()
+    return state
