@@ -149,7 +149,7 @@ def test_max_logit_temperature_formula_and_options():
     s, t, _ = _logits(n=3, c=10)
     zs, zt = F.standardize_logits(s.detach()), F.standardize_logits(t)
     both = F.max_logit_temperature(s, t)
-    teacher = F.max_logit_temperature(s, t, teacher_only=True)
+    teacher = F.max_logit_temperature(s, t, teacher_only_max=True)
     factor = (1 + math.sqrt(3)) / 2
     torch.testing.assert_close(both, factor * torch.maximum(zs.abs().amax(1), zt.abs().amax(1)).unsqueeze(1))
     torch.testing.assert_close(teacher, factor * zt.abs().amax(1, keepdim=True))
@@ -171,7 +171,7 @@ def test_max_logit_temperature_of_constant_rows_is_one():
 
 def test_teacher_only_max_uses_teacher_peak():
     s, t, _ = _logits(n=4, c=10)
-    temperature = F.max_logit_temperature(s, t, teacher_only=True)
+    temperature = F.max_logit_temperature(s, t, teacher_only_max=True)
     torch.testing.assert_close(F.kd_loss(s, t, temperature='max_logit', teacher_only_max=True),
                                F.kd_loss(s, t, temperature=temperature))
 
