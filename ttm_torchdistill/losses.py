@@ -4,6 +4,12 @@ Each adapter reads the student and teacher logits from torchdistill's io dicts, 
 hyperparameters once at construction, and returns only its distillation term (batch mean). Cross-entropy
 and the loss weights are combined in YAML with torchdistill's ``WeightedSumLoss``.
 
+Per batch an adapter checks only what can be checked without reading a tensor's values (types, dtypes,
+shapes), then runs the same computation as the public function of :mod:`ttm_torchdistill.functional`,
+without repeating that function's hyperparameter checks. Nothing is read back to the host during a
+training step: the ``'max_logit'`` temperature is kept as a device tensor in ``last_temperature``, and
+``DKDLoss`` asserts the range of its targets on the device.
+
 Registered keys: ``TTMLoss``, ``WTTMLoss``, ``ATDISTLoss``, ``ATKDLoss``, ``DKDLoss``.
 """
 from typing import Optional, Tuple
@@ -21,6 +27,10 @@ class _LogitDistillationLoss(nn.Module):
 
     Adapters forward their ``**paths`` here, so the four path arguments are declared once; a misspelt argument
     of any adapter ends up here and raises ``TypeError``.
+
+    With ``temperature='max_logit'``, :attr:`last_temperature` holds the last batch's per-sample
+    temperatures (:func:`ttm_torchdistill.functional.resolve_temperature` of its logits): shape :math:`(N,)`,
+    detached, on the logits' device.
 
     :param temperature: a positive number or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum logit of the teacher only.
@@ -71,7 +81,7 @@ class _LogitDistillationLoss(nn.Module):
         """
         loss, temperature = F._evaluate(kernel, student, teacher, self.temperature, self.teacher_only_max,
                                         standardize, **hyperparameters)
-        if self.temperature == F.MAX_LOGIT:
+        if isinstance(self.temperature, str):  # 'max_logit'
             self.last_temperature = temperature.reshape(-1)  # computed under no_grad: already detached
         return loss
 
@@ -163,16 +173,16 @@ class ATDISTLoss(_LogitDistillationLoss):
     Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022. Authors' code:
     https://github.com/hunto/image_classification_sota. Math: :func:`ttm_torchdistill.functional.dist_loss`.
 
-    .. warning::
-        The intra-class term sees the per-process batch (torchdistill's ``batch_size`` is per process).
-        A batch of one sample has no intra-class relation: that term is then left out with a warning.
-
     :param beta: :math:`\beta`, inter-class weight.
     :param gamma: :math:`\gamma`, intra-class weight.
     :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
     :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
         ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
+
+    .. warning::
+        The intra-class term sees the per-process batch (torchdistill's ``batch_size`` is per process).
+        A batch of one sample has no intra-class relation: that term is then left out with a warning.
 
     .. code-block:: yaml
 
@@ -214,16 +224,16 @@ class ATKDLoss(_LogitDistillationLoss):
     arXiv:2503.09030. Authors' code: https://github.com/kei813121/atkd. Math:
     :func:`ttm_torchdistill.functional.kd_loss`.
 
-    .. warning::
-        The abstract says the temperature comes from the teacher's maximum logit only; the authors' code
-        uses the maximum over both models. The default follows the code; ``teacher_only_max: True`` follows
-        the abstract.
-
     :param temperature: ``'max_logit'`` or a positive number :math:`T`.
     :param standardize: z-score both logits over the classes first.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
     :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
         ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
+
+    .. warning::
+        The abstract says the temperature comes from the teacher's maximum logit only; the authors' code
+        uses the maximum over both models. The default follows the code; ``teacher_only_max: True`` follows
+        the abstract.
 
     .. code-block:: yaml
 
@@ -261,6 +271,11 @@ class DKDLoss(_LogitDistillationLoss):
     The warm-up needs the epoch, which torchdistill does not pass to losses: the plugin's
     ``eval_teacher_pre_epoch_process`` calls :meth:`set_epoch` before every epoch. With ``warmup_epochs > 0``
     and no epoch set, :meth:`forward` raises instead of silently skipping the warm-up.
+
+    :meth:`forward` checks the targets' dtype and shape, and asserts their range on the device
+    (``torch._assert_async``) rather than reading it back every step: on the CPU an out-of-range target
+    raises ``RuntimeError`` at once; on CUDA it triggers a device-side assert, the same failure as
+    cross-entropy with that target.
 
     :param alpha: :math:`\alpha`, weight of the target-class term.
     :param beta: :math:`\beta`, weight of the non-target-class term.
