@@ -143,9 +143,8 @@ def _check_targets(targets: Tensor, n: int, c: int) -> None:
 
 
 def _check_target_range(targets: Tensor, c: int) -> None:
-    """Raise ``ValueError`` naming the offending range; reads the minimum and maximum back to the host."""
-    low, high = torch.aminmax(targets)
-    low, high = int(low), int(high)
+    """Raise ``ValueError`` naming the offending range; reads the minimum and maximum back in one copy."""
+    low, high = torch.stack(torch.aminmax(targets)).tolist()
     if low < 0 or high >= c:
         raise ValueError(f'targets must be class indices in [0, {c - 1}], got values in [{low}, {high}]')
 
@@ -308,9 +307,10 @@ def resolve_temperature(student_logits: Tensor, teacher_logits: Tensor, temperat
     r"""The per-sample temperatures a loss of this module uses for these logits.
 
     .. math::
-        T_i = \begin{cases} \frac{1 + \sqrt{3}}{2} \max_j \max\left(|\hat z^s_{ij}|, |\hat z^t_{ij}|\right)
-        & \text{for } \texttt{'max\_logit'} \text{ (see } \texttt{max\_logit\_temperature}\text{)} \\
-        T & \text{for a number } T \\ T_i & \text{for a tensor} \end{cases}
+        T_i = \frac{1 + \sqrt{3}}{2} \max_j \max\left(|\hat z^s_{ij}|, |\hat z^t_{ij}|\right)
+        \quad \text{(max-logit)}, \qquad T_i = T \quad \text{(a number } T\text{)}
+
+    with :math:`\hat z` the z-scored logits (:func:`max_logit_temperature`); a tensor is returned as given.
 
     Passing the result back as the ``temperature`` of any loss here gives the same value and gradient, bit
     for bit, as passing ``temperature`` itself: this is how to log the adaptive temperature of a batch,
