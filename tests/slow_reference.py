@@ -21,13 +21,13 @@ def _zscore(row):
     return (row - mean) / (torch.sqrt(var) + 1e-7)
 
 
-def _temperatures(s, t, temperature, teacher_only=False):
+def _temperatures(s, t, temperature, teacher_only_max=False):
     if temperature != 'max_logit':
         return [torch.tensor(float(temperature), dtype=s.dtype)] * s.shape[0]
     out = []
     for i in range(s.shape[0]):
         m = max(abs(x) for x in _zscore(t[i].detach()))
-        if not teacher_only:
+        if not teacher_only_max:
             m = max(m, max(abs(x) for x in _zscore(s[i].detach())))
         out.append(FACTOR * m)
     return out

@@ -1,4 +1,5 @@
 """Registry-driven checks: every loss the plugin registers is tested here without a test of its own."""
+import contextlib
 import inspect
 import re
 import subprocess
@@ -12,6 +13,7 @@ from torch import nn
 from torchdistill.losses.registry import MIDDLE_LEVEL_LOSS_DICT, get_mid_level_loss
 
 import ttm_torchdistill  # noqa: F401
+import ttm_torchdistill.functional as F
 from ttm_torchdistill import _registry
 from conftest import REPO_ROOT
 
@@ -60,6 +62,97 @@ def test_max_logit_records_per_sample_temperature(key):
     criterion({'.': {'output': torch.randn(6, 10)}}, {'.': {'output': torch.randn(6, 10)}}, torch.zeros(6).long())
     assert criterion.last_temperature.shape == (6,) and not criterion.last_temperature.requires_grad
     assert (criterion.last_temperature > 0).all()
+
+
+@pytest.mark.parametrize('key', PLUGIN_LOSSES)
+def test_last_temperature_is_the_resolved_temperature_and_stays_a_tensor(key):
+    criterion = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 'max_logit', 'teacher_only_max': True}})
+    if hasattr(criterion, 'set_epoch'):
+        criterion.set_epoch(100)
+    s, t = torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 10, dtype=torch.float64)
+    criterion({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(6))
+    expected = F.resolve_temperature(s, t, 'max_logit', teacher_only_max=True)
+    assert isinstance(criterion.last_temperature, torch.Tensor)
+    assert criterion.last_temperature.device == s.device and criterion.last_temperature.dtype == torch.float64
+    assert torch.equal(criterion.last_temperature, expected)
+    fixed = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0}})
+    if hasattr(fixed, 'set_epoch'):
+        fixed.set_epoch(100)
+    fixed({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(6))
+    assert fixed.last_temperature is None
+
+
+# Every Python-level way of reading a tensor's value back to the host. On a GPU each one waits for the
+# device (a host-device synchronisation); on these CPU tensors they are merely counted.
+HOST_READS = ('item', 'tolist', '__bool__', '__int__', '__float__', '__index__', '__array__', 'cpu', 'numpy',
+              'nonzero')
+
+
+@contextlib.contextmanager
+def count_host_reads(monkeypatch):
+    calls = []
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(self, *args, __name=name, __original=original, **kwargs):
+                calls.append(__name)
+                return __original(self, *args, **kwargs)
+            patch.setattr(torch.Tensor, name, counted)
+        yield calls
+
+
+def _representative_kwargs():
+    """Each plugin loss's docstring example, plus the 'max_logit' temperature with both maxima."""
+    for key in PLUGIN_LOSSES:
+        (example,) = _yaml_examples(MIDDLE_LEVEL_LOSS_DICT[key])
+        (sub_term,) = example.values()
+        kwargs = sub_term['criterion'].get('kwargs', {})
+        yield pytest.param(key, kwargs, id=f'{key}-example')
+        for teacher_only_max in (False, True):
+            yield pytest.param(key, dict(kwargs, temperature='max_logit', teacher_only_max=teacher_only_max),
+                               id=f'{key}-max_logit' + ('-teacher_only_max' if teacher_only_max else ''))
+
+
+@pytest.mark.parametrize('key, kwargs', _representative_kwargs())
+def test_adapter_step_reads_nothing_back_to_the_host(key, kwargs, monkeypatch):
+    """No host-device synchronisation per training step: forward and backward read no tensor value."""
+    criterion = get_mid_level_loss({'key': key, 'kwargs': kwargs})
+    if hasattr(criterion, 'set_epoch'):
+        criterion.set_epoch(3)
+    student = torch.randn(8, 10, requires_grad=True)
+    teacher, targets = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    with count_host_reads(monkeypatch) as calls:
+        loss = criterion({'.': {'output': student}}, {'.': {'output': teacher}}, targets)
+        loss.backward()
+    assert calls == []
+    assert torch.isfinite(loss) and student.grad is not None
+
+
+def test_host_read_counter_sees_the_checks_of_the_functional_api(monkeypatch):
+    """The functional API reads back a tensor temperature and DKD's target range: the counter must see it."""
+    s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.arange(4)
+    with count_host_reads(monkeypatch) as calls:
+        F.dkd_loss(s, t, y)
+    assert calls == ['tolist']
+    with count_host_reads(monkeypatch) as calls:
+        F.kd_loss(s, t, temperature=torch.full((4,), 2.0))
+    assert calls == ['__bool__']
+    with count_host_reads(monkeypatch) as calls:
+        F.kd_loss(s, t, temperature='max_logit', standardize=True)
+    assert calls == []
+
+
+def test_dkd_adapter_asserts_target_range_on_the_device():
+    criterion = get_mid_level_loss({'key': 'DKDLoss', 'kwargs': {'warmup_epochs': 0}})
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    for bad in ([0, 1, 2, 10], [-1, 0, 1, 2]):
+        with pytest.raises(RuntimeError, match=r'targets must be class indices in \[0, 9\]'):
+            criterion({'.': {'output': s}}, {'.': {'output': t}}, torch.tensor(bad))
+    with pytest.raises(ValueError, match=r'targets must have shape \(4,\) to match the logits, got \(4, 1\)'):
+        criterion({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(4).unsqueeze(1))
+    with pytest.raises(TypeError, match=r'targets must be an integer tensor of class indices, got torch.float32'):
+        criterion({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(4).float())
 
 
 @pytest.mark.parametrize('key', PLUGIN_LOSSES)

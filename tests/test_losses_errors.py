@@ -16,7 +16,9 @@ TEMPERATURE_LOSSES = [
     lambda temperature: F.dist_loss(S, T, temperature=temperature),
     lambda temperature: F.kd_loss(S, T, temperature=temperature),
     lambda temperature: F.dkd_loss(S, T, Y, temperature=temperature),
+    lambda temperature: F.resolve_temperature(S, T, temperature),
 ]
+TEMPERATURE_IDS = ['ttm', 'wttm', 'dist', 'kd', 'dkd', 'resolve_temperature']
 LOSS_KEYS = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss']
 
 
@@ -31,10 +33,53 @@ LOSS_KEYS = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss']
     (torch.tensor([1.0, -1.0, 1.0, 1.0]), ValueError, r'temperature must be positive and finite everywhere'),
     (torch.ones(3), ValueError, r'per-sample temperature must have shape \(4,\) or \(4, 1\) for 4 samples, got \(3,\)'),
 ])
-@pytest.mark.parametrize('loss', TEMPERATURE_LOSSES, ids=['ttm', 'wttm', 'dist', 'kd', 'dkd'])
+@pytest.mark.parametrize('loss', TEMPERATURE_LOSSES, ids=TEMPERATURE_IDS)
 def test_bad_temperature(loss, bad, error, message):
     with pytest.raises(error, match=message):
         loss(bad)
+
+
+FUNCTIONS_WITH_TEACHER_ONLY_MAX = {
+    'ttm': lambda **kw: F.ttm_loss(S, T, **kw),
+    'wttm': lambda **kw: F.wttm_loss(S, T, **kw),
+    'dist': lambda **kw: F.dist_loss(S, T, **kw),
+    'kd': lambda **kw: F.kd_loss(S, T, **kw),
+    'dkd': lambda **kw: F.dkd_loss(S, T, Y, **kw),
+    'resolve_temperature': lambda temperature, **kw: F.resolve_temperature(S, T, temperature, **kw),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FUNCTIONS_WITH_TEACHER_ONLY_MAX))
+def test_functional_teacher_only_max_needs_max_logit_and_a_bool(name):
+    fn = FUNCTIONS_WITH_TEACHER_ONLY_MAX[name]
+    with pytest.raises(ValueError, match=r"teacher_only_max=True needs temperature='max_logit', got 2\.0"):
+        fn(temperature=2.0, teacher_only_max=True)
+    with pytest.raises(TypeError, match=r"teacher_only_max must be True or False, got 'yes'"):
+        fn(temperature='max_logit', teacher_only_max='yes')
+
+
+def test_max_logit_temperature_teacher_only_max_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"teacher_only_max must be True or False, got 1"):
+        F.max_logit_temperature(S, T, teacher_only_max=1)
+
+
+@pytest.mark.parametrize('name', sorted(set(FUNCTIONS_WITH_TEACHER_ONLY_MAX) - {'resolve_temperature'}))
+def test_losses_have_no_return_temperature(name):
+    """One return type per loss: the temperature comes from resolve_temperature."""
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'return_temperature'"):
+        FUNCTIONS_WITH_TEACHER_ONLY_MAX[name](temperature='max_logit', return_temperature=True)
+
+
+def test_teacher_only_is_spelt_teacher_only_max_everywhere():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'teacher_only'"):
+        F.max_logit_temperature(S, T, teacher_only=True)
+
+
+@pytest.mark.parametrize('loss', [lambda: F.kd_loss(S, T, standardize='true'),
+                                  lambda: F.dkd_loss(S, T, Y, standardize='true')], ids=['kd', 'dkd'])
+def test_functional_standardize_must_be_boolean(loss):
+    with pytest.raises(TypeError, match=r"standardize must be True or False, got 'true'"):
+        loss()
 
 
 @pytest.mark.parametrize('key', LOSS_KEYS)

@@ -149,7 +149,7 @@ def test_max_logit_temperature_formula_and_options():
     s, t, _ = _logits(n=3, c=10)
     zs, zt = F.standardize_logits(s.detach()), F.standardize_logits(t)
     both = F.max_logit_temperature(s, t)
-    teacher = F.max_logit_temperature(s, t, teacher_only=True)
+    teacher = F.max_logit_temperature(s, t, teacher_only_max=True)
     factor = (1 + math.sqrt(3)) / 2
     torch.testing.assert_close(both, factor * torch.maximum(zs.abs().amax(1), zt.abs().amax(1)).unsqueeze(1))
     torch.testing.assert_close(teacher, factor * zt.abs().amax(1, keepdim=True))
@@ -171,9 +171,52 @@ def test_max_logit_temperature_of_constant_rows_is_one():
 
 def test_teacher_only_max_uses_teacher_peak():
     s, t, _ = _logits(n=4, c=10)
-    temperature = F.max_logit_temperature(s, t, teacher_only=True)
+    temperature = F.max_logit_temperature(s, t, teacher_only_max=True)
     torch.testing.assert_close(F.kd_loss(s, t, temperature='max_logit', teacher_only_max=True),
                                F.kd_loss(s, t, temperature=temperature))
+
+
+# every loss with every option that changes how the temperature is used: (s, t, y, **temperature options)
+WITH_TEMPERATURE_OPTIONS = {
+    'ttm': lambda s, t, y, **kw: F.ttm_loss(s, t, **kw),
+    'wttm': lambda s, t, y, **kw: F.wttm_loss(s, t, **kw),
+    'dist': lambda s, t, y, **kw: F.dist_loss(s, t, beta=1.5, gamma=0.5, **kw),
+    'kd': lambda s, t, y, **kw: F.kd_loss(s, t, **kw),
+    'kd_standardized': lambda s, t, y, **kw: F.kd_loss(s, t, standardize=True, **kw),
+    'dkd': lambda s, t, y, **kw: F.dkd_loss(s, t, y, **kw),
+    'dkd_standardized': lambda s, t, y, **kw: F.dkd_loss(s, t, y, alpha=0.5, beta=2.0, standardize=True, **kw),
+}
+
+
+@pytest.mark.parametrize('teacher_only_max', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('name', sorted(WITH_TEMPERATURE_OPTIONS))
+def test_resolved_temperature_gives_bit_identical_loss_and_gradient(name, dtype, teacher_only_max):
+    """resolve_temperature(..., 'max_logit') passed back in is the same computation as 'max_logit' itself."""
+    loss = WITH_TEMPERATURE_OPTIONS[name]
+    s, t, y = _logits(n=6, c=10, scale=4.0, dtype=dtype)
+    value = loss(s, t, y, temperature='max_logit', teacher_only_max=teacher_only_max)
+    (grad,) = torch.autograd.grad(value, s)
+    temperature = F.resolve_temperature(s, t, 'max_logit', teacher_only_max=teacher_only_max)
+    resolved = loss(s, t, y, temperature=temperature)
+    (resolved_grad,) = torch.autograd.grad(resolved, s)
+    assert torch.equal(resolved, value) and torch.equal(resolved_grad, grad)
+
+
+def test_resolve_temperature_shapes_and_values():
+    s, t, _ = _logits(n=5, c=7)
+    maximum = F.resolve_temperature(s, t, 'max_logit')
+    assert maximum.shape == (5,) and maximum.dtype == torch.float64 and not maximum.requires_grad
+    assert torch.equal(maximum, F.max_logit_temperature(s, t).squeeze(1))
+    assert torch.equal(F.resolve_temperature(s, t, 'max_logit', teacher_only_max=True),
+                       F.max_logit_temperature(s, t, teacher_only_max=True).squeeze(1))
+    assert torch.equal(F.resolve_temperature(s, t, 3), torch.full((5,), 3.0, dtype=torch.float64))
+    per_sample = torch.linspace(1, 2, 5, requires_grad=True).unsqueeze(1)
+    resolved = F.resolve_temperature(s.float(), t.float(), per_sample)
+    assert resolved.shape == (5,) and resolved.dtype == torch.float32 and not resolved.requires_grad
+    torch.testing.assert_close(resolved, per_sample.detach().squeeze(1))
+    # half-precision logits resolve in float32, the precision the losses compute in
+    assert F.resolve_temperature(s.half(), t.half(), 'max_logit').dtype == torch.float32
 
 
 def test_per_sample_temperature_tensor_equals_number_when_constant():

@@ -1,21 +1,35 @@
 r"""The distillation losses of the plugin as pure functions of logits.
 
-Every function takes student and teacher logits of shape :math:`(N, C)` and keyword-only
-hyperparameters, and returns the loss averaged over the batch (a 0-dim tensor). Teacher logits never
-receive gradients. The math runs in float32 (float64 inputs stay float64) with autocast disabled, so
-the losses stay finite under bfloat16/float16 autocast and for logits as large as :math:`\pm 100`.
+Every loss takes student and teacher logits of shape :math:`(N, C)` and keyword-only hyperparameters,
+and returns one thing: the loss averaged over the batch, a 0-dim tensor. Teacher logits never receive
+gradients. The math runs in float32 (float64 inputs stay float64) with autocast disabled, so the losses
+stay finite under bfloat16/float16 autocast and for logits as large as :math:`\pm 100`.
 
 Temperatures are either a positive number, a per-sample tensor of shape :math:`(N,)` or
 :math:`(N, 1)`, or the string ``'max_logit'`` for the adaptive temperature of Matsuyama et al. (2025),
 see :func:`max_logit_temperature`.
 
-This module imports nothing but torch and the standard library; the torchdistill adapters live in
-:mod:`ttm_torchdistill.losses`.
+**The temperature has its own function.** A caller who wants to see the temperatures a loss uses (to log
+them, say) calls :func:`resolve_temperature` and passes the resulting :math:`(N,)` tensor to the loss
+as its ``temperature``. This gives the same loss and gradient, bit for bit, as ``'max_logit'``: the
+temperature is a function of the logits alone, computed without gradient from the same z-scored logits
+in the same precision. Each loss therefore has a single return type, and no flag that changes it, rather
+than a second family of ``*_with_temperature`` functions returning a named tuple: the temperature is an
+input of the loss, not one of its results.
+
+**Checks.** Every public function checks all of its arguments, so it is safe to call with anything. Most
+checks read only metadata (types, shapes, dtypes); two read tensor values back to the host, which on
+a GPU waits for the device: a temperature given as a tensor must be positive, and :func:`dkd_loss`'s
+targets must be valid class indices. The torchdistill adapters in :mod:`ttm_torchdistill.losses` check
+their hyperparameters once, at construction, and then call the same unchecked core as these functions,
+with only the metadata checks per call and DKD's target range asserted on the device.
+
+This module imports nothing but torch and the standard library.
 """
 import math
 import numbers
 import warnings
-from typing import Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -23,7 +37,9 @@ from torch.nn import functional as F
 
 __all__ = [
     'MAX_LOGIT', 'MAX_LOGIT_FACTOR', 'Temperature',
-    'standardize_logits', 'max_logit_temperature', 'check_temperature', 'check_weight',
+    'standardize_logits', 'max_logit_temperature', 'resolve_temperature',
+    'check_temperature', 'check_teacher_only_max', 'check_weight', 'check_flag', 'check_warmup_epochs',
+    'check_epoch', 'dkd_warmup_factor',
     'ttm_loss', 'wttm_loss', 'dist_loss', 'kd_loss', 'dkd_loss',
 ]
 
@@ -36,6 +52,8 @@ STANDARDIZE_EPS = 1e-7
 DIST_EPS = 1e-8
 
 Temperature = Union[float, str, Tensor]
+#: A temperature after checking and resolution: a float, or an (N, 1) tensor in the working precision.
+_Resolved = Union[float, Tensor]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -43,6 +61,7 @@ Temperature = Union[float, str, Tensor]
 # ----------------------------------------------------------------------------------------------
 
 def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
+    """Types, dtypes and shapes of the logits: metadata only, never a read of the values."""
     for name, value in (('student_logits', student_logits), ('teacher_logits', teacher_logits)):
         if not isinstance(value, Tensor):
             raise TypeError(f'{name} must be a torch.Tensor of shape (N, C), got {type(value).__name__}')
@@ -67,8 +86,17 @@ def check_weight(value: float, name: str) -> float:
     return float(value)
 
 
+def check_flag(value: bool, name: str) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``; raise ``TypeError`` otherwise."""
+    if not isinstance(value, bool):
+        raise TypeError(f'{name} must be True or False, got {value!r}')
+    return value
+
+
 def check_temperature(temperature: Temperature, name: str = 'temperature') -> Temperature:
     """Validate a temperature: a positive finite number, ``'max_logit'`` or a positive tensor.
+
+    A tensor's values are read back to the host to check them (on a GPU this waits for the device).
 
     :return: the temperature, as a float when it is a number.
     """
@@ -80,7 +108,7 @@ def check_temperature(temperature: Temperature, name: str = 'temperature') -> Te
         if not temperature.is_floating_point() or temperature.dim() > 2:
             raise ValueError(f'{name} as a tensor must be floating point of shape (N,) or (N, 1), '
                              f'got dtype {temperature.dtype} and shape {tuple(temperature.shape)}')
-        if not bool(torch.isfinite(temperature).all() and (temperature > 0).all()):
+        if not bool((torch.isfinite(temperature) & (temperature > 0)).all()):
             raise ValueError(f'{name} must be positive and finite everywhere, got {temperature}')
         return temperature
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
@@ -90,6 +118,84 @@ def check_temperature(temperature: Temperature, name: str = 'temperature') -> Te
         raise ValueError(f"{name} must be a positive number or '{MAX_LOGIT}', got {temperature!r}")
     return float(temperature)
 
+
+def check_teacher_only_max(teacher_only_max: bool, temperature: Temperature) -> bool:
+    """Return ``teacher_only_max`` if it is a bool that fits ``temperature`` (``True`` needs ``'max_logit'``)."""
+    check_flag(teacher_only_max, 'teacher_only_max')
+    if teacher_only_max and not isinstance(temperature, str):
+        raise ValueError(f"teacher_only_max=True needs temperature='{MAX_LOGIT}', got {temperature!r}")
+    return teacher_only_max
+
+
+def _check_temperature_args(temperature: Temperature, teacher_only_max: bool) -> Temperature:
+    temperature = check_temperature(temperature)
+    check_teacher_only_max(teacher_only_max, temperature)
+    return temperature
+
+
+def _check_targets(targets: Tensor, n: int, c: int) -> None:
+    """Type, dtype and shape of DKD's targets: metadata only (see the two range checks below)."""
+    if not isinstance(targets, Tensor) or targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError('targets must be an integer tensor of class indices, got '
+                        f'{getattr(targets, "dtype", type(targets).__name__)}')
+    if targets.shape != (n,):
+        raise ValueError(f'targets must have shape ({n},) to match the logits, got {tuple(targets.shape)}')
+
+
+def _check_target_range(targets: Tensor, c: int) -> None:
+    """Raise ``ValueError`` naming the offending range; reads the minimum and maximum back in one copy."""
+    low, high = torch.stack(torch.aminmax(targets)).tolist()
+    if low < 0 or high >= c:
+        raise ValueError(f'targets must be class indices in [0, {c - 1}], got values in [{low}, {high}]')
+
+
+def _assert_target_range_on_device(targets: Tensor, c: int) -> None:
+    """The range check of the hot path: asserted by the device, without reading a value back.
+
+    ``torch._assert_async`` raises ``RuntimeError`` at once on the CPU; on CUDA it queues a device-side
+    assert, so a bad target surfaces as "device-side assert triggered" at a later CUDA call and leaves
+    that process's CUDA context unusable: the same failure as ``F.cross_entropy`` (and DKD's own gather)
+    with an out-of-range target, and the run stops either way.
+    """
+    _assert_async(((targets >= 0) & (targets < c)).all(), f'targets must be class indices in [0, {c - 1}]')
+
+
+def _assert_async(condition: Tensor, message: str) -> None:
+    # torch._assert_async has existed since torch 1.9; without it, gather's own bounds check still stops a run
+    if hasattr(torch, '_assert_async'):
+        torch._assert_async(condition, message)
+
+
+def check_warmup_epochs(warmup_epochs: int) -> int:
+    """Return ``warmup_epochs`` if it is a non-negative integer; raise otherwise."""
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
+    return warmup_epochs
+
+
+def check_epoch(epoch: int) -> int:
+    """Return ``epoch`` if it is a non-negative integer (epochs count from 1); raise otherwise."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f'epoch must be a non-negative integer (counted from 1), got {epoch!r}')
+    return epoch
+
+
+def _warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
+    return 1.0 if warmup_epochs == 0 else min(epoch / warmup_epochs, 1.0)
+
+
+def dkd_warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
+    """DKD's linear warm-up factor ``min(epoch / warmup_epochs, 1)`` (epochs counted from 1, as mdistiller)."""
+    if check_warmup_epochs(warmup_epochs) == 0:
+        return 1.0
+    if epoch is None:
+        raise ValueError(f'warmup_epochs={warmup_epochs} needs the current epoch (counted from 1), got epoch=None')
+    return _warmup_factor(check_epoch(epoch), warmup_epochs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Precision, standardisation and the max-logit adaptive temperature
+# ----------------------------------------------------------------------------------------------
 
 def _working_precision(*tensors: Tensor):
     # Half-precision softmax underflows to exact zeros; float64 inputs keep their precision.
@@ -101,10 +207,6 @@ def _no_autocast(device: torch.device):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-# ----------------------------------------------------------------------------------------------
-# Standardisation and the max-logit adaptive temperature
-# ----------------------------------------------------------------------------------------------
-
 def standardize_logits(logits: Tensor, eps: float = STANDARDIZE_EPS) -> Tensor:
     r"""Z-score each row of ``logits`` over the classes (logit standardisation).
 
@@ -112,22 +214,23 @@ def standardize_logits(logits: Tensor, eps: float = STANDARDIZE_EPS) -> Tensor:
         \hat z_{ij} = \frac{z_{ij} - \bar z_i}{\sigma_i + \epsilon}, \qquad
         \sigma_i = \sqrt{\tfrac{1}{C-1}\textstyle\sum_j (z_{ij} - \bar z_i)^2}
 
-    Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024. The unbiased standard
-    deviation and ``eps`` added after it follow the authors' code
-    (https://github.com/sunshangquan/logit-standardization-KD), which Matsuyama et al. reuse.
+    Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024. Authors' code:
+    https://github.com/sunshangquan/logit-standardization-KD (the unbiased standard deviation and ``eps``
+    added after it follow that code, which Matsuyama et al. reuse).
 
     :param logits: :math:`z`, shape :math:`(N, C)`.
     :param eps: :math:`\epsilon`, added to the standard deviation.
+    :return: :math:`\hat z`, shape :math:`(N, C)`.
     """
     std, mean = torch.std_mean(logits, dim=1, keepdim=True)
     return (logits - mean) / (std + eps)
 
 
-def _peak_temperature(standardized_student: Tensor, standardized_teacher: Tensor, teacher_only: bool) -> Tensor:
+def _peak_temperature(standardized_student: Tensor, standardized_teacher: Tensor, teacher_only_max: bool) -> Tensor:
     """The max-logit rule on already z-scored logits, shape (N, 1), without gradient."""
     with torch.no_grad():
         peak = standardized_teacher.detach().abs().amax(dim=1, keepdim=True)
-        if not teacher_only:
+        if not teacher_only_max:
             peak = torch.maximum(peak, standardized_student.detach().abs().amax(dim=1, keepdim=True))
         temperature = peak * MAX_LOGIT_FACTOR
         # constant logits have no peak: any T gives the same uniform teacher, and 0 would divide by zero
@@ -135,7 +238,7 @@ def _peak_temperature(standardized_student: Tensor, standardized_teacher: Tensor
 
 
 def max_logit_temperature(student_logits: Tensor, teacher_logits: Tensor, *,
-                          teacher_only: bool = False) -> Tensor:
+                          teacher_only_max: bool = False) -> Tensor:
     r"""Per-sample adaptive temperature from the maximum standardised logit.
 
     .. math::
@@ -145,29 +248,112 @@ def max_logit_temperature(student_logits: Tensor, teacher_logits: Tensor, *,
     :math:`m_i = \max_j |\hat z_{ij}|` and :math:`x = m_i / T_i`, the factor makes
     :math:`x + x^2/2 = 1`. Computed without gradient.
 
-    Matsuyama et al., "Adaptive Temperature Based on Logits Correlation in Knowledge Distillation",
-    arXiv:2503.09030 (2025). Authors' code: https://github.com/kei813121/atkd (``calc_maxlogit_temp``).
-
-    .. warning::
-        The abstract says the method "only refers to the maximum logit generated by a teacher model";
-        the authors' code takes the maximum over both models. The default follows the code;
-        ``teacher_only=True`` follows the abstract.
-
     The temperature is always derived from z-scored logits, whatever the loss then softens: this keeps
     it invariant to the scale and shift of the logits. A row with no maximum to speak of (all standardised
     logits zero, i.e. constant logits in every model consulted) gets :math:`T_i = 1`: its teacher
     distribution is uniform at any temperature, and dividing by zero would give NaN.
 
+    Matsuyama et al., "Adaptive Temperature Based on Logits Correlation in Knowledge Distillation",
+    arXiv:2503.09030 (2025). Authors' code: https://github.com/kei813121/atkd (``calc_maxlogit_temp``).
+
     :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
     :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`.
-    :param teacher_only: use :math:`\max_j |\hat z^t_{ij}|` only.
-    :return: :math:`T`, shape :math:`(N, 1)`, in the working precision (float32 or float64).
+    :param teacher_only_max: use :math:`\max_j |\hat z^t_{ij}|` only.
+    :return: :math:`T`, shape :math:`(N, 1)` (broadcasts against the logits), in the working precision
+        (float32 or float64). :func:`resolve_temperature` gives the same values with shape :math:`(N,)`.
+
+    .. warning::
+        The abstract says the method "only refers to the maximum logit generated by a teacher model";
+        the authors' code takes the maximum over both models. The default follows the code;
+        ``teacher_only_max=True`` follows the abstract.
     """
     _check_logits(student_logits, teacher_logits)
+    check_flag(teacher_only_max, 'teacher_only_max')
     with torch.no_grad(), _no_autocast(student_logits.device):
         student_logits, teacher_logits = _working_precision(student_logits.detach(), teacher_logits.detach())
-        return _peak_temperature(standardize_logits(student_logits), standardize_logits(teacher_logits),
-                                 teacher_only)
+        return _resolve(student_logits, teacher_logits, MAX_LOGIT, teacher_only_max, standardized=False)
+
+
+def _working_logits(student_logits: Tensor, teacher_logits: Tensor, standardize: bool) -> Tuple[Tensor, Tensor]:
+    """Detach the teacher, move both to the working precision and optionally z-score them."""
+    student_logits, teacher_logits = _working_precision(student_logits, teacher_logits.detach())
+    if standardize:
+        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
+    return student_logits, teacher_logits
+
+
+def _resolve(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only_max: bool,
+             standardized: bool) -> _Resolved:
+    """A checked temperature as a float or an (N, 1) tensor of the working logits' dtype and device, no gradient.
+
+    ``'max_logit'`` reads the z-scored logits: the given ones when ``standardized``, else z-scored here."""
+    n = student_logits.shape[0]
+    if isinstance(temperature, str):
+        with torch.no_grad():
+            if standardized:
+                return _peak_temperature(student_logits, teacher_logits, teacher_only_max)
+            return _peak_temperature(standardize_logits(student_logits.detach()),
+                                     standardize_logits(teacher_logits.detach()), teacher_only_max)
+    if isinstance(temperature, Tensor):
+        if temperature.numel() != n or (temperature.dim() == 2 and temperature.shape[1] != 1):
+            raise ValueError(f'a per-sample temperature must have shape ({n},) or ({n}, 1) for {n} samples, '
+                             f'got {tuple(temperature.shape)}')
+        return temperature.detach().reshape(n, 1).to(student_logits)  # dtype and device
+    return temperature
+
+
+def resolve_temperature(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, *,
+                        teacher_only_max: bool = False) -> Tensor:
+    r"""The per-sample temperatures a loss of this module uses for these logits.
+
+    .. math::
+        T_i = \frac{1 + \sqrt{3}}{2} \max_j \max\left(|\hat z^s_{ij}|, |\hat z^t_{ij}|\right)
+        \quad \text{(max-logit)}, \qquad T_i = T \quad \text{(a number } T\text{)}
+
+    with :math:`\hat z` the z-scored logits (:func:`max_logit_temperature`); a tensor is returned as given.
+
+    Passing the result back as the ``temperature`` of any loss here gives the same value and gradient, bit
+    for bit, as passing ``temperature`` itself: this is how to log the adaptive temperature of a batch,
+    ``T = resolve_temperature(s, t, 'max_logit'); loss = kd_loss(s, t, temperature=T)``. The max-logit
+    rule reads z-scored logits whether or not the loss standardises, so one :math:`T` serves both.
+
+    Matsuyama et al., "Adaptive Temperature Based on Logits Correlation in Knowledge Distillation",
+    arXiv:2503.09030 (2025). Authors' code: https://github.com/kei813121/atkd (``calc_maxlogit_temp``).
+
+    :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`.
+    :param temperature: a positive number, ``'max_logit'``, or a positive tensor of shape :math:`(N,)` or
+        :math:`(N, 1)`.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :return: :math:`T`, shape :math:`(N,)`, detached, on the logits' device in the working precision
+        (float32, or float64 for float64 logits); a number is broadcast to every sample.
+    """
+    _check_logits(student_logits, teacher_logits)
+    temperature = _check_temperature_args(temperature, teacher_only_max)
+    with torch.no_grad(), _no_autocast(student_logits.device):
+        student_logits, teacher_logits = _working_precision(student_logits.detach(), teacher_logits.detach())
+        resolved = _resolve(student_logits, teacher_logits, temperature, teacher_only_max, standardized=False)
+        n = student_logits.shape[0]
+        if isinstance(resolved, Tensor):
+            return resolved.reshape(n)
+        return torch.full((n,), resolved, dtype=student_logits.dtype, device=student_logits.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# The unchecked core, shared by the public functions below and the adapters of losses.py
+# ----------------------------------------------------------------------------------------------
+
+def _evaluate(kernel: Callable[..., Tensor], student_logits: Tensor, teacher_logits: Tensor,
+              temperature: Temperature, teacher_only_max: bool, standardize: bool,
+              **hyperparameters) -> Tuple[Tensor, _Resolved]:
+    """Run ``kernel`` on the working logits with the temperature resolved once; return the loss and that
+    temperature (a float or an (N, 1) tensor without gradient).
+
+    Checks nothing: the caller has checked the logits (and targets) and the hyperparameters."""
+    with _no_autocast(student_logits.device):
+        student_logits, teacher_logits = _working_logits(student_logits, teacher_logits, standardize)
+        temperature = _resolve(student_logits, teacher_logits, temperature, teacher_only_max, standardize)
+        return kernel(student_logits, teacher_logits, temperature, **hyperparameters), temperature
 
 
 def _kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
@@ -175,48 +361,11 @@ def _kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
     return F.kl_div(log_q, log_p, reduction='none', log_target=True).sum(dim=1)
 
 
-def _prepare(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool,
-             standardize: bool = False):
-    """Check the inputs, detach the teacher, move to the working precision, optionally z-score, and resolve
-    the temperature to a float or an (N, 1) tensor. Call with autocast disabled."""
-    _check_logits(student_logits, teacher_logits)
-    temperature = check_temperature(temperature)
-    if teacher_only and not isinstance(temperature, str):
-        raise ValueError(f"teacher_only_max=True needs temperature='{MAX_LOGIT}', got temperature={temperature!r}")
-    student_logits, teacher_logits = _working_precision(student_logits, teacher_logits.detach())
-    if standardize:
-        student_logits, teacher_logits = standardize_logits(student_logits), standardize_logits(teacher_logits)
-    n = student_logits.shape[0]
-    if isinstance(temperature, str):
-        with torch.no_grad():
-            z_s, z_t = (student_logits, teacher_logits) if standardize else \
-                (standardize_logits(student_logits.detach()), standardize_logits(teacher_logits))
-            temperature = _peak_temperature(z_s, z_t, teacher_only)
-    elif isinstance(temperature, Tensor):
-        if temperature.numel() != n or (temperature.dim() == 2 and temperature.shape[1] != 1):
-            raise ValueError(f'a per-sample temperature must have shape ({n},) or ({n}, 1) for {n} samples, '
-                             f'got {tuple(temperature.shape)}')
-        temperature = temperature.detach().reshape(n, 1).to(student_logits)  # dtype and device
-    return student_logits, teacher_logits, temperature
-
-
-def _squared_per_sample(temperature: Union[float, Tensor]) -> Union[float, Tensor]:
+def _squared_per_sample(temperature: _Resolved) -> _Resolved:
     return temperature.squeeze(1) ** 2 if isinstance(temperature, Tensor) else temperature ** 2
 
 
-def _result(loss: Tensor, temperature: Union[float, Tensor], n: int, return_temperature: bool):
-    if not return_temperature:
-        return loss
-    if not isinstance(temperature, Tensor):
-        temperature = torch.full((n,), temperature, dtype=loss.dtype, device=loss.device)
-    return loss, temperature.reshape(n)
-
-
-# ----------------------------------------------------------------------------------------------
-# TTM and WTTM
-# ----------------------------------------------------------------------------------------------
-
-def _transformed_teacher(teacher_logits: Tensor, temperature: Union[float, Tensor]):
+def _transformed_teacher(teacher_logits: Tensor, temperature: _Resolved):
     """log of the power-transformed teacher sigma(gamma v) and log U_gamma(p^t), both in log space.
 
     p^gamma / sum p^gamma = sigma(gamma v), and log U = log sum_j p_j^gamma = lse(gamma v) - gamma lse(v), with
@@ -229,21 +378,77 @@ def _transformed_teacher(teacher_logits: Tensor, temperature: Union[float, Tenso
     return scaled - log_norm, log_u.squeeze(1)
 
 
-def _ttm(student_logits: Tensor, teacher_logits: Tensor, temperature: Temperature, teacher_only: bool,
-         weighted: bool, return_temperature: bool):
-    with _no_autocast(student_logits.device):
-        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                               teacher_only)
-        if weighted:
-            log_p_hat, log_u = _transformed_teacher(teacher_logits, temperature)
-            kl = log_u.exp() * _kl_rows(log_p_hat, F.log_softmax(student_logits, dim=1))
-        else:
-            kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1), F.log_softmax(student_logits, dim=1))
-        return _result(kl.mean(), temperature, kl.shape[0], return_temperature)
+def _ttm(student_logits: Tensor, teacher_logits: Tensor, temperature: _Resolved, *, weighted: bool) -> Tensor:
+    if weighted:
+        log_p_hat, log_u = _transformed_teacher(teacher_logits, temperature)
+        kl = log_u.exp() * _kl_rows(log_p_hat, F.log_softmax(student_logits, dim=1))
+    else:
+        kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1), F.log_softmax(student_logits, dim=1))
+    return kl.mean()
 
+
+def _pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
+    """Pearson correlation of matching rows, eps added to the product of the norms (authors' code)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def _dist(student_logits: Tensor, teacher_logits: Tensor, temperature: _Resolved, *, beta: float, gamma: float,
+          eps: float) -> Tensor:
+    y_s = F.softmax(student_logits / temperature, dim=1)
+    y_t = F.softmax(teacher_logits / temperature, dim=1)
+    scale = _squared_per_sample(temperature)
+    loss = beta * (scale * (1.0 - _pearson_rows(y_s, y_t, eps))).mean()
+    if gamma > 0:
+        if student_logits.shape[0] < 2:
+            warnings.warn('DIST intra-class relation needs at least 2 samples per batch (it correlates each '
+                          'class across the batch); got a batch of 1, so that term is left out for this '
+                          'batch.', RuntimeWarning, stacklevel=4)
+        else:
+            mean_scale = scale.mean() if isinstance(scale, Tensor) else scale
+            loss = loss + gamma * mean_scale * (1.0 - _pearson_rows(y_s.t(), y_t.t(), eps).mean())
+    return loss
+
+
+def _kd(student_logits: Tensor, teacher_logits: Tensor, temperature: _Resolved) -> Tensor:
+    kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1),
+                  F.log_softmax(student_logits / temperature, dim=1))
+    return (_squared_per_sample(temperature) * kl).mean()
+
+
+def _decouple(scaled_logits: Tensor, target: Tensor, non_target: Tensor):
+    """log of the binary split (p_target, 1 - p_target) and log-softmax over the non-target classes.
+
+    1 - p_target is taken as a logsumexp of the non-target logits, never as log1p(-p): a confident
+    teacher has p_target close to 1, where the subtraction would lose every digit.
+    """
+    log_total = torch.logsumexp(scaled_logits, dim=1, keepdim=True)
+    rest = scaled_logits.gather(1, non_target)
+    log_rest = torch.logsumexp(rest, dim=1, keepdim=True)
+    binary = torch.cat([scaled_logits.gather(1, target) - log_total, log_rest - log_total], dim=1)
+    return binary, rest - log_rest
+
+
+def _dkd(student_logits: Tensor, teacher_logits: Tensor, temperature: _Resolved, *, targets: Tensor, alpha: float,
+         beta: float, factor: float) -> Tensor:
+    n, c = student_logits.shape
+    target = targets.long().unsqueeze(1)
+    # column indices of the C-1 non-target classes of each row (gather is far cheaper than masked_select)
+    columns = torch.arange(c - 1, device=student_logits.device).expand(n, c - 1)
+    non_target = columns + (columns >= target).long()
+    s_binary, s_rest = _decouple(student_logits / temperature, target, non_target)
+    t_binary, t_rest = _decouple(teacher_logits / temperature, target, non_target)
+    per_sample = alpha * _kl_rows(t_binary, s_binary) + beta * _kl_rows(t_rest, s_rest)
+    return factor * (_squared_per_sample(temperature) * per_sample).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# The public losses: check every argument, then run the core
+# ----------------------------------------------------------------------------------------------
 
 def ttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature,
-             teacher_only_max: bool = False, return_temperature: bool = False):
+             teacher_only_max: bool = False) -> Tensor:
     r"""Transformed Teacher Matching: KL from the temperature-scaled teacher to the plain student.
 
     .. math::
@@ -259,15 +464,18 @@ def ttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Tem
     :param student_logits: :math:`z`, shape :math:`(N, C)`.
     :param teacher_logits: :math:`v`, shape :math:`(N, C)`; detached.
     :param temperature: :math:`T = 1/\gamma` of the teacher-side power transform (the paper tunes
-        :math:`\gamma`). ``'max_logit'`` sets a per-sample :math:`T_i` (:func:`max_logit_temperature`).
+        :math:`\gamma`): a number, a per-sample tensor of shape :math:`(N,)`, or ``'max_logit'``
+        (:func:`max_logit_temperature`).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
-    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
+    :return: :math:`\mathcal{L}_{TTM}`, a 0-dim tensor.
     """
-    return _ttm(student_logits, teacher_logits, temperature, teacher_only_max, False, return_temperature)
+    _check_logits(student_logits, teacher_logits)
+    temperature = _check_temperature_args(temperature, teacher_only_max)
+    return _evaluate(_ttm, student_logits, teacher_logits, temperature, teacher_only_max, False, weighted=False)[0]
 
 
 def wttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature,
-              teacher_only_max: bool = False, return_temperature: bool = False):
+              teacher_only_max: bool = False) -> Tensor:
     r"""Weighted TTM: each sample's TTM divergence weighted by the teacher's power sum.
 
     .. math::
@@ -283,28 +491,18 @@ def wttm_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Te
 
     :param student_logits: :math:`z`, shape :math:`(N, C)`.
     :param teacher_logits: :math:`v`, shape :math:`(N, C)`; detached.
-    :param temperature: :math:`T = 1/\gamma`, a number or ``'max_logit'`` (per-sample :math:`T_i`, which then
-        also sets the exponent of :math:`U`).
+    :param temperature: :math:`T = 1/\gamma`: a number, a per-sample tensor of shape :math:`(N,)`, or
+        ``'max_logit'`` (per-sample :math:`T_i`, which then also sets the exponent of :math:`U`).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
-    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
+    :return: :math:`\mathcal{L}_{WTTM}`, a 0-dim tensor.
     """
-    return _ttm(student_logits, teacher_logits, temperature, teacher_only_max, True, return_temperature)
-
-
-# ----------------------------------------------------------------------------------------------
-# DIST
-# ----------------------------------------------------------------------------------------------
-
-def _pearson_rows(a: Tensor, b: Tensor, eps: float) -> Tensor:
-    """Pearson correlation of matching rows, eps added to the product of the norms (authors' code)."""
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+    _check_logits(student_logits, teacher_logits)
+    temperature = _check_temperature_args(temperature, teacher_only_max)
+    return _evaluate(_ttm, student_logits, teacher_logits, temperature, teacher_only_max, False, weighted=True)[0]
 
 
 def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1.0, gamma: float = 1.0,
-              temperature: Temperature = 1.0, teacher_only_max: bool = False, eps: float = DIST_EPS,
-              return_temperature: bool = False):
+              temperature: Temperature = 1.0, teacher_only_max: bool = False, eps: float = DIST_EPS) -> Tensor:
     r"""DIST: inter-class and intra-class Pearson relation between student and teacher predictions.
 
     .. math::
@@ -315,13 +513,23 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1
         \mathcal{L}_{DIST} = \tau^2 \left(\beta \Big(1 - \frac{1}{N}\sum_{i} \rho(Y^s_{i,:}, Y^t_{i,:})\Big)
         + \gamma \Big(1 - \frac{1}{C}\sum_{j} \rho(Y^s_{:,j}, Y^t_{:,j})\Big)\right)
 
-    Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022 (Eqs. 8-9).
-    Authors' code: https://github.com/hunto/image_classification_sota (``lib/models/losses/dist_kd.py``).
-
     With a per-sample temperature (``'max_logit'`` or a tensor) each row is softened by its own
     :math:`\tau_i`; the inter-class term is weighted per sample by :math:`\tau_i^2` and the intra-class term,
     which mixes all samples, by the batch mean of :math:`\tau_i^2`. With one number both reduce to the
     formula above.
+
+    Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022 (Eqs. 8-9).
+    Authors' code: https://github.com/hunto/image_classification_sota (``lib/models/losses/dist_kd.py``).
+
+    :param student_logits: :math:`Z^s`, shape :math:`(N, C)`.
+    :param teacher_logits: :math:`Z^t`, shape :math:`(N, C)`; detached.
+    :param beta: :math:`\beta`, weight of the inter-class relation.
+    :param gamma: :math:`\gamma`, weight of the intra-class relation.
+    :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`): a number, a per-sample tensor of
+        shape :math:`(N,)`, or ``'max_logit'``.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param eps: :math:`\epsilon`.
+    :return: :math:`\mathcal{L}_{DIST}`, a 0-dim tensor.
 
     .. warning::
         The intra-class term correlates each class's probabilities across the mini-batch, so it depends on
@@ -332,42 +540,17 @@ def dist_loss(student_logits: Tensor, teacher_logits: Tensor, *, beta: float = 1
     .. note::
         :math:`\epsilon` is added to the product of the norms as in the authors' code. torchdistill's
         ``DISTLoss`` clamps each norm instead (``cosine_similarity``), which differs when a row is constant.
-
-    :param student_logits: :math:`Z^s`, shape :math:`(N, C)`.
-    :param teacher_logits: :math:`Z^t`, shape :math:`(N, C)`; detached.
-    :param beta: :math:`\beta`, weight of the inter-class relation.
-    :param gamma: :math:`\gamma`, weight of the intra-class relation.
-    :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
-    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
-    :param eps: :math:`\epsilon`.
-    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
     """
     beta, gamma = check_weight(beta, 'beta'), check_weight(gamma, 'gamma')
-    with _no_autocast(student_logits.device):
-        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                               teacher_only_max)
-        n = student_logits.shape[0]
-        y_s = F.softmax(student_logits / temperature, dim=1)
-        y_t = F.softmax(teacher_logits / temperature, dim=1)
-        scale = _squared_per_sample(temperature)
-        loss = beta * (scale * (1.0 - _pearson_rows(y_s, y_t, eps))).mean()
-        if gamma > 0:
-            if n < 2:
-                warnings.warn('DIST intra-class relation needs at least 2 samples per batch (it correlates each '
-                              'class across the batch); got a batch of 1, so that term is left out for this '
-                              'batch.', RuntimeWarning, stacklevel=2)
-            else:
-                mean_scale = scale.mean() if isinstance(scale, Tensor) else scale
-                loss = loss + gamma * mean_scale * (1.0 - _pearson_rows(y_s.t(), y_t.t(), eps).mean())
-        return _result(loss, temperature, n, return_temperature)
+    eps = check_weight(eps, 'eps')
+    _check_logits(student_logits, teacher_logits)
+    temperature = _check_temperature_args(temperature, teacher_only_max)
+    return _evaluate(_dist, student_logits, teacher_logits, temperature, teacher_only_max, False, beta=beta,
+                     gamma=gamma, eps=eps)[0]
 
-
-# ----------------------------------------------------------------------------------------------
-# KD and DKD, with optional standardisation and the max-logit temperature
-# ----------------------------------------------------------------------------------------------
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temperature = 4.0,
-            standardize: bool = False, teacher_only_max: bool = False, return_temperature: bool = False):
+            standardize: bool = False, teacher_only_max: bool = False) -> Tensor:
     r"""Hinton KD, optionally on standardised logits and with the max-logit adaptive temperature.
 
     .. math::
@@ -385,58 +568,26 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: Temp
 
     :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
     :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`; detached.
-    :param temperature: :math:`T`, a number, or ``'max_logit'`` (:func:`max_logit_temperature`).
+    :param temperature: :math:`T`: a number, a per-sample tensor of shape :math:`(N,)`, or ``'max_logit'``
+        (:func:`max_logit_temperature`).
     :param standardize: z-score both logits over the classes first (:func:`standardize_logits`).
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
-    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
+    :return: :math:`\mathcal{L}_{KD}`, a 0-dim tensor.
+
+    .. warning::
+        The abstract of Matsuyama et al. takes the temperature from the teacher's maximum logit only; the
+        authors' code uses the maximum over both models. ``'max_logit'`` follows the code by default,
+        ``teacher_only_max=True`` the abstract.
     """
-    with _no_autocast(student_logits.device):
-        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                               teacher_only_max, standardize)
-        kl = _kl_rows(F.log_softmax(teacher_logits / temperature, dim=1),
-                      F.log_softmax(student_logits / temperature, dim=1))
-        return _result((_squared_per_sample(temperature) * kl).mean(), temperature, kl.shape[0],
-                       return_temperature)
-
-
-def _check_targets(targets: Tensor, n: int, c: int) -> None:
-    if not isinstance(targets, Tensor) or targets.dtype not in (torch.int64, torch.int32):
-        raise TypeError('targets must be an integer tensor of class indices, got '
-                        f'{getattr(targets, "dtype", type(targets).__name__)}')
-    if targets.shape != (n,):
-        raise ValueError(f'targets must have shape ({n},) to match the logits, got {tuple(targets.shape)}')
-    low, high = int(targets.min()), int(targets.max())
-    if low < 0 or high >= c:
-        raise ValueError(f'targets must be class indices in [0, {c - 1}], got values in [{low}, {high}]')
-
-
-def check_warmup_epochs(warmup_epochs: int) -> int:
-    """Return ``warmup_epochs`` if it is a non-negative integer; raise otherwise."""
-    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-        raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
-    return warmup_epochs
-
-
-def check_epoch(epoch: int) -> int:
-    """Return ``epoch`` if it is a non-negative integer (epochs count from 1); raise otherwise."""
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f'epoch must be a non-negative integer (counted from 1), got {epoch!r}')
-    return epoch
-
-
-def dkd_warmup_factor(epoch: Optional[int], warmup_epochs: int) -> float:
-    """DKD's linear warm-up factor ``min(epoch / warmup_epochs, 1)`` (epochs counted from 1, as mdistiller)."""
-    if check_warmup_epochs(warmup_epochs) == 0:
-        return 1.0
-    if epoch is None:
-        raise ValueError(f'warmup_epochs={warmup_epochs} needs the current epoch (counted from 1), got epoch=None')
-    return min(check_epoch(epoch) / warmup_epochs, 1.0)
+    check_flag(standardize, 'standardize')
+    _check_logits(student_logits, teacher_logits)
+    temperature = _check_temperature_args(temperature, teacher_only_max)
+    return _evaluate(_kd, student_logits, teacher_logits, temperature, teacher_only_max, standardize)[0]
 
 
 def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *, alpha: float = 1.0,
              beta: float = 8.0, temperature: Temperature = 4.0, standardize: bool = False,
-             teacher_only_max: bool = False, epoch: Optional[int] = None, warmup_epochs: int = 0,
-             return_temperature: bool = False):
+             teacher_only_max: bool = False, epoch: Optional[int] = None, warmup_epochs: int = 0) -> Tensor:
     r"""Decoupled KD: target-class (TCKD) and non-target-class (NCKD) divergences, each :math:`T^2`-scaled.
 
     .. math::
@@ -447,52 +598,33 @@ def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *,
     :math:`p_i = \sigma(z_i / T_i)` and :math:`\tilde p_i` the softmax over the non-target classes only.
     :math:`z` are the raw logits, or the z-scored logits with ``standardize=True``.
 
+    The non-target softmax is computed on the non-target logits themselves; the authors subtract 1000
+    from the target logit instead, which is the same up to :math:`e^{-1000}`.
+
     Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022. Authors' code:
     https://github.com/megvii-research/mdistiller (``mdistiller/distillers/DKD.py``); the max-logit
     temperature inside DKD follows https://github.com/kei813121/atkd (``distiller_zoo/dkd.py``).
 
-    The non-target softmax is computed on the non-target logits themselves; the authors subtract 1000
-    from the target logit instead, which is the same up to :math:`e^{-1000}`.
-
     :param student_logits: :math:`z^s`, shape :math:`(N, C)`.
     :param teacher_logits: :math:`z^t`, shape :math:`(N, C)`; detached.
-    :param targets: :math:`y`, class indices of shape :math:`(N,)`.
+    :param targets: :math:`y`, class indices of shape :math:`(N,)`, int64 or int32. Their range is checked
+        by reading the minimum and maximum back to the host (the ``DKDLoss`` adapter asserts it on the
+        device instead).
     :param alpha: :math:`\alpha`, weight of TCKD.
     :param beta: :math:`\beta`, weight of NCKD.
-    :param temperature: :math:`T`, a number or ``'max_logit'``.
+    :param temperature: :math:`T`: a number, a per-sample tensor of shape :math:`(N,)`, or ``'max_logit'``.
     :param standardize: z-score both logits over the classes first.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
     :param epoch: :math:`e`, the current epoch counted from 1 (needed when ``warmup_epochs > 0``).
     :param warmup_epochs: :math:`E_w`; 0 disables the warm-up.
-    :param return_temperature: also return the per-sample temperatures used, shape :math:`(N,)`.
+    :return: :math:`\mathcal{L}_{DKD}`, a 0-dim tensor.
     """
     alpha, beta = check_weight(alpha, 'alpha'), check_weight(beta, 'beta')
+    check_flag(standardize, 'standardize')
     factor = dkd_warmup_factor(epoch, warmup_epochs)
     _check_logits(student_logits, teacher_logits)
     _check_targets(targets, *student_logits.shape)
-    with _no_autocast(student_logits.device):
-        student_logits, teacher_logits, temperature = _prepare(student_logits, teacher_logits, temperature,
-                                                               teacher_only_max, standardize)
-        n, c = student_logits.shape
-        target = targets.long().unsqueeze(1)
-        # column indices of the C-1 non-target classes of each row (gather is far cheaper than masked_select)
-        columns = torch.arange(c - 1, device=student_logits.device).expand(n, c - 1)
-        non_target = columns + (columns >= target).long()
-        s_binary, s_rest = _decouple(student_logits / temperature, target, non_target)
-        t_binary, t_rest = _decouple(teacher_logits / temperature, target, non_target)
-        per_sample = alpha * _kl_rows(t_binary, s_binary) + beta * _kl_rows(t_rest, s_rest)
-        loss = factor * (_squared_per_sample(temperature) * per_sample).mean()
-        return _result(loss, temperature, n, return_temperature)
-
-
-def _decouple(scaled_logits: Tensor, target: Tensor, non_target: Tensor):
-    """log of the binary split (p_target, 1 - p_target) and log-softmax over the non-target classes.
-
-    1 - p_target is taken as a logsumexp of the non-target logits, never as log1p(-p): a confident
-    teacher has p_target close to 1, where the subtraction would lose every digit.
-    """
-    log_total = torch.logsumexp(scaled_logits, dim=1, keepdim=True)
-    rest = scaled_logits.gather(1, non_target)
-    log_rest = torch.logsumexp(rest, dim=1, keepdim=True)
-    binary = torch.cat([scaled_logits.gather(1, target) - log_total, log_rest - log_total], dim=1)
-    return binary, rest - log_rest
+    _check_target_range(targets, student_logits.shape[1])
+    temperature = _check_temperature_args(temperature, teacher_only_max)
+    return _evaluate(_dkd, student_logits, teacher_logits, temperature, teacher_only_max, standardize,
+                     targets=targets, alpha=alpha, beta=beta, factor=factor)[0]

@@ -4,9 +4,15 @@ Each adapter reads the student and teacher logits from torchdistill's io dicts, 
 hyperparameters once at construction, and returns only its distillation term (batch mean). Cross-entropy
 and the loss weights are combined in YAML with torchdistill's ``WeightedSumLoss``.
 
+Per batch an adapter checks only what can be checked without reading a tensor's values (types, dtypes,
+shapes), then runs the same computation as the public function of :mod:`ttm_torchdistill.functional`,
+without repeating that function's hyperparameter checks. Nothing is read back to the host during a
+training step: the ``'max_logit'`` temperature is kept as a device tensor in ``last_temperature``, and
+``DKDLoss`` asserts the range of its targets on the device.
+
 Registered keys: ``TTMLoss``, ``WTTMLoss``, ``ATDISTLoss``, ``ATKDLoss``, ``DKDLoss``.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
@@ -22,6 +28,10 @@ class _LogitDistillationLoss(nn.Module):
     Adapters forward their ``**paths`` here, so the four path arguments are declared once; a misspelt argument
     of any adapter ends up here and raises ``TypeError``.
 
+    With ``temperature='max_logit'``, :attr:`last_temperature` holds the last batch's per-sample
+    temperatures (:func:`ttm_torchdistill.functional.resolve_temperature` of its logits): shape :math:`(N,)`,
+    detached, on the logits' device.
+
     :param temperature: a positive number or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum logit of the teacher only.
     :param student_module_path: module path of the student's logits (``'.'``: the model output).
@@ -34,18 +44,15 @@ class _LogitDistillationLoss(nn.Module):
                  student_module_io: str = 'output', teacher_module_path: str = '.', teacher_module_io: str = 'output'):
         super().__init__()
         self.temperature = F.check_temperature(temperature)
-        if not isinstance(teacher_only_max, bool):
-            raise TypeError(f'teacher_only_max must be True or False, got {teacher_only_max!r}')
-        if teacher_only_max and self.temperature != F.MAX_LOGIT:
-            raise ValueError(f"teacher_only_max=True needs temperature='{F.MAX_LOGIT}', got {self.temperature!r}")
-        self.teacher_only_max = teacher_only_max
+        self.teacher_only_max = F.check_teacher_only_max(teacher_only_max, self.temperature)
         for name, value in (('student_module_path', student_module_path), ('student_module_io', student_module_io),
                             ('teacher_module_path', teacher_module_path), ('teacher_module_io', teacher_module_io)):
             if not isinstance(value, str):
                 raise TypeError(f'{name} must be a string, got {value!r}')
         self.student_module_path, self.student_module_io = student_module_path, student_module_io
         self.teacher_module_path, self.teacher_module_io = teacher_module_path, teacher_module_io
-        #: Per-sample temperatures of the last batch (detached, shape (N,)) when temperature is 'max_logit'.
+        #: Per-sample temperatures of the last batch when temperature is 'max_logit': shape (N,), detached, on
+        #: the logits' device. Never read back here; the progress line summarises it.
         self.last_temperature: Optional[Tensor] = None
 
     @staticmethod
@@ -57,18 +64,25 @@ class _LogitDistillationLoss(nn.Module):
                            f'{ {k: sorted(v) for k, v in io_dict.items()} } (check {model}_module_path/_io and the '
                            f'forward hooks of the {model} in the config)') from None
 
-    def _logits(self, student_io_dict: dict, teacher_io_dict: dict):
+    def _logits(self, student_io_dict: dict, teacher_io_dict: dict) -> Tuple[Tensor, Tensor]:
+        """The logits of this batch, their types and shapes checked (metadata only: nothing is read back)."""
         student = self._read(student_io_dict, self.student_module_path, self.student_module_io, 'student')
         teacher = self._read(teacher_io_dict, self.teacher_module_path, self.teacher_module_io, 'teacher')
+        F._check_logits(student, teacher)
         return student, teacher.detach()
 
-    def _call(self, loss_fn, *args, **hyperparameters) -> Tensor:
-        """Run a functional loss with this adapter's temperature, keeping the per-sample T of 'max_logit'."""
-        if self.temperature != F.MAX_LOGIT:
-            return loss_fn(*args, temperature=self.temperature, **hyperparameters)
-        loss, temperature = loss_fn(*args, temperature=self.temperature, teacher_only_max=self.teacher_only_max,
-                                    return_temperature=True, **hyperparameters)
-        self.last_temperature = temperature.detach()
+    def _evaluate(self, kernel, student: Tensor, teacher: Tensor, standardize: bool = False,
+                  **hyperparameters) -> Tensor:
+        """Run a loss kernel with the hyperparameters checked at construction, resolving the temperature once.
+
+        The same core as the public functions, without their per-call hyperparameter checks. With
+        ``'max_logit'`` the per-sample temperature the kernel used is kept, as a device tensor, in
+        :attr:`last_temperature`.
+        """
+        loss, temperature = F._evaluate(kernel, student, teacher, self.temperature, self.teacher_only_max,
+                                        standardize, **hyperparameters)
+        if isinstance(self.temperature, str):  # 'max_logit'
+            self.last_temperature = temperature.reshape(-1)  # computed under no_grad: already detached
         return loss
 
     def extra_repr(self) -> str:
@@ -109,8 +123,10 @@ class TTMLoss(_LogitDistillationLoss):
     def __init__(self, temperature: F.Temperature, teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
 
+    _weighted = False
+
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._call(F.ttm_loss, *self._logits(student_io_dict, teacher_io_dict))
+        return self._evaluate(F._ttm, *self._logits(student_io_dict, teacher_io_dict), weighted=self._weighted)
 
 
 @mid_level_loss()
@@ -139,8 +155,7 @@ class WTTMLoss(TTMLoss):
           weight: 1.6  # beta, ResNet-34 -> ResNet-18 on ImageNet (TTM Table 10)
     """
 
-    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._call(F.wttm_loss, *self._logits(student_io_dict, teacher_io_dict))
+    _weighted = True
 
 
 @mid_level_loss()
@@ -158,16 +173,16 @@ class ATDISTLoss(_LogitDistillationLoss):
     Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022. Authors' code:
     https://github.com/hunto/image_classification_sota. Math: :func:`ttm_torchdistill.functional.dist_loss`.
 
-    .. warning::
-        The intra-class term sees the per-process batch (torchdistill's ``batch_size`` is per process).
-        A batch of one sample has no intra-class relation: that term is then left out with a warning.
-
     :param beta: :math:`\beta`, inter-class weight.
     :param gamma: :math:`\gamma`, intra-class weight.
     :param temperature: :math:`\tau` (the loss includes :math:`\tau^2`), or ``'max_logit'``.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
     :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
         ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
+
+    .. warning::
+        The intra-class term sees the per-process batch (torchdistill's ``batch_size`` is per process).
+        A batch of one sample has no intra-class relation: that term is then left out with a warning.
 
     .. code-block:: yaml
 
@@ -189,14 +204,8 @@ class ATDISTLoss(_LogitDistillationLoss):
     _hyperparameters = ('beta', 'gamma', 'temperature', 'teacher_only_max')
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._call(F.dist_loss, *self._logits(student_io_dict, teacher_io_dict), beta=self.beta,
-                          gamma=self.gamma)
-
-
-def _check_flag(value: bool, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f'{name} must be True or False, got {value!r}')
-    return value
+        return self._evaluate(F._dist, *self._logits(student_io_dict, teacher_io_dict), beta=self.beta,
+                              gamma=self.gamma, eps=F.DIST_EPS)
 
 
 @mid_level_loss()
@@ -215,16 +224,16 @@ class ATKDLoss(_LogitDistillationLoss):
     arXiv:2503.09030. Authors' code: https://github.com/kei813121/atkd. Math:
     :func:`ttm_torchdistill.functional.kd_loss`.
 
-    .. warning::
-        The abstract says the temperature comes from the teacher's maximum logit only; the authors' code
-        uses the maximum over both models. The default follows the code; ``teacher_only_max: True`` follows
-        the abstract.
-
     :param temperature: ``'max_logit'`` or a positive number :math:`T`.
     :param standardize: z-score both logits over the classes first.
     :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
     :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``,
         ``teacher_module_io``: where the :math:`(N, C)` logits are read (default: each model's output).
+
+    .. warning::
+        The abstract says the temperature comes from the teacher's maximum logit only; the authors' code
+        uses the maximum over both models. The default follows the code; ``teacher_only_max: True`` follows
+        the abstract.
 
     .. code-block:: yaml
 
@@ -240,12 +249,12 @@ class ATKDLoss(_LogitDistillationLoss):
     def __init__(self, temperature: F.Temperature = F.MAX_LOGIT, standardize: bool = True,
                  teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
-        self.standardize = _check_flag(standardize, 'standardize')
+        self.standardize = F.check_flag(standardize, 'standardize')
 
     _hyperparameters = ('temperature', 'standardize', 'teacher_only_max')
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._call(F.kd_loss, *self._logits(student_io_dict, teacher_io_dict), standardize=self.standardize)
+        return self._evaluate(F._kd, *self._logits(student_io_dict, teacher_io_dict), self.standardize)
 
 
 @mid_level_loss()
@@ -262,6 +271,11 @@ class DKDLoss(_LogitDistillationLoss):
     The warm-up needs the epoch, which torchdistill does not pass to losses: the plugin's
     ``eval_teacher_pre_epoch_process`` calls :meth:`set_epoch` before every epoch. With ``warmup_epochs > 0``
     and no epoch set, :meth:`forward` raises instead of silently skipping the warm-up.
+
+    :meth:`forward` checks the targets' dtype and shape, and asserts their range on the device
+    (``torch._assert_async``) rather than reading it back every step: on the CPU an out-of-range target
+    raises ``RuntimeError`` at once; on CUDA it triggers a device-side assert, the same failure as
+    cross-entropy with that target.
 
     :param alpha: :math:`\alpha`, weight of the target-class term.
     :param beta: :math:`\beta`, weight of the non-target-class term.
@@ -289,7 +303,7 @@ class DKDLoss(_LogitDistillationLoss):
                  standardize: bool = False, warmup_epochs: int = 20, teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
         self.alpha, self.beta = F.check_weight(alpha, 'alpha'), F.check_weight(beta, 'beta')
-        self.standardize = _check_flag(standardize, 'standardize')
+        self.standardize = F.check_flag(standardize, 'standardize')
         self.warmup_epochs = F.check_warmup_epochs(warmup_epochs)
         self.epoch: Optional[int] = None
 
@@ -307,6 +321,9 @@ class DKDLoss(_LogitDistillationLoss):
                 f'DKDLoss(warmup_epochs={self.warmup_epochs}) needs the current epoch: set '
                 "train.pre_epoch_process: 'eval_teacher_pre_epoch_process' (it calls set_epoch), call set_epoch() "
                 'yourself, or set warmup_epochs: 0')
-        return self._call(F.dkd_loss, *self._logits(student_io_dict, teacher_io_dict), targets, alpha=self.alpha,
-                          beta=self.beta, standardize=self.standardize, epoch=self.epoch,
-                          warmup_epochs=self.warmup_epochs)
+        student, teacher = self._logits(student_io_dict, teacher_io_dict)
+        n, c = student.shape
+        F._check_targets(targets, n, c)
+        F._assert_target_range_on_device(targets, c)
+        return self._evaluate(F._dkd, student, teacher, self.standardize, targets=targets, alpha=self.alpha,
+                              beta=self.beta, factor=F._warmup_factor(self.epoch, self.warmup_epochs))
