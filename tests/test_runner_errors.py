@@ -172,10 +172,11 @@ def test_test_only_without_trained_student(workdir, capsys):
 
 
 def test_non_finite_loss_names_epoch_step_and_keeps_last_checkpoint(workdir, capsys):
-    # 4 steps per epoch; the student's 6th training forward returns NaN: epoch 2, step 2.
+    # 4 steps per epoch, read every 2 (log_freq); the student's 6th training forward returns NaN: epoch 2, step 2,
+    # seen at the read after step 2.
     line = run_error(capsys, ['--config', TINY, '--seed', '0', '--set', 'models.student_model.key=test_runner_nan_net',
                               '--set', 'models.student_model.kwargs={num_classes: 10, nan_from_call: 6}'])
-    assert 'non-finite loss (nan) at epoch 2, step 2/4' in line
+    assert 'non-finite loss (nan or inf) in epoch 2, steps 1-2 of 4' in line
     assert 'last good checkpoint: ckpt/tiny_kd/student.last.pt' in line
     last = torch.load('ckpt/tiny_kd/student.last.pt', weights_only=False)
     assert last['epoch'] == 1

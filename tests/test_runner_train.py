@@ -13,7 +13,8 @@ from torchdistill.models.registry import get_model
 import runner_support as support
 from ttm_torchdistill import cli
 from ttm_torchdistill.run.config import load_config
-from ttm_torchdistill.run.progress import EpochProgress, temperature_stats
+from ttm_torchdistill.run.distributed import DistContext
+from ttm_torchdistill.run.progress import EpochProgress, StepMeter, temperature_stats
 
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
 CIFAR_CE = os.path.join(support.CONFIG_DIR, 'runner_cifar100_ce.yaml')
@@ -21,7 +22,7 @@ IMAGENET = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'world_size', 'epochs', 'best',
                 'overrides', 'config_sha256', 'planned_epochs',
-                'last', 'test', 'checkpoints', 'wall_time_s'}
+                'last', 'test', 'checkpoints', 'wall_time_s', 'runtime'}
 EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s'}
 
 
@@ -71,6 +72,8 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     assert set(summary['test']) == {'student', 'teacher'} and set(summary['test']['teacher']) == {'top1', 'top5'}
     assert summary['checkpoints'] == {'best': dst, 'last': last}
     assert summary['wall_time_s'] > 0
+    assert summary['runtime'] == {'device_data': False, 'amp': 'off', 'channels_last': False, 'compile': False,
+                                  'teacher_cache': None}
     saved = torch.load(last, weights_only=False)
     assert saved['epoch'] == 2 and set(saved['rng']) == {'python', 'numpy', 'torch', 'cuda'}
     assert {'model', 'optimizer', 'lr_scheduler', 'scaler', 'best_value'} <= set(saved)
@@ -212,11 +215,14 @@ def test_temperature_stats_and_progress_line():
                               'b': (MaxLogitLike(torch.tensor([2.0])), 0.5), 'c': (MaxLogitLike(None), 1.0)}
 
     stats = temperature_stats(Weighted())
-    assert stats == pytest.approx((2.0, 1.0, 3.0))
+    assert stats.tolist() == pytest.approx([2.0, 1.0, 3.0])
     assert temperature_stats(torch.nn.CrossEntropyLoss()) is None
     progress = EpochProgress(epoch=2, num_epochs=5, steps=10)
-    progress.update(3.0, {'ce': 1.0, 'wttm': 2.0}, 16, stats)
-    progress.update(5.0, {'ce': 2.0, 'wttm': 3.0}, 16, stats)
+    meter = StepMeter(torch.device('cpu'))
+    meter.add(torch.tensor(3.0), {'ce': torch.tensor(1.0), 'wttm': torch.tensor(2.0)}, stats)
+    meter.add(torch.tensor(5.0), {'ce': torch.tensor(2.0), 'wttm': torch.tensor(3.0)}, stats)
+    progress.count_images(32)
+    progress.add_window(meter.read(DistContext(False, 0, 1, torch.device('cpu'), None)))
     line = progress.line(2, 0.05, 1)
     assert line.startswith('Epoch 2/5  step 2/10  loss 4.0000 (ce 1.5000, wttm 2.5000)  T mean 2.000 min 1.000 '
                            'max 3.000  lr 0.05  ')

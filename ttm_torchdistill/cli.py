@@ -14,6 +14,9 @@ import torch
 
 from .errors import error_line
 from .run.runner import RunOptions, run
+from .run.runtime import AMP_MODES
+
+RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
 
 SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report'}
 
@@ -91,8 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--allow_pickle', '--allow-pickle', dest='allow_pickle', action='store_true',
                         help='read src_ckpt files with torch.load(weights_only=False), which runs code stored in the '
                              'file: only for checkpoints you trust (default: weights_only=True)')
+    speed = parser.add_argument_group('speed (the runtime: block of a config; these flags override it; nothing '
+                                      'here changes what is learned)')
+    speed.add_argument('--device-data', dest='device_data', action='store_const', const=True,
+                       help='keep an in-memory uint8 dataset (CIFAR) on the device and augment batches there')
+    speed.add_argument('--amp', choices=AMP_MODES, help='mixed precision: bf16 (CPU and CUDA) or fp16 (CUDA, with a '
+                                                        'gradient scaler); off by default')
+    speed.add_argument('--channels-last', dest='channels_last', action='store_const', const=True,
+                       help='student, teacher and input batches in channels-last memory format')
+    speed.add_argument('--compile', action='store_const', const=True, help='torch.compile student and teacher')
+    speed.add_argument('--teacher-cache', dest='teacher_cache', metavar='DIR',
+                       help='read teacher logits from DIR (written by the cache-teacher subcommand) instead of '
+                            'running the teacher; needs --device-data')
     parser.add_argument('--traceback', action='store_true', help='show the Python traceback of errors')
     return parser
+
+
+def runtime_flags(args: argparse.Namespace) -> dict:
+    """The runtime options given as flags (an absent flag leaves the config's value)."""
+    return {key: getattr(args, key) for key in RUNTIME_FLAGS if getattr(args, key) is not None}
 
 
 def _run_subcommand(name: str, argv: List[str]) -> int:
@@ -120,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             start_epoch=args.start_epoch, test_only=args.test_only, student_only=args.student_only,
             log_config=args.log_config, disable_cudnn_benchmark=args.disable_cudnn_benchmark,
             world_size=args.world_size, dist_url=args.dist_url, adjust_lr=args.adjust_lr,
-            overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle)
+            overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle,
+            runtime_flags=runtime_flags(args))
         return run(options)
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)

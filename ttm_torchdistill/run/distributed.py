@@ -95,11 +95,6 @@ def all_reduce_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
     return tensor.tolist()
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True if ``flag`` is true on any rank."""
-    return all_reduce_sum([1.0 if flag else 0.0], ctx)[0] > 0
-
-
 def cleanup(ctx: DistContext) -> None:
     """Leave the process group."""
     if ctx.distributed and dist.is_initialized():

@@ -1,6 +1,6 @@
 """The runner's options, as parsed from the command line by :mod:`ttm_torchdistill.cli`."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..errors import RunError
 
@@ -24,6 +24,8 @@ class RunOptions:
     resume: bool = False
     smoke: bool = False
     allow_pickle: bool = False
+    #: runtime options given as flags (``--amp bf16`` -> ``{'amp': 'bf16'}``); absent flags are not in it
+    runtime_flags: Dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse combinations of options that contradict each other."""

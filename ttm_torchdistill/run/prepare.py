@@ -23,6 +23,7 @@ from .data import build_real_datasets, build_smoke_datasets
 from .distributed import DistContext
 from .model_builder import build_model
 from .options import RunOptions
+from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
 from .smoke import smoke_config
 from .weights import load_weights
 
@@ -40,6 +41,7 @@ class Prepared:
     :param student_name: ``'student_model'`` or ``'model'``.
     :param dst_ckpt: where the best student is saved (user paths expanded).
     :param identity: seed, config hash and overrides of the run (``checkpoint.run_identity``).
+    :param runtime: the speed options of the run (``runtime:`` block, ``--set runtime.*``, flags).
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     """
     config: Dict[str, Any]
@@ -49,6 +51,7 @@ class Prepared:
     student_name: str
     dst_ckpt: str
     identity: Dict[str, Any]
+    runtime: Runtime = Runtime()
     smoke_dir: Optional[str] = None
 
     @property
@@ -82,21 +85,25 @@ def _build_and_load(model_config: Dict[str, Any], where: str, config: Dict[str, 
 
 def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
     """Load and check the config, then build datasets and models (cheap checks first, so a typo costs seconds)."""
-    loaded = load_config(opts.config, opts.overrides)
+    overrides, runtime_set = split_runtime_overrides(opts.overrides)
+    loaded = load_config(opts.config, overrides)
     _import_plugins(loaded)
+    runtime = resolve_runtime(loaded.config.get('runtime'), runtime_set, opts.runtime_flags)
+    check_device(runtime, ctx.device.type)
     config = loaded.config
     # On the config as written: the smoke edits below switch pretrained weights off.
     preflight.check_teacher_has_weights(config, opts.smoke)
     smoke_dir = _shared_temp_dir(ctx) if opts.smoke else None
     try:
-        return _prepare_checked(loaded, opts, ctx, smoke_dir)
+        return _prepare_checked(loaded, opts, ctx, smoke_dir, runtime)
     except BaseException:
         if smoke_dir is not None and ctx.is_main:
             shutil.rmtree(smoke_dir, ignore_errors=True)
         raise
 
 
-def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, smoke_dir: Optional[str]) -> Prepared:
+def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, smoke_dir: Optional[str],
+                     runtime: Runtime) -> Prepared:
     config = loaded.config
     if smoke_dir is not None:
         config, notes = smoke_config(config, smoke_dir)
@@ -118,8 +125,12 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     teacher = None if teacher_config is None else \
         _build_and_load(teacher_config, 'models.teacher_model', config, ctx, opts.allow_pickle)
     student = _build_and_load(student_config, f'models.{student_name}', config, ctx, opts.allow_pickle)
+    for model in (teacher, student):
+        if model is not None:
+            apply_model_runtime(model, runtime)
     if opts.log_config:
         logger.info(f'config: {config}')
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=os.path.expanduser(dst_ckpt),
-                    identity=run_identity(opts.config, opts.seed, opts.overrides), smoke_dir=smoke_dir)
+                    identity=run_identity(opts.config, opts.seed, opts.overrides), runtime=runtime,
+                    smoke_dir=smoke_dir)

@@ -8,7 +8,8 @@ Schema (format 1)::
      "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s"}],
      "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
-     "checkpoints": {"best": str, "last": str}, "wall_time_s": float}
+     "checkpoints": {"best": str, "last": str}, "wall_time_s": float,
+     "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"}}
 """
 import json
 import os
@@ -37,10 +38,11 @@ def experiment_name(config_path: str) -> Tuple[str, Optional[str]]:
 def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identity: Dict[str, Any],
                   world_size: int, planned_epochs: Optional[int], epochs: List[Dict[str, Any]],
                   best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
-                  wall_time_s: float) -> Dict[str, Any]:
+                  wall_time_s: float, runtime: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Assemble the summary dict with exactly the keys of the schema above.
 
     :param identity: ``{'seed', 'config_sha256', 'overrides'}`` of the run (``checkpoint.run_identity``).
+    :param runtime: the run's speed options (``Runtime.as_dict()``).
     :param planned_epochs: the config's number of epochs, so a shortened or unfinished run can be told apart.
     """
     experiment, dataset = experiment_name(config_path)
@@ -54,7 +56,7 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
         if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
         'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
         {'epoch': None, 'top1': None, 'top5': None},
-        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s,
+        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'runtime': runtime,
     }
 
 

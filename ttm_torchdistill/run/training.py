@@ -17,12 +17,14 @@ from torchdistill.core.training import get_training_box
 from torchdistill.misc.log import setup_tracker
 
 from ..errors import RunError, one_line
+from .config_walk import iter_train_stage_configs
 from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
     restore_rng_state, save_best, save_last
-from .distributed import DistContext, all_reduce_sum, any_rank, ensure_ddp
+from .distributed import DistContext, all_reduce_sum, ensure_ddp
 from .options import RunOptions
 from .prepare import Prepared
-from .progress import EpochProgress, LossTermRecorder, evaluate, format_duration, temperature_stats
+from .progress import EpochProgress, LossTermRecorder, StepMeter, evaluate, format_duration, temperature_stats
+from .step import TrainStep, check_post_forward, make_scaler
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -70,31 +72,42 @@ def _set_student(box, model) -> None:
         box.student_model = model
 
 
-def _train_one_epoch(box, ctx: DistContext, epoch: int, log_freq: int, recorder: LossTermRecorder, tracker,
-                     last_path: str) -> EpochProgress:
+def _read_window(meter: StepMeter, progress: EpochProgress, ctx: DistContext, epoch: int, first_step: int,
+                 step: int, fp16: bool, last_path: str):
+    window = meter.read(ctx)
+    if window.nonfinite_steps and not fp16:  # with fp16 the scaler skips such steps; otherwise the run is broken
+        kept = last_path if os.path.isfile(last_path) else 'none (no epoch completed yet)'
+        raise RunError(f'non-finite loss (nan or inf) in epoch {epoch + 1}, steps {first_step}-{step} of '
+                       f'{progress.steps}; nothing of this epoch was saved; last good checkpoint: {kept}')
+    progress.add_window(window)
+    return window
+
+
+def _train_one_epoch(box, step_fn: TrainStep, ctx: DistContext, epoch: int, log_freq: int,
+                     recorder: LossTermRecorder, tracker, last_path: str) -> EpochProgress:
+    """Train one epoch; reads the device once per ``log_freq`` steps and at the end (no per-step sync)."""
     loader = box.train_data_loader
     steps = len(loader)
     progress = EpochProgress(epoch + 1, box.num_epochs, steps)
+    meter = StepMeter(ctx.device)
+    fp16 = step_fn.scaler is not None
+    first_step = 1
     for step, (sample_batch, targets, supp_dict) in enumerate(loader, start=1):
-        sample_batch, targets = sample_batch.to(ctx.device), targets.to(ctx.device)
-        loss = box.forward_process(sample_batch, targets, supp_dict)
-        loss_value = loss.item()
-        bad = not torch.isfinite(loss).all().item()
-        if any_rank(bad, ctx) if ctx.distributed else bad:
-            kept = last_path if os.path.isfile(last_path) else 'none (no epoch completed yet)'
-            raise RunError(f'non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step}/{steps}; stopped '
-                           f'before the update; last good checkpoint: {kept}')
-        box.post_forward_process(loss=loss)
-        lr = box.optimizer.param_groups[0]['lr']
-        progress.update(loss_value, recorder.pop(), sample_batch.shape[0], temperature_stats(box.criterion))
+        loss = step_fn(sample_batch, targets, supp_dict)
+        meter.add(loss, recorder.pop(), temperature_stats(box.criterion))
+        progress.count_images(sample_batch.shape[0])
         if step % log_freq == 0 or step == steps:
+            window = _read_window(meter, progress, ctx, epoch, first_step, step, fp16, last_path)
+            first_step = step + 1
+            lr = box.optimizer.param_groups[0]['lr']
             logger.info(progress.line(step, lr, ctx.world_size))
             if tracker is not None:
-                tracker.log({'train/loss': loss_value, 'train/lr': lr}, step=epoch * steps + step)
+                tracker.log({'train/loss': window.loss_sum / max(window.steps - window.nonfinite_steps, 1),
+                             'train/lr': lr}, step=epoch * steps + step)
     return progress
 
 
-def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState) -> int:
+def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState, scaler) -> int:
     """Restore model, optimizer, scheduler, history and RNG from the last-epoch checkpoint; returns its epoch."""
     last_path, dst_ckpt = last_ckpt_path(prepared.dst_ckpt), prepared.dst_ckpt
     ckpt = load_last(last_path)
@@ -110,6 +123,7 @@ def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState) -> int:
     _fast_forward_stages(box, ckpt['epoch'])
     optional_state(box.optimizer, ckpt['optimizer'], 'optimizer', last_path)
     optional_state(box.lr_scheduler, ckpt['lr_scheduler'], 'lr_scheduler', last_path)
+    _restore_scaler(scaler, ckpt.get('scaler'), last_path)
     if ckpt.get('world_size', 1) != ctx.world_size:
         logger.warning(f'--resume: checkpoint written with world size {ckpt.get("world_size")}, '
                        f'now {ctx.world_size}: the run will not be bitwise identical')
@@ -129,6 +143,16 @@ def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState) -> int:
     return ckpt['epoch']
 
 
+def _restore_scaler(scaler, saved, path: str) -> None:
+    """The fp16 gradient scaler continues with its saved scale; a change of amp mode is allowed, with a warning."""
+    if scaler is not None and saved is not None:
+        scaler.load_state_dict(saved)
+    elif scaler is not None or saved is not None:
+        logger.warning(f'--resume: {path} was written {"with" if saved is not None else "without"} an fp16 gradient '
+                       f'scaler, this run {"uses" if scaler is not None else "does not use"} one: its state starts '
+                       f'afresh')
+
+
 def _fast_forward_stages(box, epochs_done: int) -> None:
     """Advance a multi-stage box (torchdistill's ``MultiStages*Box``) as its post-epoch process would have."""
     if not hasattr(box, 'stage_end_epoch'):
@@ -144,9 +168,9 @@ def _stage_config(train_config: Dict[str, Any], box) -> Dict[str, Any]:
     return train_config[f'stage{stage}'] if stage is not None else train_config
 
 
-def _start_epoch(box, prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState) -> int:
+def _start_epoch(box, prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState, scaler) -> int:
     if opts.resume:
-        return _resume(box, prepared, ctx, state)
+        return _resume(box, prepared, ctx, state, scaler)
     last_path = last_ckpt_path(prepared.dst_ckpt)
     if os.path.isfile(last_path) and ctx.is_main:
         logger.warning(f'starting a new run: {last_path} (and {prepared.dst_ckpt}) of an earlier run will be '
@@ -177,8 +201,12 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     _set_student(box, ensure_ddp(_student_of(box), ctx))
     student, dst_ckpt = prepared.student, prepared.dst_ckpt
     last_path = last_ckpt_path(dst_ckpt)
-    logger.info('Start training')
-    start_epoch = _start_epoch(box, prepared, opts, ctx, state)
+    scaler = make_scaler(prepared.runtime, ctx)
+    for where, stage in iter_train_stage_configs(config):
+        check_post_forward(stage, scaler, where)
+    step_fn = TrainStep(box, ctx, prepared.runtime, scaler)
+    logger.info(f'Start training ({prepared.runtime.describe()})')
+    start_epoch = _start_epoch(box, prepared, opts, ctx, state, scaler)
     if box.val_data_loader is None:
         raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
     recorder = LossTermRecorder(box.criterion)
@@ -191,7 +219,8 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 recorder.remove()
                 recorder = LossTermRecorder(box.criterion)
             box.pre_epoch_process(epoch=epoch)
-            progress = _train_one_epoch(box, ctx, epoch, log_freq, recorder, tracker, last_path)
+            step_fn.box = box
+            progress = _train_one_epoch(box, step_fn, ctx, epoch, log_freq, recorder, tracker, last_path)
             lr = box.optimizer.param_groups[0]['lr']
             top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
             # Per-rank mean of the per-step losses, averaged over ranks.
@@ -217,7 +246,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 # last before best: see _resume for how a kill between the two is repaired
                 wall = state.previous_wall_time_s + time.time() - session_start
                 save_last(last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1,
-                          state.best, state.history, ctx.world_size, wall, prepared.identity)
+                          state.best, state.history, ctx.world_size, wall, prepared.identity, scaler)
                 if improved:
                     save_best(dst_ckpt, student.state_dict(), epoch + 1, top1, top5)
             if ctx.distributed:

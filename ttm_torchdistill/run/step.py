@@ -1,0 +1,92 @@
+"""One training step on the device: input transfer, mixed precision, backward and optimizer step.
+
+The step never reads a value back to the host (see :class:`ttm_torchdistill.run.progress.StepMeter`); with
+``amp: fp16`` the backward pass and optimizer step go through a gradient scaler, mirroring torchdistill's
+``default_post_forward_process`` (gradient accumulation, clipping on unscaled gradients, step-wise scheduler).
+"""
+from contextlib import nullcontext
+from typing import Optional
+
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, ReduceLROnPlateau
+
+from ..errors import RunError
+from .distributed import DistContext
+from .runtime import Runtime
+
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+DEFAULT_POST_FORWARD = (None, 'default_post_forward_process')
+
+
+def make_scaler(runtime: Runtime, ctx: DistContext) -> Optional[torch.amp.GradScaler]:
+    """A gradient scaler for ``amp: fp16`` (CUDA only; bf16 has float32's range and needs none)."""
+    if runtime.amp != 'fp16':
+        return None
+    return torch.amp.GradScaler(ctx.device.type)
+
+
+def check_post_forward(train_config: dict, scaler: Optional[torch.amp.GradScaler], where: str) -> None:
+    """fp16 replaces torchdistill's default post-forward process; a custom one cannot be combined with it."""
+    key = train_config.get('post_forward_process')
+    if scaler is not None and key not in DEFAULT_POST_FORWARD:
+        raise RunError(f'amp fp16 trains through a gradient scaler in place of torchdistill\'s default post-forward '
+                       f'process, but {where}.post_forward_process is {key!r}; use --amp bf16 or remove it')
+
+
+def scaled_post_forward(box, loss: torch.Tensor, scaler: torch.amp.GradScaler) -> None:
+    """torchdistill's ``default_post_forward_process`` with the loss scaled, the gradients unscaled before clipping,
+    and the step taken (or skipped, on inf/nan gradients) by the scaler."""
+    box.stage_grad_count += 1
+    if box.grad_accum_step > 1:
+        loss = loss / box.grad_accum_step
+    scaler.scale(loss).backward()
+    if box.stage_grad_count % box.grad_accum_step == 0:
+        if box.max_grad_norm is not None:
+            scaler.unscale_(box.optimizer)
+            params = [p for group in box.optimizer.param_groups for p in group['params']]
+            torch.nn.utils.clip_grad_norm_(params, box.max_grad_norm)
+        scaler.step(box.optimizer)
+        scaler.update()
+        box.optimizer.zero_grad()
+    scheduler = box.lr_scheduler
+    if scheduler is not None and box.scheduling_step > 0 and box.stage_grad_count % box.scheduling_step == 0 \
+            and box.stage_grad_count % box.grad_accum_step == 0:
+        if isinstance(scheduler, ReduceLROnPlateau):
+            raise RunError('a step-wise ReduceLROnPlateau needs a metric every step; not supported with amp fp16')
+        if isinstance(scheduler, CosineAnnealingWarmRestarts):
+            scheduler.step(int(box.stage_grad_count / box.scheduling_step))
+        else:
+            scheduler.step()
+
+
+class TrainStep:
+    """Run one step of ``box`` with the run's runtime options.
+
+    :param box: torchdistill's Distillation- or TrainingBox.
+    :param ctx: where the run is (device, distribution).
+    :param runtime: the run's speed options.
+    :param scaler: the fp16 gradient scaler, or None.
+    """
+
+    def __init__(self, box, ctx: DistContext, runtime: Runtime, scaler: Optional[torch.amp.GradScaler]):
+        self.box, self.ctx, self.runtime, self.scaler = box, ctx, runtime, scaler
+        self.non_blocking = ctx.device.type == 'cuda'  # overlaps the copy with compute from pinned host memory
+
+    def autocast(self):
+        if self.runtime.amp == 'off':
+            return nullcontext()
+        return torch.autocast(device_type=self.ctx.device.type, dtype=AUTOCAST_DTYPES[self.runtime.amp])
+
+    def __call__(self, sample_batch: torch.Tensor, targets: torch.Tensor, supp_dict) -> torch.Tensor:
+        """Forward, backward and update; returns the (unscaled, undetached) loss without reading it."""
+        sample_batch = sample_batch.to(self.ctx.device, non_blocking=self.non_blocking)
+        targets = targets.to(self.ctx.device, non_blocking=self.non_blocking)
+        if self.runtime.channels_last and sample_batch.dim() == 4:
+            sample_batch = sample_batch.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            loss = self.box.forward_process(sample_batch, targets, supp_dict)
+        if self.scaler is not None:
+            scaled_post_forward(self.box, loss, self.scaler)
+        else:
+            self.box.post_forward_process(loss=loss)
+        return loss
