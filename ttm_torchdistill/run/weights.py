@@ -19,10 +19,11 @@ def _extract_state_dict(ckpt: Any, path: str) -> Dict[str, torch.Tensor]:
     state = ckpt['model'] if isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict) else ckpt
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RunError(f'checkpoint {path} holds neither a state_dict nor a dict with a "model" state_dict')
-    keys = list(state)
-    # A model saved while wrapped in (Distributed)DataParallel: every key starts with 'module.'.
-    if keys and all(k.startswith('module.') for k in keys):
-        state = {k[len('module.'):]: v for k, v in state.items()}
+    # A model saved while wrapped in (Distributed)DataParallel ('module.') or torch.compile ('_orig_mod.'): every
+    # key carries the wrapper's prefix.
+    for prefix in ('module.', '_orig_mod.'):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
 

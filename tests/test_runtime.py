@@ -1,0 +1,150 @@
+"""The ``runtime:`` block and its flags: parsing, precedence, errors, and runs with each option on the CPU.
+
+What a GPU would add (fp16 on CUDA, non-blocking copies from pinned memory) is reasoned about in the README; the
+fp16 gradient-scaler path is exercised here with CPU float16 autocast, which torch supports.
+"""
+import os
+
+import pytest
+import torch
+
+import runner_support as support
+from ttm_torchdistill import cli
+from ttm_torchdistill.errors import RunError
+from ttm_torchdistill.run import runtime as runtime_module
+from ttm_torchdistill.run.runtime import Runtime, resolve_runtime, split_runtime_overrides
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
+TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
+LAST = os.path.join('ckpt', 'tiny_kd', 'student.last.pt')
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
+    return tmp_path
+
+
+def run_ok(capsys, args):
+    code = cli.main(args + ['--device', 'cpu', '--seed', '0'])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    return captured.out
+
+
+def run_error(capsys, args):
+    code = cli.main(args + ['--device', 'cpu'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    return err[0]
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+def test_defaults_and_description():
+    assert resolve_runtime(None, {}, {}) == Runtime()
+    assert Runtime().describe() == 'runtime: defaults (stock torchdistill path)'
+    assert Runtime(device_data=True, amp='bf16').describe() == 'runtime: device_data, amp=bf16'
+
+
+def test_precedence_file_then_set_then_flags():
+    resolved = resolve_runtime({'amp': 'bf16', 'compile': True}, {'amp': 'off', 'channels_last': True},
+                               {'compile': False})
+    assert resolved == Runtime(amp='off', channels_last=True, compile=False)
+
+
+def test_yaml_off_is_amp_off():
+    assert resolve_runtime({'amp': False}, {}, {}).amp == 'off'  # an unquoted `off` in YAML 1.1 is False
+
+
+def test_set_runtime_needs_no_block():
+    rest, values = split_runtime_overrides(['train.num_epochs=1', 'runtime.amp=bf16', 'runtime.device_data=true'])
+    assert rest == ['train.num_epochs=1'] and values == {'amp': 'bf16', 'device_data': True}
+
+
+@pytest.mark.parametrize('block, set_values, flags, message', [
+    ({'amp': 'fp8'}, {}, {}, r"runtime.amp: amp must be one of off, bf16, fp16, got 'fp8'"),
+    ({'devcie_data': True}, {}, {}, r"runtime: unknown runtime key 'devcie_data'; expected one of device_data, amp"),
+    ({}, {'compile': 'yes'}, {}, r"--set runtime: compile must be true or false, got 'yes'"),
+    ('fast', {}, {}, r"runtime: must be a mapping of device_data, amp, .*, got 'fast'"),
+    ({}, {}, {'teacher_cache': 'cache/'}, r'runtime.teacher_cache needs runtime.device_data'),
+])
+def test_bad_runtime_values_are_one_line_errors(block, set_values, flags, message):
+    with pytest.raises(RunError, match=message):
+        resolve_runtime(block, set_values, flags)
+
+
+def test_bad_set_runtime_path():
+    with pytest.raises(RunError, match=r"expected runtime.KEY=VALUE with KEY one of device_data"):
+        split_runtime_overrides(['runtime.amp.x=1'])
+
+
+def test_fp16_needs_cuda(workdir, capsys):
+    line = run_error(capsys, ['--config', TINY, '--amp', 'fp16'])
+    assert line == 'error: amp fp16 needs a CUDA device (it trains with a gradient scaler), the run is on cpu; ' \
+                   'use --amp bf16'
+
+
+def test_unknown_runtime_key_in_the_file_is_one_line(workdir, capsys, tmp_path):
+    config = tmp_path / 'with_runtime.yaml'
+    config.write_text(open(TINY).read() + '\nruntime: {amp: bf16, fast: true}\n')
+    line = run_error(capsys, ['--config', str(config)])
+    assert "unknown runtime key 'fast'" in line
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+def test_bf16_channels_last_run_records_its_runtime(workdir, capsys):
+    out = run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=1', '--amp', 'bf16', '--channels-last'])
+    assert 'Start training (runtime: amp=bf16, channels_last)' in out
+    import json
+    with open(os.path.join('ckpt', 'tiny_kd', 'student.json')) as fp:
+        summary = json.load(fp)
+    assert summary['runtime'] == {'device_data': False, 'amp': 'bf16', 'channels_last': True, 'compile': False,
+                                  'teacher_cache': None}
+    state = torch.load(os.path.join('ckpt', 'tiny_kd', 'student.pt'), weights_only=True)['model']
+    assert all(value.dtype != torch.bfloat16 for value in state.values())  # weights stay float32 under autocast
+
+
+def test_fp16_scaler_state_is_saved_and_restored_by_resume(workdir, capsys, monkeypatch):
+    """The scaler path (CPU float16 autocast stands in for CUDA): its scale is in the last checkpoint and a
+    resumed run starts from it."""
+    monkeypatch.setattr(runtime_module, 'check_device', lambda runtime, device_type: None)
+    import ttm_torchdistill.run.prepare as prepare_module
+    monkeypatch.setattr(prepare_module, 'check_device', lambda runtime, device_type: None)
+    run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=2', '--amp', 'fp16'])
+    saved = torch.load(LAST, weights_only=False)
+    assert saved['scaler'] is not None and saved['scaler']['scale'] > 0
+    restored = {}
+    original = torch.amp.GradScaler.load_state_dict
+
+    def spy(self, state):
+        restored.update(state)
+        return original(self, state)
+    monkeypatch.setattr(torch.amp.GradScaler, 'load_state_dict', spy)
+    run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=3', '--amp', 'fp16', '--resume'])
+    assert restored['scale'] == saved['scaler']['scale']
+
+
+def test_compiled_models_train_and_save_plain_keys(workdir, capsys):
+    out = run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=1', '--compile'])
+    assert 'runtime: compile' in out
+    state = torch.load(os.path.join('ckpt', 'tiny_kd', 'student.pt'), weights_only=True)['model']
+    assert not any(key.startswith('_orig_mod.') for key in state)
+    assert set(state) == set(support.TinyBNNet(10, width=8).state_dict())
+
+
+def test_checkpoint_of_a_compiled_wrapper_loads_into_the_plain_model(tmp_path):
+    """A checkpoint saved from ``torch.compile(model)`` (keys prefixed ``_orig_mod.``) loads either way."""
+    import logging
+    from ttm_torchdistill.run.weights import load_weights
+    model = support.TinyBNNet(10, width=4)
+    path = str(tmp_path / 'compiled.pt')
+    torch.save({'model': {f'_orig_mod.{k}': v for k, v in model.state_dict().items()}}, path)
+    target = support.TinyBNNet(10, width=4)
+    assert load_weights(target, path, 'models.student_model.src_ckpt', logging.getLogger('test'))
+    for key, value in model.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value)
