@@ -96,6 +96,17 @@ def test_device_pipeline_equals_torchvision_for_the_same_draws(name):
             assert torch.equal(out[i], ref)
 
 
+@pytest.mark.parametrize('name', sorted(PIPELINES))
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_prepared_dataset_gather_equals_the_batch_pipeline(name, memory_format):
+    # DeviceDataset gathers crops from a pre-padded (and pre-mirrored) buffer; apply() pads and crops a batch
+    data = device_dataset(30, transform=PIPELINES[name](), memory_format=memory_format)
+    idx = torch.tensor([29, 3, 3, 0, 17, 8])
+    params = [None if p is None else p[idx] for p in data.augmentation_params(1)]
+    batch = data.pipeline.apply(data.images[idx], params, memory_format=memory_format)
+    assert torch.equal(data.augment(1, idx), batch)
+
+
 def test_channels_last_and_dtype_give_the_same_values():
     base = device_dataset(40)
     cl = device_dataset(40, memory_format=torch.channels_last)

@@ -288,8 +288,31 @@ class DevicePipeline:
         if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f'expected uint8 images of shape B x {" x ".join(map(str, self.image_shape))}, got '
                              f'{images.dtype} {tuple(images.shape)}')
-        x = images
-        k = 0
+        return self._run(images, params, 0, dtype, memory_format)
+
+    def prepare(self, images: torch.Tensor,
+                memory_format: torch.memory_format = torch.contiguous_format) -> 'PreparedImages':
+        """Device buffers from which :meth:`run` gathers batches of a whole dataset (see :class:`PreparedImages`).
+
+        :param images: uint8 ``N x H x W x C``, already on the device.
+        """
+        return PreparedImages(self, images, memory_format)
+
+    def run(self, prepared: 'PreparedImages', indices: torch.Tensor, params: Sequence[Optional[torch.Tensor]],
+            dtype: torch.dtype = torch.float32,
+            memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+        """The pipeline's output for samples ``indices`` of a prepared dataset (same values as :meth:`apply`).
+
+        :param indices: LongTensor ``(B,)`` on the device.
+        :param params: per-op parameters of these B samples.
+        :return: ``B x C x H' x W'`` tensor of ``dtype``.
+        """
+        x, start = prepared.gather(indices, params)
+        return self._run(x, params, start, dtype, memory_format)
+
+    def _run(self, x: torch.Tensor, params, start: int, dtype, memory_format) -> torch.Tensor:
+        """Ops ``start..`` on ``x`` (logical ``B x H x W x C``, any memory layout)."""
+        k = start
         while k < len(self.ops):
             op = self.ops[k]
             if isinstance(op, CropOp):
@@ -310,10 +333,76 @@ class DevicePipeline:
             else:
                 x = op.apply(x)
             k += 1
-        x = x.permute(0, 3, 1, 2)  # B x C x H x W view of channel-last memory
+        x = x.permute(0, 3, 1, 2)  # B x C x H x W view
         if x.dtype != dtype:
             x = x.to(dtype)
         return x.contiguous(memory_format=memory_format)
+
+
+class PreparedImages:
+    """A dataset's images on the device, laid out so that the pipeline's leading crop (+ flip) is one gather.
+
+    When the pipeline starts with ``RandomCrop`` (optionally followed by ``RandomHorizontalFlip``), the images
+    are zero-padded once, stored in the output memory layout (planar ``N x C x H' x W'`` unless channels_last)
+    and, with a flip, stored a second time mirrored. Every crop window of every image is then a row of one
+    overlapping ``as_strided`` view of that buffer, and a batch of crops is a single ``index_select`` of
+    window starts: no per-batch pad, flip or layout copy. (A mirrored crop at column ``j`` is the crop at
+    ``W' - w - j`` of the mirrored image.) Memory: ``N x C x H' x W'`` bytes, twice that with a flip (CIFAR-100:
+    240 MB, 480 MB). Other pipelines keep the raw images and gather the batch first.
+
+    :param pipeline: the translated pipeline.
+    :param images: uint8 ``N x H x W x C`` on the device.
+    :param memory_format: the output memory format (decides the buffer layout).
+    """
+
+    def __init__(self, pipeline: DevicePipeline, images: torch.Tensor,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+        self.images = images
+        self.windows: Optional[torch.Tensor] = None
+        ops = pipeline.ops
+        if not ops or not isinstance(ops[0], CropOp):
+            self.prefix = 0
+            return
+        crop = ops[0]
+        self.prefix = 2 if len(ops) > 1 and isinstance(ops[1], FlipOp) else 1
+        left, top, right, bottom = crop.padding
+        padded = F.pad(images, (0, 0, left, right, top, bottom))  # N x H' x W' x C
+        self.planar = memory_format != torch.channels_last
+        if self.planar:
+            padded = padded.permute(0, 3, 1, 2)  # N x C x H' x W'
+        padded = padded.contiguous()
+        if self.prefix == 2:
+            padded = torch.cat([padded, padded.flip(3 if self.planar else 2)])  # images, then mirrored images
+        self.buffer = padded
+        n, (hp, wp), c = images.shape[0], crop.padded_hw(images.shape[1:3]), images.shape[3]
+        th, tw = crop.size
+        self.num_images, self.padded_width, self.crop_width = n, wp, tw
+        self.image_stride = c * hp * wp
+        if self.planar:
+            shape, strides = (c, th, tw), (hp * wp, wp, 1)
+            self.row_stride, self.col_stride = wp, 1
+        else:
+            shape, strides = (th, tw, c), (wp * c, c, 1)
+            self.row_stride, self.col_stride = wp * c, c
+        extent = sum((size - 1) * stride for size, stride in zip(shape, strides)) + 1
+        flat = self.buffer.view(-1)
+        # one (overlapping, read-only) window per start element of the buffer
+        self.windows = flat.as_strided((flat.numel() - extent + 1, *shape), (1, *strides))
+
+    def gather(self, indices: torch.Tensor, params: Sequence[Optional[torch.Tensor]]) -> Tuple[torch.Tensor, int]:
+        """The batch after the leading crop (+ flip), logical ``B x H x W x C``, and the index of the next op."""
+        if self.windows is None:
+            return self.images.index_select(0, indices), 0
+        offsets = params[0]
+        top, left = offsets[:, 0], offsets[:, 1]
+        image = indices
+        if self.prefix == 2:
+            flip = params[1]
+            left = torch.where(flip, self.padded_width - self.crop_width - left, left)
+            image = indices + self.num_images * flip.long()
+        starts = image * self.image_stride + top * self.row_stride + left * self.col_stride
+        batch = self.windows.index_select(0, starts)
+        return (batch.permute(0, 2, 3, 1) if self.planar else batch), self.prefix
 
 
 def translate_transform(transform: Any, image_shape: Tuple[int, int, int] = (32, 32, 3)) -> DevicePipeline:
