@@ -93,7 +93,8 @@ def main() -> int:
     print('|---|---:|---:|---:|---:|---:|')
     for name, values in rates.items():
         median = statistics.median(values)
-        print(f'| {name} | {median:,.0f} | {min(values):,.0f} | {max(values):,.0f} | {median / baseline:.1f}x | {median / best_stock:.1f}x |')
+        print(f'| {name} | {median:,.0f} | {min(values):,.0f} | {max(values):,.0f} | {median / baseline:.1f}x '
+              f'| {median / best_stock:.1f}x |')
     print('\ncommand: python benchmarks/loader_throughput.py ' + ' '.join(sys.argv[1:]))
     return 0
 

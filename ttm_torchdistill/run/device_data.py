@@ -42,7 +42,7 @@ yielded, and the data already lives on the device.
 """
 import hashlib
 import math
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -66,11 +66,12 @@ def derive_seed(*parts: Any) -> int:
 
 def epoch_order(num_samples: int, epoch: int, shuffle: bool, order_seed: int) -> torch.Tensor:
     """The epoch's order of all sample indices (CPU LongTensor ``(N,)``), as DistributedSampler draws it."""
+    # explicit CPU: the draws must not depend on torch.set_default_device
     if not shuffle:
-        return torch.arange(num_samples)
+        return torch.arange(num_samples, device='cpu')
     generator = torch.Generator()
     generator.manual_seed(order_seed + epoch)
-    return torch.randperm(num_samples, generator=generator)
+    return torch.randperm(num_samples, generator=generator, device='cpu')
 
 
 def shard(order: torch.Tensor, rank: int, world_size: int, drop_last: bool) -> torch.Tensor:
@@ -219,7 +220,7 @@ class _SamplerView:
         self._loader.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self._loader)
+        return self._loader.num_samples()
 
 
 class DeviceLoader:

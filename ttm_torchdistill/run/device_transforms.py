@@ -94,8 +94,8 @@ class CropOp:
     def draw(self, num_samples: int, hw: Tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         """(top, left) offsets, LongTensor ``num_samples x 2``, from ``generator`` (CPU)."""
         padded = self.padded_hw(hw)
-        top = torch.randint(0, padded[0] - self.size[0] + 1, (num_samples,), generator=generator)
-        left = torch.randint(0, padded[1] - self.size[1] + 1, (num_samples,), generator=generator)
+        top = torch.randint(0, padded[0] - self.size[0] + 1, (num_samples,), generator=generator, device='cpu')
+        left = torch.randint(0, padded[1] - self.size[1] + 1, (num_samples,), generator=generator, device='cpu')
         return torch.stack([top, left], dim=1)
 
     def apply(self, x: torch.Tensor, offsets: torch.Tensor, flip: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -140,7 +140,7 @@ class FlipOp:
 
     def draw(self, num_samples: int, hw: Tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         # torchvision flips when torch.rand(1) < p: the same Bernoulli(p) per sample
-        return torch.rand(num_samples, generator=generator) < self.p
+        return torch.rand(num_samples, generator=generator, device='cpu') < self.p
 
     def apply(self, x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Mirror along W the samples of ``x`` (B x H x W x C) where ``flip`` (B bool) is True."""
@@ -215,8 +215,9 @@ def _translate_one(t: Any):
         return ToTensorOp()
     if kind is T.Normalize:
         mean, std = t.mean, t.std
-        mean = [mean] if isinstance(mean, numbers.Number) else torch.as_tensor(mean, dtype=torch.float64).flatten().tolist()
-        std = [std] if isinstance(std, numbers.Number) else torch.as_tensor(std, dtype=torch.float64).flatten().tolist()
+        # float64 keeps the configured numbers as written (torchvision casts them to float32 when it applies them)
+        mean = torch.as_tensor(mean, dtype=torch.float64).flatten().tolist()
+        std = torch.as_tensor(std, dtype=torch.float64).flatten().tolist()
         if any(s == 0 for s in std):
             raise ValueError(f'Normalize std {std} has a zero: expected non-zero standard deviations')
         return NormalizeOp(mean, std)
