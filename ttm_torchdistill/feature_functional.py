@@ -104,7 +104,8 @@ def itrd_mutual_information_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
     with :math:`\tilde f` the row-wise L2-normalised features (``F.normalize``: norms clamped at 1e-12).
 
-    :param student: :math:`(N, D_s)` student features (embedded or not, see :class:`~ttm_torchdistill.feature_losses.ITRDLoss`).
+    :param student: :math:`(N, D_s)` student features (embedded or not, see
+        :class:`~ttm_torchdistill.feature_losses.ITRDLoss`).
     :param teacher: :math:`(N, D_t)` teacher features; :math:`D_s` and :math:`D_t` may differ.
     :return: the scalar loss.
     """
@@ -125,15 +126,18 @@ def itrd_loss(student_embedded: Tensor, student_mutual: Tensor, teacher: Tensor,
     :param student_embedded: :math:`(N, D_t)` embedded student features (correlation term).
     :param student_mutual: :math:`(N, D)` student features for the mutual-information term.
     :param teacher: :math:`(N, D_t)` teacher features.
-    :param lambda_corr: :math:`\lambda_{corr}` (``--lambda_corr``, 2 in the TTM runs).
+    :param lambda_corr: :math:`\lambda_{corr}` (``--lambda_corr``, 2 in the TTM runs); 0 skips the term.
     :param lambda_mutual: :math:`\lambda_{MI}` (``--lambda_mutual``, 1 or 0 in the TTM runs); 0 skips the term
-        (the authors' code computes it and multiplies by 0: the same value unless that term is not finite).
+        (the authors' code computes a term and multiplies it by 0: the same value unless that term is not finite).
     :param alpha_it: :math:`\alpha` of the correlation term.
     :param eps: see :func:`itrd_correlation_loss`.
     """
     lambda_corr = check_non_negative(lambda_corr, 'lambda_corr')
     lambda_mutual = check_non_negative(lambda_mutual, 'lambda_mutual')
-    loss = lambda_corr * itrd_correlation_loss(student_embedded, teacher, alpha_it, eps=eps)
+    alpha_it = check_alpha_it(alpha_it)
+    loss = student_embedded.new_zeros(())
+    if lambda_corr > 0:
+        loss = loss + lambda_corr * itrd_correlation_loss(student_embedded, teacher, alpha_it, eps=eps)
     if lambda_mutual > 0:
         loss = loss + lambda_mutual * itrd_mutual_information_loss(student_mutual, teacher)
     return loss

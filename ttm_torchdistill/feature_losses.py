@@ -1,8 +1,9 @@
 r"""Feature distillation combined with WTTM: trainable embedding heads, and ITRD as a torchdistill loss.
 
-TTM's Appendix A.5 adds a feature-level loss to WTTM (:math:`\mathcal{L} = H(y,q) + \beta\,U\,D + \mu\,\mathcal{L}_{dist}`)
-with CRD (:math:`\mu = 0.8`) or ITRD (:math:`\mu = 1`). Both losses read the penultimate features (the pooled,
-flattened input of the classifier) through small trainable heads. torchdistill never gives a loss module's
+TTM's Appendix A.5 adds a feature-level loss to WTTM,
+:math:`\mathcal{L} = H(y,q) + \beta\,U\,D + \mu\,\mathcal{L}_{dist}`, with CRD (:math:`\mu = 0.8`) or ITRD
+(:math:`\mu = 1`). Both losses read the penultimate features (the pooled, flattened input of the classifier) through
+small trainable heads. torchdistill never gives a loss module's
 parameters to the optimizer, so the heads live in an auxiliary model wrapper around the model:
 
 * ``PenultimateEmbedding`` (auxiliary model wrapper): the wrapped model plus a linear head (optionally
@@ -174,8 +175,9 @@ class PenultimateEmbedding(AuxiliaryModelWrapper):
         self.trainable = _check_flag(trainable, 'trainable')
         modules = dict(model.named_modules())
         if input_module_path not in modules:
+            children = [name for name, _ in model.named_children()]
             raise ValueError(f'input_module_path {input_module_path!r} is not a module of the wrapped '
-                             f'{type(model).__name__}; its top-level modules are {[n for n, _ in model.named_children()]}')
+                             f'{type(model).__name__}; its top-level modules are {children}')
         target = modules[input_module_path]
         if in_features is None:
             in_features = _linear_in_features(target) if input_module_io == 'input' else None
@@ -277,7 +279,9 @@ class ITRDLoss(nn.Module):
     :param alpha_it: :math:`\alpha`, Renyi's order in the correlation term (1.01 same-architecture, 1.5
         different-architecture pairs in the TTM runs; the authors' default 1.5).
     :param mutual_uses_embedding: see the warning.
-    :param eps: added to the standard deviations of the correlation term (0: the authors' code).
+    :param eps: added to the standard deviations of the correlation term. 0 is the authors' code, which gives NaN
+        when a feature column is constant over the batch (e.g. a dead ReLU channel of the teacher); with ``eps: 0``
+        :meth:`forward` raises ``ValueError`` there instead.
     :param student_embed_module_path: where the :math:`(N, D_t)` embedded student features are read.
     :param student_embed_module_io: ``'input'`` or ``'output'`` of that module.
     :param student_module_path: where the :math:`(N, D_s)` raw student features are read (mutual term).
@@ -341,5 +345,14 @@ class ITRDLoss(nn.Module):
                 mutual = raw
             elif raw.shape[1] == teacher.shape[1]:
                 mutual = raw  # the authors' code: embed only when the widths differ
+        if self.eps == 0 and self.lambda_corr > 0 and embedded.dim() == 2 and embedded.shape[0] > 1:
+            for name, x in (('embedded student', embedded), ('teacher', teacher)):
+                constant = (x.detach().std(0) == 0).nonzero().flatten()
+                if constant.numel() > 0:
+                    raise ValueError(
+                        f'ITRD correlation term: {constant.numel()} {name} feature column(s) (e.g. '
+                        f'{constant[:5].tolist()}) are constant over the batch of {x.shape[0]}, so their '
+                        f"standardisation divides by zero (NaN in the authors' code too); set eps > 0 in ITRDLoss's "
+                        f'kwargs')
         return FF.itrd_loss(embedded, mutual, teacher, self.lambda_corr, self.lambda_mutual, self.alpha_it,
                             eps=self.eps)
