@@ -8,3 +8,4 @@ __version__ = '0.1.0'
 from . import functional, losses  # noqa: E402,F401  (importing losses registers them)
 from . import models  # noqa: E402,F401  (importing models registers them)
 from . import processes  # noqa: E402,F401  (registers eval_teacher_and_set_loss_epoch)
+from . import feature_losses  # noqa: E402,F401  (registers PenultimateEmbedding and ITRDLoss)

@@ -1,0 +1,143 @@
+r"""Math of the feature-level losses combined with WTTM: ITRD's two terms and the embedding normalisation.
+
+Plain functions of tensors (imports only torch), used by :mod:`ttm_torchdistill.feature_losses`.
+
+* ITRD: Miles, Lopez-Rodriguez & Mikolajczyk, "Information Theoretic Representation Distillation", BMVC 2022
+  (arXiv:2112.00459). Authors' code: https://github.com/roymiles/ITRD (``distiller_zoo/IT.py``), copied unchanged
+  into the TTM authors' repository (https://github.com/zkxufo/TTM, ``distiller_zoo/itrd.py``). The paper body could
+  not be read here; the formulas below are those of the authors' code.
+* The L2 normalisation of CRD's embedding heads: Tian, Krishnan & Isola, "Contrastive Representation
+  Distillation", ICLR 2020 (https://github.com/HobbitLong/RepDistiller, ``crd/criterion.py``).
+
+CRD's memory-bank NCE loss itself is torchdistill's ``CRDLoss``, which computes what RepDistiller computes (see
+``docs/crd_itrd.md``).
+"""
+import math
+from numbers import Real
+import torch
+from torch import Tensor
+
+__all__ = ['l2_normalize', 'itrd_correlation_loss', 'itrd_mutual_information_loss', 'itrd_loss',
+           'check_non_negative', 'check_alpha_it']
+
+
+def check_non_negative(value: float, name: str) -> float:
+    """``value`` as a float if it is a finite, non-negative real number (not a bool); else TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f'{name} must be a non-negative real number, got {value!r} ({type(value).__name__})')
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f'{name} must be a finite, non-negative number, got {value!r}')
+    return float(value)
+
+
+def check_alpha_it(alpha_it: float) -> float:
+    """Renyi's order of ITRD's correlation term: a finite number > 0."""
+    value = check_non_negative(alpha_it, 'alpha_it')
+    if value == 0:
+        raise ValueError(f'alpha_it must be positive (1.01 and 1.5 in the TTM runs), got {alpha_it!r}')
+    return value
+
+
+def _check_features(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f'{name} must be a tensor, got {type(x).__name__}')
+    if x.dim() != 2:
+        raise ValueError(f'{name} must have shape (N, D) (flattened penultimate features), got {tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(f'{name} must be a floating-point tensor, got {x.dtype}')
+
+
+def _check_pair(student: Tensor, teacher: Tensor, same_width: bool) -> None:
+    _check_features(student, 'student features')
+    _check_features(teacher, 'teacher features')
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(f'student and teacher features must have the same batch size, got {student.shape[0]} '
+                         f'and {teacher.shape[0]}')
+    if student.shape[0] < 2:
+        raise ValueError(f'ITRD needs at least 2 samples per batch (batch statistics), got {student.shape[0]}')
+    if same_width and student.shape[1] != teacher.shape[1]:
+        raise ValueError(f'the embedded student features must have the teacher feature width: got '
+                         f'{tuple(student.shape)} and {tuple(teacher.shape)} (set the embedding head\'s '
+                         f'out_features to the teacher width {teacher.shape[1]})')
+
+
+def l2_normalize(x: Tensor, power: float = 2.0) -> Tensor:
+    r"""Row-wise :math:`x / (\sum_j x_j^p)^{1/p}` of CRD's ``Normalize`` layer (no eps, as in RepDistiller)."""
+    return x / x.pow(power).sum(1, keepdim=True).pow(1.0 / power)
+
+
+def itrd_correlation_loss(student: Tensor, teacher: Tensor, alpha_it: float, eps: float = 0.0) -> Tensor:
+    r"""ITRD correlation term on the embedded student features and the teacher features.
+
+    .. math::
+        \hat f_{:,k} = \frac{f_{:,k} - \mathrm{mean}_b f_{b,k}}{\mathrm{std}_b f_{b,k} + \epsilon},\quad
+        c_k = \frac{1}{N}\sum_b \hat f^s_{b,k}\hat f^t_{b,k},\quad
+        \mathcal{L}_{corr} = \log_2 \sum_k \left(|1 - c_k|^2\right)^{\alpha}
+
+    The standard deviation is the unbiased one (``Tensor.std``) while :math:`c_k` divides by :math:`N`, as in the
+    authors' code, so :math:`c_k \le (N-1)/N`.
+
+    :param student: :math:`(N, D)` embedded student features.
+    :param teacher: :math:`(N, D)` teacher features.
+    :param alpha_it: :math:`\alpha`, Renyi's order.
+    :param eps: added to the standard deviations; 0 as in the authors' code (a constant feature column then
+        gives NaN there too).
+    :return: the scalar loss.
+    """
+    _check_pair(student, teacher, same_width=True)
+    alpha_it = check_alpha_it(alpha_it)
+    eps = check_non_negative(eps, 'eps')
+    n = student.shape[0]
+    s = (student - student.mean(0)) / (student.std(0) + eps)
+    t = (teacher - teacher.mean(0)) / (teacher.std(0) + eps)
+    c = (s * t).sum(0) / n
+    return torch.log2((1.0 - c).abs().pow(2.0).pow(alpha_it).sum())
+
+
+def itrd_mutual_information_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    r"""ITRD mutual-information term: trace-normalised Gram matrices of the L2-normalised features.
+
+    .. math::
+        G^s = \tilde f^s {\tilde f^{s\top}},\ G^t = \tilde f^t {\tilde f^{t\top}},\ G^{st} = G^s \odot G^t,\quad
+        \mathcal{L}_{MI} = \left\|\frac{G^s}{\mathrm{tr}\,G^s}\right\|_F^2
+            - \left\|\frac{G^{st}}{\mathrm{tr}\,G^{st}}\right\|_F^2
+
+    with :math:`\tilde f` the row-wise L2-normalised features (``F.normalize``: norms clamped at 1e-12).
+
+    :param student: :math:`(N, D_s)` student features (embedded or not, see
+        :class:`~ttm_torchdistill.feature_losses.ITRDLoss`).
+    :param teacher: :math:`(N, D_t)` teacher features; :math:`D_s` and :math:`D_t` may differ.
+    :return: the scalar loss.
+    """
+    _check_pair(student, teacher, same_width=False)
+    s = torch.nn.functional.normalize(student, dim=1)
+    t = torch.nn.functional.normalize(teacher, dim=1)
+    g_s = s @ s.t()
+    g_st = g_s * (t @ t.t())
+    g_s = g_s / torch.trace(g_s)
+    g_st = g_st / torch.trace(g_st)
+    return g_s.pow(2).sum() - g_st.pow(2).sum()
+
+
+def itrd_loss(student_embedded: Tensor, student_mutual: Tensor, teacher: Tensor, lambda_corr: float,
+              lambda_mutual: float, alpha_it: float, eps: float = 0.0) -> Tensor:
+    r""":math:`\lambda_{corr}\mathcal{L}_{corr} + \lambda_{MI}\mathcal{L}_{MI}` (the authors' ``loss_kd``).
+
+    :param student_embedded: :math:`(N, D_t)` embedded student features (correlation term).
+    :param student_mutual: :math:`(N, D)` student features for the mutual-information term.
+    :param teacher: :math:`(N, D_t)` teacher features.
+    :param lambda_corr: :math:`\lambda_{corr}` (``--lambda_corr``, 2 in the TTM runs); 0 skips the term.
+    :param lambda_mutual: :math:`\lambda_{MI}` (``--lambda_mutual``, 1 or 0 in the TTM runs); 0 skips the term
+        (the authors' code computes a term and multiplies it by 0: the same value unless that term is not finite).
+    :param alpha_it: :math:`\alpha` of the correlation term.
+    :param eps: see :func:`itrd_correlation_loss`.
+    """
+    lambda_corr = check_non_negative(lambda_corr, 'lambda_corr')
+    lambda_mutual = check_non_negative(lambda_mutual, 'lambda_mutual')
+    alpha_it = check_alpha_it(alpha_it)
+    loss = student_embedded.new_zeros(())
+    if lambda_corr > 0:
+        loss = loss + lambda_corr * itrd_correlation_loss(student_embedded, teacher, alpha_it, eps=eps)
+    if lambda_mutual > 0:
+        loss = loss + lambda_mutual * itrd_mutual_information_loss(student_mutual, teacher)
+    return loss
