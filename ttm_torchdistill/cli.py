@@ -11,6 +11,7 @@ import textwrap
 from typing import List, Optional
 
 SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report'}
+SUBCOMMANDS['generate-configs'] = 'ttm_torchdistill.experiments.generate'
 
 EPILOG = textwrap.dedent('''\
     examples:
