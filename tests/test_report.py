@@ -94,6 +94,25 @@ def test_overrides_split_experiments_and_short_runs_are_flagged(tmp_path, capsys
     assert rows[WTTM][7] == '-0.37' and ablation[7] == 'n/a (--set)'  # last - paper only for the paper setting
 
 
+def test_paper_number_comes_from_the_experiment_table(tmp_path, capsys):
+    # a run of a shipped experiment whose summary recorded no (or an outdated) reference block
+    paths = [write_summary(tmp_path, 'none.json', WTTM, 1, 76.0, 76.0, reference=None),
+             write_summary(tmp_path, 'dist.json', 'cifar100/dist/wrn_40_1_from_wrn_40_2', 1, 74.0, 74.0,
+                           reference={'paper': 'old', 'table': 'old', 'top1': 1.0})]
+    assert report.main([str(p) for p in paths]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    # TTM Table 1: WTTM 76.37 and (quoted) DIST 74.73 for these pairs
+    assert rows[WTTM][6:] == ['76.37', '-0.37', 'TTM (ICLR 2024) Table 1']
+    assert rows['cifar100/dist/wrn_40_1_from_wrn_40_2'][6:] == ['74.73', '-0.73', 'TTM (ICLR 2024) Table 1']
+
+
+def test_experiment_outside_the_table_uses_its_recorded_reference(tmp_path, capsys):
+    path = write_summary(tmp_path, 'own.json', 'cifar100/wttm/my_pair', 1, 70.0, 70.0,
+                         reference={'paper': 'My paper', 'table': 'Table 9', 'top1': 71.0})
+    assert report.main([str(path)]) == 0
+    assert table_rows(capsys.readouterr().out)['cifar100/wttm/my_pair'][6:] == ['71.00', '-1.00', 'My paper Table 9']
+
+
 def test_mean_std_is_sample_not_population():
     values = [1.0, 2.0, 3.0, 4.0]
     mean, std = report.mean_std(values)

@@ -19,6 +19,7 @@ from .run.runtime import AMP_MODES
 RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
 
 SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report'}
+SUBCOMMANDS['generate-configs'] = 'ttm_torchdistill.experiments.generate'
 
 EPILOG = textwrap.dedent('''\
     examples:

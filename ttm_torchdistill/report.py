@@ -3,8 +3,10 @@
 The runner writes one JSON summary per run next to the student's checkpoint (``<dst_ckpt without suffix>.json``).
 This command reads any number of them, groups them by ``experiment`` (the config path below ``configs/``),
 and prints one Markdown table per dataset with, for each experiment: the seeds, the best-epoch and the
-last-epoch validation top-1 as mean ± sample standard deviation, the paper's top-1 (the config's
-``reference`` block) and the difference between the last-epoch mean and the paper.
+last-epoch validation top-1 as mean ± sample standard deviation, the paper's top-1 with the table it comes from,
+and the difference between the last-epoch mean and the paper. The paper's number is the experiment's row in
+the experiment table (:mod:`ttm_torchdistill.experiments`, which also generates the shipped configs); for an
+experiment the table does not know (a config of your own) it is the ``reference`` block the run recorded.
 
 Both best and last are shown on purpose: RepDistiller (and so CRD) reported the last epoch, TTM does not say
 which it reports, and the best epoch selected on the test split is optimistic. ``--plot FILE.png`` draws the
@@ -23,6 +25,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .experiments import by_name
+
 SUMMARY_FORMAT = 1
 PROG = 'python -m ttm_torchdistill report'
 # --set keys that move files or tune loading but leave the experiment itself unchanged
@@ -40,6 +44,7 @@ class RunSummary:
                  seed: Optional[int], best_top1: float, last_top1: float, epochs: List[dict],
                  overrides: Sequence[str] = (), planned_epochs: Optional[int] = None):
         self.path = path
+        self.config_experiment = experiment  # the config's name, before --set variants are appended
         variant = [o for o in overrides if not o.split('=', 1)[0].endswith(_BOOKKEEPING_KEYS)]
         # runs of one config with different --set values (an ablation) are different experiments
         self.experiment = experiment + (f' [{"; ".join(variant)}]' if variant else '')
@@ -185,6 +190,16 @@ def _difference_text(runs: Sequence[RunSummary], last_mean: float, paper: Option
     return f'{last_mean - paper:+.2f}'
 
 
+def paper_reference(run: RunSummary) -> dict:
+    """{'paper', 'table', 'top1', ...} of a run's experiment: its row in the experiment table, else the
+    ``reference`` block the run recorded (empty when it has none)."""
+    row = by_name(run.config_experiment)
+    if row is None:
+        return run.reference or {}
+    ref = row.reference
+    return {'paper': ref.paper, 'table': ref.table, 'top1': ref.top1, 'note': ref.note}
+
+
 def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
     """The Markdown report: one table per dataset, then a note on the statistics."""
     blocks = []
@@ -193,7 +208,7 @@ def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
                  '| experiment | n | seeds | epochs | best top-1 | last top-1 | paper top-1 | last - paper | paper source |',
                  '|---|---:|---|---|---:|---:|---:|---:|---|']
         for experiment, runs in experiments.items():
-            reference = runs[0].reference or {}
+            reference = paper_reference(runs[0])
             paper = reference.get('top1')
             last_mean, _ = mean_std([run.last_top1 for run in runs])
             source = ' '.join(str(reference[k]) for k in ('paper', 'table') if reference.get(k)) or 'n/a'
@@ -205,7 +220,8 @@ def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
         blocks.append('\n'.join(lines))
     note = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over the runs; n/a for a single run. '
             '"best" is the best validation epoch of each run, "last" its final epoch; the difference uses the '
-            'last-epoch mean. Paper numbers come from each config\'s reference block. Runs with different --set '
+            'last-epoch mean. Paper numbers come from the experiment table (ttm_torchdistill/experiments/table.py), '
+            'or for experiments not in it from the reference block each run recorded. Runs with different --set '
             'overrides are listed as separate experiments, without a difference to the paper; "incomplete" runs stopped '
             'before the planned epochs.')
     return '\n\n'.join(blocks + [note]) + '\n'
@@ -237,7 +253,7 @@ def plot_runs(grouped: Dict[str, Dict[str, List[RunSummary]]], out_path) -> List
                 label = f'{experiment} (seed {run.seed})'
                 axis.plot([e['epoch'] for e in run.epochs], [e['val_top1'] for e in run.epochs], color=color,
                           linewidth=1, label=label)
-            paper = (runs[0].reference or {}).get('top1')
+            paper = paper_reference(runs[0]).get('top1')
             if paper is not None:
                 axis.axhline(paper, color=color, linestyle='--', linewidth=1, label=f'{experiment} paper {paper:.2f}')
         axis.set_title(dataset)
