@@ -319,7 +319,7 @@ def test_config_names_plugin_and_teacher_eval_process(path):
     distills = 'teacher_model' in config['models']
     if distills:
         # torchdistill 1.1.5 DistillationBox.setup_pre_post_processes: get_pre_epoch_proc_func(<key string>)
-        assert config['train']['pre_epoch_process'] == 'eval_teacher_pre_epoch_process'
+        assert config['train']['pre_epoch_process'] == 'eval_teacher_and_set_loss_epoch'
         assert config['train']['teacher']['requires_grad'] is False
     else:
         assert set(config['models']) == {'model'} and 'pre_epoch_process' not in config['train']
@@ -327,7 +327,7 @@ def test_config_names_plugin_and_teacher_eval_process(path):
 
 def test_plugin_registers_the_pre_epoch_process(plugin):
     from torchdistill.core.interfaces.registry import get_pre_epoch_proc_func
-    assert callable(get_pre_epoch_proc_func('eval_teacher_pre_epoch_process'))
+    assert callable(get_pre_epoch_proc_func('eval_teacher_and_set_loss_epoch'))
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_IDS)

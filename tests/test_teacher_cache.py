@@ -113,7 +113,7 @@ def test_unfinished_or_damaged_caches_are_refused(tmp_path):
     os.remove(tmp_path / 'c' / epoch_file(1))
     with pytest.raises(ValueError, match=r'logits_epoch0001.npy is missing although metadata.json records 2'):
         TeacherCache(str(tmp_path / 'c'))
-    with pytest.raises(ValueError, match=r"dtype 'bfloat16' is not supported: expected float32 or float16"):
+    with pytest.raises(ValueError, match=r"dtype 'bfloat16' is not supported: expected float32, float16 or float64"):
         CacheWriter(str(tmp_path / 'd'), {}, 4, 2, 'bfloat16')
 
 

@@ -18,8 +18,9 @@ from .run.runtime import AMP_MODES
 
 RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
 
-SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report'}
-SUBCOMMANDS['generate-configs'] = 'ttm_torchdistill.experiments.generate'
+SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report',
+               'generate-configs': 'ttm_torchdistill.experiments.generate',
+               'cache-teacher': 'ttm_torchdistill.run.cache_teacher'}
 
 EPILOG = textwrap.dedent('''\
     examples:

@@ -25,15 +25,16 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .errors import UserError, error_line
 from .experiments import by_name
+from .run.summary import SUMMARY_FORMAT
 
-SUMMARY_FORMAT = 1
 PROG = 'python -m ttm_torchdistill report'
 # --set keys that move files or tune loading but leave the experiment itself unchanged
 _BOOKKEEPING_KEYS = ('dst_ckpt', 'root', 'num_workers', 'pin_memory', 'log_freq')
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A run summary that cannot be reported, or a report that cannot be drawn; the message names the file."""
 
 
@@ -292,7 +293,7 @@ def main(argv=None) -> int:
         grouped = group_runs([load_summary(path) for path in args.summaries])
         notices = plot_runs(grouped, args.plot) if args.plot else []
     except ReportError as error:
-        print(f'{PROG}: error: {error}', file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 1
     sys.stdout.write(format_tables(grouped))
     for notice in notices:

@@ -82,31 +82,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.out is None:
         args.out = default_out()
         if args.out is None:
-            print(f'{PROG}: error: {SOURCE_ROOT} is not a source checkout (no setup.cfg); pass --out DIR',
+            print(f'error: {SOURCE_ROOT} is not a source checkout (no setup.cfg); pass --out DIR',
                   file=sys.stderr)
             return 1
     try:
         expected = expected_files()
     except (KeyError, TypeError, ValueError) as error:  # a malformed row: name it, no traceback
-        print(f'{PROG}: error: the experiment table cannot be rendered: {error}', file=sys.stderr)
+        print(f'error: the experiment table cannot be rendered: {error}', file=sys.stderr)
         return 1
     if args.check:
         problems = compare(args.out, expected)
         for problem in problems:
             print(args.out / problem)
         if problems:
-            print(f'{PROG}: error: {len(problems)} file(s) under {args.out} do not match the table; run {PROG}',
+            print(f'error: {len(problems)} file(s) under {args.out} do not match the table; run {PROG}',
                   file=sys.stderr)
             return 1
         print(f'{len(expected)} configs under {args.out} match the table')
         return 0
     if args.out.exists() and not args.out.is_dir():
-        print(f'{PROG}: error: --out {args.out} is a file; expected a folder', file=sys.stderr)
+        print(f'error: --out {args.out} is a file; expected a folder', file=sys.stderr)
         return 1
     try:
         written = write(args.out, expected)
     except OSError as error:
-        print(f'{PROG}: error: cannot write under {args.out}: {error}', file=sys.stderr)
+        print(f'error: cannot write under {args.out}: {error}', file=sys.stderr)
         return 1
     for relative in written:
         print(args.out / relative)

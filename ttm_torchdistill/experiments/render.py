@@ -131,7 +131,7 @@ def train_block(exp: Experiment) -> str:
     if method.distils:
         text += ('  # Teacher in eval mode every epoch and the epoch handed to epoch-dependent losses '
                  '(ttm_torchdistill).\n'
-                 "  pre_epoch_process: 'eval_teacher_pre_epoch_process'\n")
+                 "  pre_epoch_process: 'eval_teacher_and_set_loss_epoch'\n")
     text += _loader(exp, 'train_data_loader', template.TRAIN_ID, r.batch_size, _RANDOM_SAMPLER, r.drop_last)
     text += _loader(exp, 'val_data_loader', template.EVAL_ID, r.eval_batch_size, _SEQUENTIAL_SAMPLER, Param(False))
     text += (_TEACHER + '  student:\n' if method.distils else '  model:\n') + _TRAINED

@@ -48,7 +48,7 @@ class DeviceData:
             try:
                 self._device_datasets[dataset_id] = DeviceDataset.from_torchvision(
                     self.datasets[dataset_id], device=self.ctx.device, seed=self.seed,
-                    memory_format=self.memory_format)
+                    dtype=torch.get_default_dtype(), memory_format=self.memory_format)
             except ValueError as exc:
                 raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({where}): {one_line(exc, None)}') \
                     from None
@@ -94,7 +94,8 @@ class CachedTeacher(nn.Module):
         if self.indices is None or self.indices.shape[0] != images.shape[0]:
             raise RuntimeError('CachedTeacher: no batch selected for these images (the runner selects the indices '
                                'of every batch before the step)')
-        return self.cache.lookup(self.epoch, self.indices, dtype=torch.float32)
+        # the dtype a live teacher would return (float32, or float64 under torch.set_default_dtype)
+        return self.cache.lookup(self.epoch, self.indices, dtype=torch.get_default_dtype())
 
 
 def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceDataset, num_epochs: int,

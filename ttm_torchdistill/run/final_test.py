@@ -23,6 +23,8 @@ def _test_loader(prepared: Prepared, ctx: DistContext):
     loader_config = (prepared.config.get('test') or dict()).get('test_data_loader')
     if not isinstance(loader_config, dict):
         return None
+    if prepared.device_data is not None:
+        return prepared.device_data.loader(loader_config, 'test.test_data_loader')
     return build_data_loader(prepared.datasets[loader_config['dataset_id']], loader_config, ctx.distributed)
 
 

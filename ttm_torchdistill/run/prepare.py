@@ -21,6 +21,7 @@ from .config import LoadedConfig, load_config
 from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
 from .data import build_real_datasets, build_smoke_datasets
 from .distributed import DistContext
+from .fast_data import DeviceData, run_seed
 from .model_builder import build_model
 from .options import RunOptions
 from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
@@ -42,6 +43,7 @@ class Prepared:
     :param dst_ckpt: where the best student is saved (user paths expanded).
     :param identity: seed, config hash and overrides of the run (``checkpoint.run_identity``).
     :param runtime: the speed options of the run (``runtime:`` block, ``--set runtime.*``, flags).
+    :param device_data: the device-resident datasets (``runtime.device_data``), else None.
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     """
     config: Dict[str, Any]
@@ -52,6 +54,7 @@ class Prepared:
     dst_ckpt: str
     identity: Dict[str, Any]
     runtime: Runtime = Runtime()
+    device_data: Optional[DeviceData] = None
     smoke_dir: Optional[str] = None
 
     @property
@@ -81,6 +84,14 @@ def _build_and_load(model_config: Dict[str, Any], where: str, config: Dict[str, 
     model = build_model(model_config, where, config, ctx.distributed)
     load_weights(model, model_config.get('src_ckpt'), f'{where}.src_ckpt', logger, allow_pickle)
     return model.to(ctx.device)
+
+
+def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext,
+                 seed: Optional[int]) -> Optional[DeviceData]:
+    if not runtime.device_data:
+        return None
+    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    return DeviceData(datasets, ctx, run_seed(seed), memory_format)
 
 
 def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
@@ -133,4 +144,4 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=os.path.expanduser(dst_ckpt),
                     identity=run_identity(opts.config, opts.seed, opts.overrides), runtime=runtime,
-                    smoke_dir=smoke_dir)
+                    device_data=_device_data(runtime, datasets, ctx, opts.seed), smoke_dir=smoke_dir)

@@ -66,10 +66,16 @@ class TrainStep:
     :param ctx: where the run is (device, distribution).
     :param runtime: the run's speed options.
     :param scaler: the fp16 gradient scaler, or None.
+    :param cached_teacher: the box's stand-in teacher when the run reads a teacher cache.
     """
 
-    def __init__(self, box, ctx: DistContext, runtime: Runtime, scaler: Optional[torch.amp.GradScaler]):
+    def __init__(self, box, ctx: DistContext, runtime: Runtime, scaler: Optional[torch.amp.GradScaler],
+                 cached_teacher=None):
         self.box, self.ctx, self.runtime, self.scaler = box, ctx, runtime, scaler
+        #: a :class:`~ttm_torchdistill.run.fast_data.CachedTeacher` told each batch's indices, or None
+        self.cached_teacher = cached_teacher
+        #: the 0-indexed epoch being trained (for the teacher cache)
+        self.epoch = 0
         self.non_blocking = ctx.device.type == 'cuda'  # overlaps the copy with compute from pinned host memory
 
     def autocast(self):
@@ -79,6 +85,8 @@ class TrainStep:
 
     def __call__(self, sample_batch: torch.Tensor, targets: torch.Tensor, supp_dict) -> torch.Tensor:
         """Forward, backward and update; returns the (unscaled, undetached) loss without reading it."""
+        if self.cached_teacher is not None:
+            self.cached_teacher.select(self.epoch, supp_dict['indices'])
         sample_batch = sample_batch.to(self.ctx.device, non_blocking=self.non_blocking)
         targets = targets.to(self.ctx.device, non_blocking=self.non_blocking)
         if self.runtime.channels_last and sample_batch.dim() == 4:

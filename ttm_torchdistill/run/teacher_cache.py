@@ -52,7 +52,9 @@ logger = logging.getLogger('ttm_torchdistill.run')
 
 FORMAT_VERSION = 1
 METADATA_FILE = 'metadata.json'
-DTYPES = {'float32': (torch.float32, np.float32), 'float16': (torch.float16, np.float16)}
+# float64 serves exact-trajectory checks (a float64 run with the cache against the same run with the live teacher)
+DTYPES = {'float32': (torch.float32, np.float32), 'float16': (torch.float16, np.float16),
+          'float64': (torch.float64, np.float64)}
 #: Order in which :meth:`TeacherCache.check` compares fields (the first mismatch is reported).
 CHECKED_FIELDS = ('format_version', 'teacher_sha256', 'dataset_size', 'images_sha256', 'labels_sha256',
                   'transform', 'seed', 'num_classes', 'dtype')
@@ -76,7 +78,7 @@ def _dtype_name(dtype) -> str:
     for name, (torch_dtype, np_dtype) in DTYPES.items():
         if dtype in (name, torch_dtype, np_dtype) or (isinstance(dtype, np.dtype) and dtype == np_dtype):
             return name
-    raise ValueError(f'teacher cache dtype {dtype!r} is not supported: expected float32 or float16')
+    raise ValueError(f'teacher cache dtype {dtype!r} is not supported: expected float32, float16 or float64')
 
 
 def cache_metadata(teacher_sha256: str, data, epochs: int, dtype='float32',
@@ -300,7 +302,7 @@ def build_teacher_cache(teacher: torch.nn.Module, loader_like, epochs: int, out:
                     writer = CacheWriter(out, derived, n, logits.shape[1], dtype)
                 if array is None:
                     array = writer.open_epoch(epoch)
-                array[begin:begin + indices.numel()] = logits.float().cpu().numpy()
+                array[begin:begin + indices.numel()] = logits.detach().to('cpu', torch.float64).numpy()  # cast to the storage dtype by numpy
             writer.close_epoch(epoch, array)
             elapsed = time.time() - start
             logger.info(f'teacher cache: epoch {epoch + 1}/{epochs} written ({n / (time.time() - epoch_start):.0f} '

@@ -21,6 +21,7 @@ from .config_walk import iter_train_stage_configs
 from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
     restore_rng_state, save_best, save_last
 from .distributed import DistContext, all_reduce_sum, ensure_ddp
+from .fast_data import CachedTeacher, check_teacher_hooks, open_teacher_cache
 from .options import RunOptions
 from .prepare import Prepared
 from .progress import EpochProgress, LossTermRecorder, StepMeter, evaluate, format_duration, temperature_stats
@@ -46,9 +47,8 @@ class RunState:
     planned_epochs: Optional[int] = None
 
 
-def _setup_box(prepared: Prepared, ctx: DistContext, lr_factor: float):
-    teacher, student, datasets, train_config = prepared.teacher, prepared.student, prepared.datasets, \
-        prepared.train_config
+def _setup_box(prepared: Prepared, ctx: DistContext, lr_factor: float, teacher):
+    student, datasets, train_config = prepared.student, prepared.datasets, prepared.train_config
     try:
         if teacher is None:
             return get_training_box(student, datasets, train_config, ctx.device, ctx.device_ids,
@@ -168,6 +168,32 @@ def _stage_config(train_config: Dict[str, Any], box) -> Dict[str, Any]:
     return train_config[f'stage{stage}'] if stage is not None else train_config
 
 
+def _stage_where(box) -> str:
+    stage = getattr(box, 'stage_number', None)
+    return f'train.stage{stage}' if stage is not None else 'train'
+
+
+def _planned_epochs(config: Dict[str, Any]) -> int:
+    return sum(int(stage.get('num_epochs', 0)) for _, stage in iter_train_stage_configs(config))
+
+
+def _cached_teacher(prepared: Prepared, ctx: DistContext) -> Optional[CachedTeacher]:
+    """The stand-in teacher reading ``runtime.teacher_cache``, checked against this run (None without a cache)."""
+    path = prepared.runtime.teacher_cache
+    if not path:
+        return None
+    if prepared.teacher is None:
+        raise RunError('runtime.teacher_cache is set but the config has no models.teacher_model to stand in for')
+    stages = list(iter_train_stage_configs(prepared.config))
+    for where, stage in stages:
+        check_teacher_hooks(stage, where)
+    where, first = stages[0]
+    train_data = prepared.device_data.dataset(first['train_data_loader']['dataset_id'], f'{where}.train_data_loader')
+    cache = open_teacher_cache(path, prepared.config, train_data, _planned_epochs(prepared.config), ctx)
+    logger.info(f'Teacher logits read from the cache {path} (the teacher network is not run while training)')
+    return CachedTeacher(cache)
+
+
 def _start_epoch(box, prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState, scaler) -> int:
     if opts.resume:
         return _resume(box, prepared, ctx, state, scaler)
@@ -197,14 +223,15 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
         if config.get('tracker') else None
     state = RunState()
     lr_factor = ctx.world_size if ctx.distributed and opts.adjust_lr else 1
-    box = _setup_box(prepared, ctx, lr_factor)
+    cached_teacher = _cached_teacher(prepared, ctx)
+    box = _setup_box(prepared, ctx, lr_factor, cached_teacher if cached_teacher is not None else prepared.teacher)
     _set_student(box, ensure_ddp(_student_of(box), ctx))
     student, dst_ckpt = prepared.student, prepared.dst_ckpt
     last_path = last_ckpt_path(dst_ckpt)
     scaler = make_scaler(prepared.runtime, ctx)
     for where, stage in iter_train_stage_configs(config):
         check_post_forward(stage, scaler, where)
-    step_fn = TrainStep(box, ctx, prepared.runtime, scaler)
+    step_fn = TrainStep(box, ctx, prepared.runtime, scaler, cached_teacher)
     logger.info(f'Start training ({prepared.runtime.describe()})')
     start_epoch = _start_epoch(box, prepared, opts, ctx, state, scaler)
     if box.val_data_loader is None:
@@ -219,7 +246,10 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 recorder.remove()
                 recorder = LossTermRecorder(box.criterion)
             box.pre_epoch_process(epoch=epoch)
-            step_fn.box = box
+            step_fn.box, step_fn.epoch = box, epoch
+            if prepared.device_data is not None:
+                prepared.device_data.install(box, _stage_config(prepared.train_config, box), _stage_where(box))
+                prepared.device_data.set_epoch(box, epoch)
             progress = _train_one_epoch(box, step_fn, ctx, epoch, log_freq, recorder, tracker, last_path)
             lr = box.optimizer.param_groups[0]['lr']
             top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
