@@ -177,3 +177,18 @@ def exit_at_epoch_pre_epoch_process(self, epoch=None, **kwargs):
     if os.environ.get('TTM_TEST_EXIT_AT_EPOCH') == str(epoch):
         os._exit(3)
     eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)
+
+
+@mid_level_loss('test_runner_stateful_embed_loss')
+class StatefulEmbedLoss(nn.Module):
+    """``0.01 * mean(embed**2)`` of the student's auxiliary embedding (so its head trains), counting its calls in a
+    buffer (loss state that an exact ``--resume`` must restore)."""
+
+    def __init__(self, student_module_path: str = 'embed', student_module_io: str = 'output'):
+        super().__init__()
+        self.student_module_path, self.student_module_io = student_module_path, student_module_io
+        self.register_buffer('calls', torch.zeros((), dtype=torch.int64))
+
+    def forward(self, student_io_dict, teacher_io_dict, targets=None, *args, **kwargs):
+        self.calls += 1
+        return 0.01 * student_io_dict[self.student_module_path][self.student_module_io].pow(2).mean()

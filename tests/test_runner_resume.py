@@ -68,3 +68,34 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == \
         f'error: --resume: {LAST} already holds all 3 epochs; nothing to resume'
+
+
+AUX = os.path.join(support.CONFIG_DIR, 'runner_tiny_aux.yaml')
+AUX_LAST = os.path.join('ckpt', 'tiny_aux', 'student.last.pt')
+
+
+def test_resume_restores_auxiliary_heads_and_loss_buffers(tmp_path):
+    """A trainable student wrapper (embedding head) and a loss buffer are in the last checkpoint, not in the best
+    one, and a run ended after epoch 2 and resumed ends as the uninterrupted run does."""
+    args = ['--config', AUX, '--device', 'cpu', '--seed', '0']
+    full = _prepare(str(tmp_path / 'uninterrupted'))
+    result = support.run_cli(args, cwd=full)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = torch.load(os.path.join(full, AUX_LAST), weights_only=False)
+    assert set(expected['box_state']) == {'student_module', 'criterion.sub_terms.embed'}
+    assert int(expected['box_state']['criterion.sub_terms.embed']['calls']) == 3 * 4
+    assert 'embed.linear.weight' in expected['box_state']['student_module']
+    best = torch.load(os.path.join(full, 'ckpt', 'tiny_aux', 'student.pt'), weights_only=True)
+    assert set(best['model']) == set(support.TinyBNNet(10, width=8).state_dict())  # the student alone
+
+    killed = _prepare(str(tmp_path / 'killed'))
+    result = support.run_cli(args, cwd=killed, extra_env={'TTM_TEST_EXIT_AT_EPOCH': '2'})
+    assert result.returncode == 3, result.stderr[-2000:]
+    result = support.run_cli(args + ['--resume'], cwd=killed)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = torch.load(os.path.join(killed, AUX_LAST), weights_only=False)
+    for part in ('student_module', 'criterion.sub_terms.embed'):
+        for key, value in expected['box_state'][part].items():
+            assert torch.equal(value, resumed['box_state'][part][key]), f'{part}.{key} differs after resume'
+    for key, value in expected['model'].items():
+        assert torch.equal(value, resumed['model'][key]), key

@@ -3,8 +3,9 @@
 * best: ``dst_ckpt``, written when validation top-1 improves: ``{'model', 'best_value', 'epoch', 'top1', 'top5'}``
   (the ``'model'`` key keeps it loadable by torchdistill's ``load_ckpt``);
 * last: ``<stem>.last<suffix>`` next to it, written after every epoch: model, optimizer, scheduler, epoch, best
-  accuracy, per-epoch history, RNG states (python, numpy, torch, CUDA) and the AMP gradient scaler (None unless
-  the run uses one).
+  accuracy, per-epoch history, RNG states (python, numpy, torch, CUDA), the AMP gradient scaler (None unless
+  the run uses one) and the box state (auxiliary heads, trainable teacher parts, loss buffers such as CRD's
+  memory bank).
 
 Both are written to a temporary file in the same folder and renamed, so a kill mid-write never leaves a
 truncated checkpoint behind.
@@ -85,11 +86,14 @@ def best_checkpoint_epoch(path: str) -> Optional[int]:
 
 
 def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best: Dict[str, Any],
-              history: list, world_size: int, wall_time_s: float, identity: Dict[str, Any], scaler=None) -> None:
+              history: list, world_size: int, wall_time_s: float, identity: Dict[str, Any], scaler=None,
+              box_state: Optional[Dict[str, Any]] = None) -> None:
     """Write the last-epoch checkpoint (``epoch`` = number of completed epochs).
 
     :param identity: what makes a resumed run the same run (seed, config hash, overrides), see
         :func:`check_same_run`.
+    :param scaler: the fp16 gradient scaler, if the run uses one.
+    :param box_state: auxiliary modules and stateful losses (:mod:`ttm_torchdistill.run.box_state`).
     """
     atomic_save({
         'format': LAST_FORMAT, 'model': model_state,
@@ -98,7 +102,7 @@ def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best:
         'scaler': scaler.state_dict() if scaler is not None else None,
         'epoch': epoch, 'best_value': best['top1'], 'best': best, 'history': history,
         'rng': capture_rng_state(), 'world_size': world_size,
-        'wall_time_s': wall_time_s, 'identity': identity,
+        'wall_time_s': wall_time_s, 'identity': identity, 'box_state': box_state or dict(),
     }, path)
 
 

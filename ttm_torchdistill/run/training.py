@@ -17,6 +17,7 @@ from torchdistill.core.training import get_training_box
 from torchdistill.misc.log import setup_tracker
 
 from ..errors import RunError, one_line
+from .box_state import capture_box_state, restore_box_state
 from .config_walk import iter_train_stage_configs
 from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
     restore_rng_state, save_best, save_last
@@ -124,6 +125,8 @@ def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState, scaler) 
     optional_state(box.optimizer, ckpt['optimizer'], 'optimizer', last_path)
     optional_state(box.lr_scheduler, ckpt['lr_scheduler'], 'lr_scheduler', last_path)
     _restore_scaler(scaler, ckpt.get('scaler'), last_path)
+    for note in restore_box_state(box, prepared.student, ckpt.get('box_state')):
+        logger.warning(f'--resume: {note}')
     if ckpt.get('world_size', 1) != ctx.world_size:
         logger.warning(f'--resume: checkpoint written with world size {ckpt.get("world_size")}, '
                        f'now {ctx.world_size}: the run will not be bitwise identical')
@@ -276,7 +279,8 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 # last before best: see _resume for how a kill between the two is repaired
                 wall = state.previous_wall_time_s + time.time() - session_start
                 save_last(last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1,
-                          state.best, state.history, ctx.world_size, wall, prepared.identity, scaler)
+                          state.best, state.history, ctx.world_size, wall, prepared.identity, scaler,
+                          capture_box_state(box, student))
                 if improved:
                     save_best(dst_ckpt, student.state_dict(), epoch + 1, top1, top5)
             if ctx.distributed:
