@@ -5,6 +5,7 @@ import re
 from conftest import REPO_ROOT
 
 README = (REPO_ROOT / 'README.md').read_text()
+DOCS = {path.name: path.read_text() for path in sorted((REPO_ROOT / 'docs').glob('*.md'))}
 
 
 def _bash_blocks(text):
@@ -33,10 +34,10 @@ def test_readme_main_job_config_exists():
         assert (REPO_ROOT / path).is_file(), f'README names a config that does not exist: {path}'
 
 
-def _readme_commands():
-    """Every `python -m ttm_torchdistill` / `torchrun ... -m ttm_torchdistill` invocation in the README's bash blocks."""
+def _readme_commands(text=README):
+    """Every `python -m ttm_torchdistill` / `torchrun ... -m ttm_torchdistill` invocation in the bash blocks of text."""
     commands = []
-    for block in _bash_blocks(README):
+    for block in _bash_blocks(text):
         text = block.replace('\\\n', ' ')  # join continuation lines
         for line in text.splitlines():
             for part in line.split('&&'):
@@ -47,18 +48,37 @@ def _readme_commands():
     return commands
 
 
-def test_every_readme_command_parses():
+def _parse(command):
     import shlex
 
     from ttm_torchdistill import cli, report, teachers
+    from ttm_torchdistill.experiments import generate
+    from ttm_torchdistill.run import cache_teacher
+    # shell variables of the seed-sweep loop stand for a config path and a seed
+    argv = shlex.split(command.replace('$cfg', 'configs/x.yaml').replace('$s', '1'))
+    parsers = {'fetch-teachers': teachers.build_parser, 'report': report.build_parser,
+               'cache-teacher': cache_teacher.build_parser, 'generate-configs': generate.build_parser}
+    assert set(parsers) == set(cli.SUBCOMMANDS), 'a subcommand without a parser check here'
+    if argv[0] in parsers:
+        parsers[argv[0]]().parse_args(argv[1:])
+    else:
+        cli.build_parser().parse_args(argv)
+
+
+def test_every_docs_command_parses():
+    commands = [c for text in DOCS.values() for c in _readme_commands(text)]
+    assert len(commands) > 5
+    for command in commands:
+        _parse(command)
+
+
+def test_readme_links_to_docs_that_exist():
+    for target in re.findall(r'\]\((docs/[^)#]+)', README):
+        assert (REPO_ROOT / target).is_file(), f'README links to a missing file: {target}'
+
+
+def test_every_readme_command_parses():
     commands = _readme_commands()
     assert len(commands) > 10
     for command in commands:
-        # shell variables of the seed-sweep loop stand for a config path and a seed
-        argv = shlex.split(command.replace('$cfg', 'configs/x.yaml').replace('$s', '1'))
-        if argv[0] == 'fetch-teachers':
-            teachers.build_parser().parse_args(argv[1:])
-        elif argv[0] == 'report':
-            report.build_parser().parse_args(argv[1:])
-        else:
-            cli.build_parser().parse_args(argv)
+        _parse(command)
