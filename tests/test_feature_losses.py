@@ -47,8 +47,7 @@ def test_registers_itrd_loss_and_the_embedding_wrapper():
 def test_registering_a_taken_wrapper_key_is_refused():
     with pytest.raises(KeyError, match=r"auxiliary model wrapper key 'Linear4CRD' is already registered to "
                                        r"torchdistill\.models\.wrapper\.Linear4CRD"):
-        _registry.register_unique(AUXILIARY_MODEL_WRAPPER_DICT, 'Linear4CRD', PenultimateEmbedding,
-                                  'auxiliary model wrapper')
+        _registry.auxiliary_model_wrapper('Linear4CRD')(PenultimateEmbedding)
 
 
 def _yaml_examples(obj):

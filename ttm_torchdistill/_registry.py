@@ -16,7 +16,9 @@ from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT, regi
 from torchdistill.losses.registry import (
     HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT, register_mid_level_loss,
 )
-from torchdistill.models.registry import MODEL_DICT, register_model
+from torchdistill.models.registry import (
+    AUXILIARY_MODEL_WRAPPER_DICT, MODEL_DICT, register_auxiliary_model_wrapper, register_model,
+)
 
 
 def _same_definition(a: object, b: object) -> bool:
@@ -26,16 +28,15 @@ def _same_definition(a: object, b: object) -> bool:
 
 
 def register_unique(registry: MutableMapping[str, object], key: str, obj: object, kind: str,
-                    taken: Optional[Callable[[str], Optional[str]]] = None,
-                    register: Optional[Callable] = None) -> object:
+                    register: Callable, taken: Optional[Callable[[str], Optional[str]]] = None) -> object:
     """Register ``obj`` under ``key`` unless another object already owns the key.
 
     :param registry: the torchdistill dict written by ``register``.
     :param key: the registry key.
     :param obj: the class or function to register.
     :param kind: what is registered, for the error message (e.g. ``'mid-level loss'``).
-    :param taken: optional extra check returning a description of a conflicting owner, or ``None``.
     :param register: torchdistill's decorator factory for this registry (called as ``register(key=key)(obj)``).
+    :param taken: optional extra check returning a description of a conflicting owner, or ``None``.
     :raises KeyError: if ``key`` is already registered to a different object.
     """
     existing = registry.get(key)
@@ -47,10 +48,7 @@ def register_unique(registry: MutableMapping[str, object], key: str, obj: object
         owner = taken(key)
         if owner is not None:
             raise KeyError(f'{kind} key {key!r} would be shadowed by {owner}; choose another key.')
-    if register is not None:
-        register(key=key)(obj)
-    else:
-        registry[key] = obj
+    register(key=key)(obj)
     return obj
 
 
@@ -75,15 +73,15 @@ def mid_level_loss(key: Optional[str] = None):
     """Decorator: register a mid-level loss under ``key`` (default: the class name), never overwriting."""
     def decorator(obj):
         return register_unique(MIDDLE_LEVEL_LOSS_DICT, key or obj.__name__, obj, 'mid-level loss',
-                               taken=_loss_key_taken, register=register_mid_level_loss)
+                               register_mid_level_loss, taken=_loss_key_taken)
     return decorator
 
 
 def model(key: Optional[str] = None):
     """Decorator: register a model constructor under ``key`` (default: its name), never overwriting."""
     def decorator(obj):
-        return register_unique(MODEL_DICT, key or obj.__name__, obj, 'model',
-                               taken=_model_key_taken, register=register_model)
+        return register_unique(MODEL_DICT, key or obj.__name__, obj, 'model', register_model,
+                               taken=_model_key_taken)
     return decorator
 
 
@@ -91,5 +89,14 @@ def pre_epoch_process(key: Optional[str] = None):
     """Decorator: register a ``pre_epoch_process`` function under ``key``, never overwriting."""
     def decorator(obj):
         return register_unique(PRE_EPOCH_PROC_FUNC_DICT, key or obj.__name__, obj, 'pre-epoch process',
-                               register=register_pre_epoch_proc_func)
+                               register_pre_epoch_proc_func)
+    return decorator
+
+
+def auxiliary_model_wrapper(key: Optional[str] = None):
+    """Decorator: register an auxiliary model wrapper (``train.student.auxiliary_model_wrapper.key``), never
+    overwriting."""
+    def decorator(obj):
+        return register_unique(AUXILIARY_MODEL_WRAPPER_DICT, key or obj.__name__, obj, 'auxiliary model wrapper',
+                               register_auxiliary_model_wrapper)
     return decorator

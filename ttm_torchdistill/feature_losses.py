@@ -19,22 +19,14 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from torchdistill.models.registry import AUXILIARY_MODEL_WRAPPER_DICT, register_auxiliary_model_wrapper
 from torchdistill.models.wrapper import AuxiliaryModelWrapper
 
 from . import feature_functional as FF
-from ._registry import mid_level_loss, register_unique
+from ._registry import auxiliary_model_wrapper, mid_level_loss
 
 __all__ = ['EmbeddingHead', 'PenultimateEmbedding', 'ITRDLoss']
 
 _IOS = ('input', 'output')
-
-
-def _auxiliary_model_wrapper(key: Optional[str] = None):
-    def decorator(obj):
-        return register_unique(AUXILIARY_MODEL_WRAPPER_DICT, key or obj.__name__, obj, 'auxiliary model wrapper',
-                               register=register_auxiliary_model_wrapper)
-    return decorator
 
 
 def _check_string(value, name: str) -> str:
@@ -98,7 +90,7 @@ def _linear_in_features(module: nn.Module) -> Optional[int]:
     return None
 
 
-@_auxiliary_model_wrapper('PenultimateEmbedding')
+@auxiliary_model_wrapper('PenultimateEmbedding')
 class PenultimateEmbedding(AuxiliaryModelWrapper):
     r"""A model with a trainable embedding head on its penultimate features, for CRD and ITRD.
 
