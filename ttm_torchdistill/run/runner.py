@@ -5,8 +5,8 @@ A run is four stages, read top to bottom in :func:`run`:
 1. :func:`~ttm_torchdistill.run.prepare.prepare`: config (with ``--set`` and ``--smoke``), checks, datasets,
    teacher and student;
 2. :func:`~ttm_torchdistill.run.training.train`: epochs, validation, best/last checkpoints, ``--resume``;
-3. :func:`~ttm_torchdistill.run.final_test.test`: the best student (and the teacher) on the test loader;
-4. :func:`~ttm_torchdistill.run.final_test.summarise`: the JSON run summary.
+3. :func:`~ttm_torchdistill.run.final_evaluation.test`: the best student (and the teacher) on the test loader;
+4. :func:`~ttm_torchdistill.run.final_evaluation.summarise`: the JSON run summary.
 
 The order follows torchdistill's example runner and reuses its boxes, loaders, losses and processes; what differs
 is listed in the README section "Running".
@@ -19,7 +19,7 @@ from torch.backends import cudnn
 from torchdistill.common.main_util import set_seed
 
 from .distributed import cleanup, init_distributed
-from .final_test import summarise, test
+from .final_evaluation import summarise, test
 from .logging_setup import run_logging
 from .options import RunOptions
 from .prepare import prepare
