@@ -109,6 +109,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     preflight.check_trainable(config, opts.test_only)
     preflight.check_checkpoint_paths(config)
     preflight.check_loss_keys(config)
+    preflight.check_components(config)
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config))
     else:

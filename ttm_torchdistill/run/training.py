@@ -19,6 +19,7 @@ from torchdistill.misc.log import setup_tracker
 from ..errors import RunError, one_line
 from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
     restore_rng_state, save_best, save_last
+from .component_errors import explain_box_failure
 from .distributed import DistContext, all_reduce_sum, any_rank, ensure_ddp
 from .options import RunOptions
 from .prepare import Prepared
@@ -56,7 +57,7 @@ def _setup_box(prepared: Prepared, ctx: DistContext, lr_factor: float):
     except RunError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise RunError(f'cannot set up training from `train:`: {type(exc).__name__}: {one_line(exc)}') from None
+        raise explain_box_failure(exc, prepared.config) from None
 
 
 def _student_of(box) -> torch.nn.Module:
