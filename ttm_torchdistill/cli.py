@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--allow_pickle', '--allow-pickle', dest='allow_pickle', action='store_true',
                         help='read src_ckpt files with torch.load(weights_only=False), which runs code stored in the '
                              'file: only for checkpoints you trust (default: weights_only=True)')
+    parser.add_argument('--data-parallel', '--data_parallel', dest='data_parallel', action='store_true',
+                        help='one process over every visible GPU with torch DataParallel (each GPU sees batch/N '
+                             'samples); without it one process trains on --device\'s GPU only, and the configs\' '
+                             'wrapper entries apply under torchrun only')
     parser.add_argument('--traceback', action='store_true', help='show the Python traceback of errors')
     return parser
 
@@ -120,7 +124,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             start_epoch=args.start_epoch, test_only=args.test_only, student_only=args.student_only,
             log_config=args.log_config, disable_cudnn_benchmark=args.disable_cudnn_benchmark,
             world_size=args.world_size, dist_url=args.dist_url, adjust_lr=args.adjust_lr,
-            overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle)
+            overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle,
+            data_parallel=args.data_parallel)
         return run(options)
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)

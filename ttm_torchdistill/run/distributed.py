@@ -21,12 +21,16 @@ from ..errors import RunError
 
 @dataclass
 class DistContext:
-    """Where this process runs: ``distributed``, ``rank``, ``world_size``, ``device`` and DDP ``device_ids``."""
+    """Where this process runs: ``distributed``, ``rank``, ``world_size``, ``device`` and DDP ``device_ids``;
+    ``local_rank`` and ``local_world_size`` are its place among the processes of its node (torchrun's
+    ``LOCAL_RANK``/``LOCAL_WORLD_SIZE``)."""
     distributed: bool
     rank: int
     world_size: int
     device: torch.device
     device_ids: Optional[List[int]]
+    local_rank: int = 0
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -68,7 +72,8 @@ def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistCo
     if world_size not in (1, env_world_size) and rank == 0:
         def_logger.warning(f'--world_size {world_size} differs from torchrun WORLD_SIZE={env_world_size}; '
                            f'using {env_world_size}')
-    return DistContext(True, rank, env_world_size, device, device_ids)
+    local_world_size = int(os.environ.get('LOCAL_WORLD_SIZE', env_world_size))
+    return DistContext(True, rank, env_world_size, device, device_ids, local_rank, local_world_size)
 
 
 def ensure_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:

@@ -1,6 +1,9 @@
 """Build the configured models as torchdistill's example runner does: torchvision first, then the registry.
 
-The config is read, never edited: a missing ``kwargs`` is an empty mapping here, not written back. """
+The config is read, never edited: a missing ``kwargs`` is an empty mapping here, not written back. Unlike
+torchdistill's ``get_image_classification_model``, ``sync_bn`` is honoured for every model (see
+:func:`build_model`).
+"""
 from typing import Any, Callable, Dict, List
 
 import torchvision.models
@@ -54,13 +57,14 @@ def model_callable(model_config: Dict[str, Any], where: str, config: Dict[str, A
                    f'torchdistill\'s model registry); {registry_hint(config, MODEL_DICT)}')
 
 
-def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any], distributed: bool) -> nn.Module:
+def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any], convert_sync_bn: bool) -> nn.Module:
     """Build the model of ``model_config`` (a ``models.<name>`` entry).
 
     :param where: its config location, e.g. ``models.teacher_model``, for messages.
     :param config: the whole config (for the ``dependencies:`` hint of an unknown key).
-    :param distributed: turn BatchNorm layers into SyncBatchNorm when the entry says ``sync_bn: True``, as
-        torchdistill does for torchvision models.
+    :param convert_sync_bn: turn BatchNorm layers into SyncBatchNorm when the entry says ``sync_bn: True``
+        (:func:`ttm_torchdistill.run.device_policy.sync_bn_applies`). torchdistill converts only torchvision
+        models; here every model is converted the same way, the plugin's ``cifar_*`` ones included.
     :raises RunError: unknown key (listing the plugin's keys) or bad constructor arguments.
     """
     from .component_errors import explain_model_failure  # it looks models up here: import at call time
@@ -71,6 +75,6 @@ def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any]
         model = get_model(key, repo_or_dir, **kwargs) if target is None else target(**kwargs)
     except (TypeError, ValueError) as exc:
         raise explain_model_failure(exc, where, key, target, kwargs) from None
-    if distributed and model_config.get('sync_bn', False):
+    if convert_sync_bn and model_config.get('sync_bn', False):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model

@@ -24,6 +24,7 @@ class RunOptions:
     resume: bool = False
     smoke: bool = False
     allow_pickle: bool = False
+    data_parallel: bool = False
 
     def check(self) -> None:
         """Refuse combinations of options that contradict each other."""

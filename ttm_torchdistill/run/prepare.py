@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from .checkpoint import run_identity
 from .config import LoadedConfig, load_config
 from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
 from .data import build_real_datasets, build_smoke_datasets
+from .device_policy import box_device_ids, fit_config_to_machine, sync_bn_applies
 from .distributed import DistContext
 from .model_builder import build_model
 from .options import RunOptions
@@ -41,6 +42,8 @@ class Prepared:
     :param dst_ckpt: where the best student is saved (user paths expanded).
     :param identity: seed, config hash and overrides of the run (``checkpoint.run_identity``).
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
+    :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
+        (:func:`~ttm_torchdistill.run.device_policy.box_device_ids`).
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]
@@ -50,6 +53,7 @@ class Prepared:
     dst_ckpt: str
     identity: Dict[str, Any]
     smoke_dir: Optional[str] = None
+    device_ids: Optional[Sequence[int]] = None
 
     @property
     def train_config(self) -> Dict[str, Any]:
@@ -75,7 +79,7 @@ def _shared_temp_dir(ctx: DistContext) -> str:
 
 def _build_and_load(model_config: Dict[str, Any], where: str, config: Dict[str, Any], ctx: DistContext,
                     allow_pickle: bool) -> nn.Module:
-    model = build_model(model_config, where, config, ctx.distributed)
+    model = build_model(model_config, where, config, sync_bn_applies(ctx))
     load_weights(model, model_config.get('src_ckpt'), f'{where}.src_ckpt', logger, allow_pickle)
     return model.to(ctx.device)
 
@@ -110,6 +114,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     preflight.check_checkpoint_paths(config)
     preflight.check_loss_keys(config)
     preflight.check_components(config)
+    for note in fit_config_to_machine(config, ctx, opts.data_parallel):
+        logger.info(f'fitted to this machine: {note}')
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config))
     else:
@@ -123,4 +129,5 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         logger.info(f'config: {config}')
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=os.path.expanduser(dst_ckpt),
-                    identity=run_identity(opts.config, opts.seed, opts.overrides), smoke_dir=smoke_dir)
+                    identity=run_identity(opts.config, opts.seed, opts.overrides), smoke_dir=smoke_dir,
+                    device_ids=box_device_ids(ctx, opts.data_parallel))
