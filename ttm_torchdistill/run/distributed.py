@@ -7,7 +7,7 @@ copies. Here the backend follows the device and the student is always DDP-wrappe
 import logging
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, TypeVar
 
 import torch
 from torch import distributed as dist
@@ -17,6 +17,8 @@ from torchdistill.common.constant import def_logger
 from torchdistill.common.module_util import check_if_wrapped
 
 from ..errors import RunError
+
+T = TypeVar('T')
 
 
 @dataclass
@@ -103,6 +105,50 @@ def all_reduce_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True if ``flag`` is true on any rank."""
     return all_reduce_sum([1.0 if flag else 0.0], ctx)[0] > 0
+
+
+def on_leaders(work: Callable[[], T], ctx: DistContext, leader: bool, what: str) -> Optional[T]:
+    """Run ``work`` on the ranks where ``leader`` is true, then tell every rank whether it failed anywhere.
+
+    A failure on a leader raises there; the other ranks raise a :class:`RunError` pointing at it, instead of
+    waiting for a collective the failed rank never joins. Returns ``work``'s result on leaders, else None.
+    """
+    if not ctx.distributed:
+        return work()
+    result = None
+    if leader:
+        try:
+            result = work()
+        except BaseException:
+            any_rank(True, ctx)  # join the collective the other ranks are waiting in, then report
+            raise
+    if any_rank(False, ctx):
+        raise RunError(f'{what} failed on another rank (its error is reported there); rank {ctx.rank} stopped')
+    return result
+
+
+def node_leader_first(build: Callable[[], T], ctx: DistContext, what: str) -> T:
+    """Run ``build`` on local rank 0 of every node first, then, once all of them are done, on the other ranks.
+
+    For work that writes shared files, such as a dataset that downloads and extracts its archive on first use:
+    run at once by every rank, the ranks would overwrite each other's files (torchvision writes the archive
+    under its final name, then checks and extracts it).
+    """
+    result = on_leaders(build, ctx, ctx.local_rank == 0, what)
+    return build() if ctx.distributed and ctx.local_rank != 0 else result
+
+
+def broadcast_state(module: nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy ``module``'s parameters and buffers from rank ``src`` to every rank, in place.
+
+    Each tensor is broadcast where it lives (NCCL: the rank's GPU; gloo: CPU), in ``state_dict`` order, which is
+    the same on every rank for the same architecture.
+    """
+    if not ctx.distributed:
+        return
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=src)
 
 
 def cleanup(ctx: DistContext) -> None:
