@@ -145,3 +145,30 @@ def test_gpu_recipe_config_trains_unwrapped_in_one_cpu_process_without_pin_warni
     assert 'fitted to this machine: train.train_data_loader.kwargs.num_workers: 8 -> 1' in out.out
     assert 'fitted to this machine: train.student.wrapper: DataParallel -> None' in out.out
     assert not [w for w in recwarn if 'pin_memory' in str(w.message)]
+
+
+def test_a_failure_on_the_node_leader_stops_the_other_ranks_instead_of_leaving_them_waiting(monkeypatch):
+    from ttm_torchdistill.run import distributed
+    votes = []
+
+    def fake_any_rank(flag, ctx):  # the all-reduce, as seen by one rank: True when any rank voted True
+        votes.append(flag)
+        return flag or fake_any_rank.others_failed
+    monkeypatch.setattr(distributed, 'any_rank', fake_any_rank)
+    leader, follower = ctx_for('cpu', distributed=True), ctx_for('cpu', distributed=True)
+    follower.local_rank, follower.rank = 1, 1
+
+    def broken():
+        raise RunError('no data')
+    fake_any_rank.others_failed = False
+    with pytest.raises(RunError, match='^no data$'):  # the leader reports its own error, after voting
+        distributed.node_leader_first(broken, leader, 'building the datasets')
+    assert votes == [True]
+    fake_any_rank.others_failed = True
+    calls = []
+    with pytest.raises(RunError, match=r'^building the datasets failed on another rank \(its error is reported '
+                                       r'there\); rank 1 stopped$'):
+        distributed.node_leader_first(lambda: calls.append(1), follower, 'building the datasets')
+    assert calls == []  # the follower never builds after a failed leader
+    fake_any_rank.others_failed = False
+    assert distributed.node_leader_first(lambda: 'built', follower, 'building the datasets') == 'built'
