@@ -68,6 +68,29 @@ class NaNAfterNet(TinyLinearNet):
         return out
 
 
+@model('test_runner_worse_after_net')
+class WorseAfterNet(TinyBNNet):
+    """TinyBNNet that, in eval mode and after ``worse_from_call`` training forwards, predicts its last class only.
+
+    With the tiny datasets' labels (``i % 10``) and ``num_classes: 11`` its validation accuracy is then 0: the best
+    epoch is an early one, so best and last weights differ.
+    """
+
+    def __init__(self, num_classes: int = 11, width: int = 8, worse_from_call: int = 3):
+        super().__init__(num_classes=num_classes, width=width)
+        self.worse_from_call = worse_from_call
+        self.calls = 0
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.training:
+            self.calls += 1
+        elif self.calls >= self.worse_from_call:
+            out = torch.zeros_like(out)
+            out[:, -1] = 1.0
+        return out
+
+
 class TinyTensorDataset(Dataset):
     """``num_samples`` random images (fixed by ``seed``) with labels ``i % num_classes``; optional per-item delay."""
 

@@ -61,3 +61,51 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     assert summary_two['test'] == summary_one['test']
     # Only rank 0 logs progress.
     assert two_ranks_stdout.count('Epoch 2/2 done') == 1 and two_ranks_stdout.count('Start training') == 1
+
+
+def _torchrun(config, cwd, probe, extra_env=None):
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+               f'--master_port={support.free_port()}', '-m', 'ttm_torchdistill', '--config', config, '--device', 'cpu',
+               '--world_size', '2', '--seed', '0']
+    env = support.subprocess_env(dict({'TTM_TEST_PROBE': probe}, **(extra_env or dict())))
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_first_run_downloads_the_data_once_then_the_other_rank_builds(tmp_path):
+    folder = str(tmp_path)
+    torch.save({'model': support.TinyLinearNet(100, in_features=3072, hidden=8).state_dict()},
+               os.path.join(folder, 'teacher.pt'))
+    events_path = os.path.join(folder, 'events.txt')
+    result = _torchrun(os.path.join(support.CONFIG_DIR, 'runner_tiny_cifar_download.yaml'), folder, 'download',
+                       {'TTM_TEST_EVENTS': events_path})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(events_path) as fp:
+        events = [line.split(' ', 1) for line in fp.read().splitlines()]
+    downloads = [(rank, what) for rank, what in events if what.startswith('download')]
+    assert downloads == [('0', 'download start'), ('0', 'download end')]  # one rank downloads, once
+    # Rank 1 starts building only after rank 0 has built both datasets (download and extraction included).
+    first_rank1 = next(i for i, (rank, _) in enumerate(events) if rank == '1')
+    rank0_done = max(i for i, (rank, what) in enumerate(events) if rank == '0' and what.startswith('build end'))
+    assert first_rank1 > rank0_done, events
+    assert sum(1 for rank, what in events if rank == '1' and what.startswith('build end')) == 2
+
+
+def test_ranks_without_the_best_checkpoint_test_the_best_weights(tmp_path):
+    # Each rank in its own folder, as on two nodes without a shared filesystem: rank 1 never sees ckpt/student.pt.
+    for rank in (0, 1):
+        os.makedirs(tmp_path / f'rank{rank}')
+        torch.manual_seed(3)
+        torch.save({'model': support.TinyLinearNet(11).state_dict()}, tmp_path / f'rank{rank}' / 'teacher.pt')
+    result = _torchrun(os.path.join(support.CONFIG_DIR, 'runner_tiny_rank_dirs.yaml'), str(tmp_path), 'rank_dirs')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not os.path.exists(tmp_path / 'rank1' / 'ckpt')
+    best = torch.load(tmp_path / 'rank0' / 'ckpt' / 'student.pt', weights_only=False)
+    last = torch.load(tmp_path / 'rank0' / 'ckpt' / 'student.last.pt', weights_only=False)
+    assert best['epoch'] == 1 and last['epoch'] == 2  # best and last weights differ, so the test can tell
+    assert not torch.equal(best['model']['fc.weight'], last['model']['fc.weight'])
+    for rank in (0, 1):
+        tested = torch.load(tmp_path / f'rank{rank}' / 'tested_student.pt', weights_only=False)
+        for key, value in best['model'].items():
+            assert torch.equal(tested[key], value), (rank, key)
+    # sync_bn: True cannot run on CPU (torch's SyncBatchNorm refuses it): plain BatchNorm, and the log says so.
+    assert 'sync_bn ignored: SyncBatchNorm does not run on cpu' in result.stdout

@@ -73,15 +73,67 @@ def test_unknown_model_key(workdir, capsys):
     assert 'ttm_torchdistill provides:' in line
 
 
-def test_bad_loss_argument(workdir, capsys):
+WTTM = 'train.criterion.kwargs.sub_terms.wttm.criterion'
+WTTM_ARGUMENTS = ('temperature', 'teacher_only_max', 'student_module_path', 'student_module_io',
+                  'teacher_module_path', 'teacher_module_io')
+
+
+def test_misspelt_loss_argument_names_path_key_argument_suggestion_and_valid_arguments(workdir, capsys):
+    # Reported by the signature check before the (missing) CIFAR-100 data is looked at.
+    line = run_error(capsys, ['--config', CIFAR, '--set', f'{WTTM}.kwargs={{temprature: 10.0}}'] + NO_TEACHER_CKPT)
+    assert line.startswith(f'error: {WTTM}.kwargs: WTTMLoss has no argument ')
+    assert "'temprature' (did you mean 'temperature'?)" in line
+    accepts = line.split('WTTMLoss accepts: ')[1]
+    for name in WTTM_ARGUMENTS:  # the private base's keyword arguments are WTTMLoss's too
+        assert name in accepts, name
+    assert 'temperature (required)' in accepts
+    assert '_LogitDistillationLoss' not in line and 'TTMLoss.__init__' not in line
+
+
+def test_unknown_loss_argument_never_names_a_private_class(workdir, capsys):
+    line = run_error(capsys, ['--config', CIFAR, '--set',
+                              f'{WTTM}.kwargs={{temperature: max_logit, teacher_only_mx: true}}'] + NO_TEACHER_CKPT)
+    assert f"{WTTM}.kwargs: WTTMLoss has no argument 'teacher_only_mx' (did you mean 'teacher_only_max'?)" in line
+    assert 'needs' not in line  # nothing required is missing
+    assert '_LogitDistillationLoss' not in line
+
+
+def test_misspelt_argument_of_a_torchdistill_loss_with_open_kwargs(workdir, capsys):
+    # torchdistill's KDLoss takes **kwargs: the misspelling is reported because `temperature` is then missing.
     kwargs = "{student_module_path: '.', student_module_io: output, teacher_module_path: '.', " \
              "teacher_module_io: output, temprature: 4.0}"
     kd = 'train.criterion.kwargs.sub_terms.kd.criterion'
     line = run_error(capsys, ['--config', TINY, '--set', f'{kd}.kwargs={kwargs}'])
-    assert 'cannot set up training from `train:`' in line and "'temperature'" in line
-    # The plugin's own argument check comes through as one line too.
+    assert f"{kd}.kwargs: KDLoss has no argument 'temprature' (did you mean 'temperature'?)" in line
+    assert 'KDLoss accepts: ' in line and 'temperature (required)' in line
+
+
+def test_value_rejected_by_a_loss_names_its_sub_term(workdir, capsys):
+    # The signature fits; WTTMLoss refuses the value when the box builds it (the build-time fallback).
+    kd = 'train.criterion.kwargs.sub_terms.kd.criterion'
     line = run_error(capsys, ['--config', TINY, '--set', f'{kd}={{key: WTTMLoss, kwargs: {{temperature: -1}}}}'])
-    assert 'cannot set up training from `train:`: ValueError:' in line and '-1' in line
+    assert line.startswith(f"error: {kd}: loss 'WTTMLoss' rejected its kwargs: ValueError: ")
+    assert '-1' in line
+
+
+def test_misspelt_model_optimizer_and_process_names(workdir, capsys):
+    line = run_error(capsys, ['--config', TINY, '--set', 'models.student_model.kwargs={num_classes: 10, widht: 8}'])
+    assert "models.student_model.kwargs: test_runner_tiny_bn_net has no argument 'widht' (did you mean 'width'?)" \
+        in line and 'accepts: num_classes, width' in line
+    line = run_error(capsys, ['--config', TINY, '--set', 'train.optimizer.kwargs={lr: 0.1, momentun: 0.9}'])
+    assert "train.optimizer.kwargs: SGD has no argument 'momentun' (did you mean 'momentum'?)" in line
+    line = run_error(capsys, ['--config', TINY, '--set', 'train.pre_epoch_process=eval_teacher_pre_epoch_proces'])
+    assert "train.pre_epoch_process: unknown pre-epoch-process 'eval_teacher_pre_epoch_proces' (did you mean " \
+           "'eval_teacher_pre_epoch_process'?)" in line
+    line = run_error(capsys, ['--config', TINY, '--set', 'train.criterion.kwargs.sub_terms.ce.criterion_wrapper.key='
+                                                         'SimpleLossWraper'])
+    assert "unknown loss wrapper 'SimpleLossWraper' (did you mean 'SimpleLossWrapper'?)" in line
+
+
+def test_sub_term_without_weight(workdir, capsys):
+    line = run_error(capsys, ['--config', TINY, '--set',
+                              'train.criterion.kwargs.sub_terms.kd={criterion: {key: KDLoss, kwargs: {}}}'])
+    assert 'train.criterion.kwargs.sub_terms.kd must be a mapping with `criterion:` and `weight:`' in line
 
 
 def test_bad_set_path_names_missing_component(workdir, capsys):
@@ -138,6 +190,56 @@ def test_missing_checkpoint_reported_before_datasets_are_built(workdir, capsys):
     # The CIFAR config's data folder is missing too: the checkpoint typo is reported first, before any download.
     line = run_error(capsys, ['--config', CIFAR, '--set', 'models.teacher_model.src_ckpt=typo.pth'])
     assert line.startswith('error: checkpoint not found: typo.pth (models.teacher_model.src_ckpt)')
+
+
+TEACHER_CKPT = 'models.teacher_model.src_ckpt'
+
+
+def test_missing_teacher_checkpoint_suggests_fetch_teachers_only_for_fetchable_teachers(workdir, capsys):
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'models.teacher_model.key=cifar_wrn_40_2',
+                              '--set', f'{TEACHER_CKPT}=gone/wrn.pth'])
+    assert line.startswith(f'error: checkpoint not found: gone/wrn.pth ({TEACHER_CKPT}); fetch it with: '
+                           f'python -m ttm_torchdistill fetch-teachers --names wrn_40_2 (it writes ')
+    assert 'wrn_40_2_vanilla/ckpt_epoch_240.pth' in line
+    # A torchvision teacher: no fetch-teachers, but how to get weights.
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'models.teacher_model.key=resnet18',
+                              '--set', f'{TEACHER_CKPT}=gone/r18.pth'])
+    assert 'fetch-teachers' not in line
+    assert "no public checkpoint of 'resnet18' is fetched by this package" in line
+    assert 'configs/cifar100/ce/' in line and 'models.teacher_model.kwargs.weights' in line
+    # A plugin model without a public checkpoint: train it; no torchvision hint.
+    line = run_error(capsys, ['--config', CIFAR, '--set', 'models.teacher_model.key=cifar_resnet8x4',
+                              '--set', f'{TEACHER_CKPT}=gone/r8x4.pth'])
+    assert 'fetch-teachers' not in line and 'configs/cifar100/ce/' in line and 'kwargs.weights' not in line
+
+
+def test_pickled_checkpoint_is_one_plain_sentence(workdir, capsys):
+    import argparse
+    torch.save({'model': support.TinyBNNet(10, width=16).state_dict(), 'args': argparse.Namespace(lr=0.1)},
+               'pickled.pt')
+    line = run_error(capsys, ['--config', TINY, '--set', f'{TEACHER_CKPT}=pickled.pt'])
+    assert line == (f'error: checkpoint pickled.pt ({TEACHER_CKPT}) holds a pickled argparse.Namespace object, which '
+                    f'only loads by running code stored in the file (torch.load(weights_only=True) refuses it); if '
+                    f'you trust the file, rerun with --allow_pickle; otherwise re-save only its weights where it was '
+                    f'made, torch.save(model.state_dict(), PATH), and point {TEACHER_CKPT} at that file')
+    assert '\x1b' not in line
+
+
+@pytest.mark.parametrize('download', [False, True])
+def test_corrupt_cifar100_files_are_called_corrupt(workdir, capsys, monkeypatch, download):
+    # The tiny CIFAR-100 files have the right names but not the real archive's md5: torchvision's checksum fails.
+    support.write_tiny_cifar100('resource/dataset/cifar100')
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
+    monkeypatch.setattr(urllib.request, 'urlopen', offline)
+    line = run_error(capsys, ['--config', CIFAR, '--set', f'datasets.cifar100/train.init.kwargs.download={download}']
+                     + NO_TEACHER_CKPT)
+    folder = os.path.abspath('resource/dataset/cifar100/cifar-100-python')
+    assert 'the files are there but corrupt (checksum mismatch): ' in line
+    assert os.path.join(folder, 'train') in line and os.path.join(folder, 'meta') in line
+    assert f'delete them (rm -r {folder} ' in line and 'download again' in line
+    assert 'not there' not in line
 
 
 def test_teacher_without_any_weights_is_an_error(workdir, capsys):

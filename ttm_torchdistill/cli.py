@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--allow_pickle', '--allow-pickle', dest='allow_pickle', action='store_true',
                         help='read src_ckpt files with torch.load(weights_only=False), which runs code stored in the '
                              'file: only for checkpoints you trust (default: weights_only=True)')
+    parser.add_argument('--data-parallel', '--data_parallel', dest='data_parallel', action='store_true',
+                        help='one process over every visible GPU with torch DataParallel (each GPU sees batch/N '
+                             'samples); without it one process trains on --device\'s GPU only, and the configs\' '
+                             'wrapper entries apply under torchrun only')
     speed = parser.add_argument_group('speed (the runtime: block of a config; these flags override it; nothing '
                                       'here changes what is learned)')
     speed.add_argument('--device-data', dest='device_data', action='store_const', const=True,
@@ -143,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             log_config=args.log_config, disable_cudnn_benchmark=args.disable_cudnn_benchmark,
             world_size=args.world_size, dist_url=args.dist_url, adjust_lr=args.adjust_lr,
             overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle,
-            runtime_flags=runtime_flags(args))
+            runtime_flags=runtime_flags(args), data_parallel=args.data_parallel)
         return run(options)
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)

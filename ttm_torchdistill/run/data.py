@@ -1,13 +1,15 @@
 """Build a config's datasets one by one, with a clear message when one is missing, or synthetic ones for ``--smoke``.
 
 A torchvision CIFAR-100 with ``download: True`` on a machine without network fails with a ``URLError`` deep inside
-``urllib``; an ImageFolder pointing at a missing tree fails with ``FileNotFoundError``. Both are turned into one
-line that names the dataset id, the folder that was searched, and how to obtain the data.
+``urllib``; an ImageFolder pointing at a missing tree fails with ``FileNotFoundError``; files that are present but
+fail torchvision's checksum are reported by torchvision as missing. Each is turned into one line that names the
+dataset id, the folder, what is wrong there (absent or corrupt) and how to obtain the data.
 """
+import importlib
 import logging
 import os
 import urllib.error
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -103,6 +105,47 @@ def _how_to_get(class_key: str, root: Optional[str]) -> str:
     return 'check the dataset root in the config (or override it with --set)'
 
 
+def _dataset_class(class_key: str) -> Optional[type]:
+    module_name, _, name = class_key.rpartition('.')
+    try:
+        return getattr(importlib.import_module(module_name), name) if module_name else None
+    except Exception:  # an unknown class is reported by the caller with the original failure
+        return None
+
+
+def corrupt_files(class_key: str, root: Optional[str]) -> List[str]:
+    """Files of a checksummed torchvision dataset (CIFAR-10/100 style: ``base_folder``, ``train_list``,
+    ``test_list``, ``meta``, and the archive ``filename``/``tgz_md5``) that are present but fail their md5.
+
+    torchvision reports such files as missing ("not found or corrupted"), or tries to download them again, which
+    offline reads as "the data is not there"; the checksums are only computed on this failure path.
+    """
+    cls = _dataset_class(class_key)
+    if cls is None or root is None or not isinstance(getattr(cls, 'base_folder', None), str):
+        return []
+    from torchvision.datasets.utils import check_integrity
+    entries = [(os.path.join(root, cls.base_folder, name), md5)
+               for name, md5 in list(getattr(cls, 'train_list', [])) + list(getattr(cls, 'test_list', []))]
+    meta = getattr(cls, 'meta', None)
+    if isinstance(meta, dict) and 'filename' in meta and 'md5' in meta:
+        entries.append((os.path.join(root, cls.base_folder, meta['filename']), meta['md5']))
+    if isinstance(getattr(cls, 'filename', None), str) and getattr(cls, 'tgz_md5', None):
+        entries.append((os.path.join(root, cls.filename), cls.tgz_md5))
+    return [path for path, md5 in entries if os.path.isfile(path) and not check_integrity(path, md5)]
+
+
+def _corrupt_message(class_key: str, root: str, paths: List[str]) -> str:
+    cls = _dataset_class(class_key)
+    folder = os.path.join(root, cls.base_folder)
+    archive = os.path.join(root, cls.filename) if isinstance(getattr(cls, 'filename', None), str) else None
+    url = getattr(cls, 'url', None)
+    remove = f'rm -r {folder}' + (f' {archive}' if archive else '')
+    again = (f'run once with download: True and network access, or download {url} and extract it into {root}'
+             if url else 'obtain the files again')
+    return (f'the files are there but corrupt (checksum mismatch): {", ".join(paths)}; delete them ({remove}) and '
+            f'download again: {again}')
+
+
 def _is_missing_data_error(exc: RuntimeError) -> bool:
     # torchvision reports absent or damaged files as RuntimeError('Dataset not found or corrupted. ...')
     text = str(exc).lower()
@@ -126,11 +169,15 @@ def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
                 raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
                                f'config: RuntimeError: {one_line(exc)}') from None
             root = _dataset_root(loaded, node)
+            where = f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from ' \
+                    f'{root or "<no root given>"}'
+            corrupt = corrupt_files(class_key, root)
+            if corrupt:
+                raise RunError(f'{where}: {_corrupt_message(class_key, root, corrupt)}') from None
             reason = one_line(exc)
             if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
                 reason = f'the data is not there and downloading it failed ({reason})'
-            raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from '
-                           f'{root or "<no root given>"}: {reason}; {_how_to_get(class_key, root)}') from None
+            raise RunError(f'{where}: {reason}; {_how_to_get(class_key, root)}') from None
         except Exception as exc:
             reason = one_line(exc)
             raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '

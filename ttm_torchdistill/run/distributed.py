@@ -7,7 +7,7 @@ copies. Here the backend follows the device and the student is always DDP-wrappe
 import logging
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, TypeVar
 
 import torch
 from torch import distributed as dist
@@ -18,15 +18,21 @@ from torchdistill.common.module_util import check_if_wrapped
 
 from ..errors import RunError
 
+T = TypeVar('T')
+
 
 @dataclass
 class DistContext:
-    """Where this process runs: ``distributed``, ``rank``, ``world_size``, ``device`` and DDP ``device_ids``."""
+    """Where this process runs: ``distributed``, ``rank``, ``world_size``, ``device`` and DDP ``device_ids``;
+    ``local_rank`` and ``local_world_size`` are its place among the processes of its node (torchrun's
+    ``LOCAL_RANK``/``LOCAL_WORLD_SIZE``)."""
     distributed: bool
     rank: int
     world_size: int
     device: torch.device
     device_ids: Optional[List[int]]
+    local_rank: int = 0
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -68,7 +74,8 @@ def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistCo
     if world_size not in (1, env_world_size) and rank == 0:
         def_logger.warning(f'--world_size {world_size} differs from torchrun WORLD_SIZE={env_world_size}; '
                            f'using {env_world_size}')
-    return DistContext(True, rank, env_world_size, device, device_ids)
+    local_world_size = int(os.environ.get('LOCAL_WORLD_SIZE', env_world_size))
+    return DistContext(True, rank, env_world_size, device, device_ids, local_rank, local_world_size)
 
 
 def ensure_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
@@ -93,6 +100,55 @@ def all_reduce_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
     tensor = torch.tensor(list(values), dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True if ``flag`` is true on any rank."""
+    return all_reduce_sum([1.0 if flag else 0.0], ctx)[0] > 0
+
+
+def on_leaders(work: Callable[[], T], ctx: DistContext, leader: bool, what: str) -> Optional[T]:
+    """Run ``work`` on the ranks where ``leader`` is true, then tell every rank whether it failed anywhere.
+
+    A failure on a leader raises there; the other ranks raise a :class:`RunError` pointing at it, instead of
+    waiting for a collective the failed rank never joins. Returns ``work``'s result on leaders, else None.
+    """
+    if not ctx.distributed:
+        return work()
+    result = None
+    if leader:
+        try:
+            result = work()
+        except BaseException:
+            any_rank(True, ctx)  # join the collective the other ranks are waiting in, then report
+            raise
+    if any_rank(False, ctx):
+        raise RunError(f'{what} failed on another rank (its error is reported there); rank {ctx.rank} stopped')
+    return result
+
+
+def node_leader_first(build: Callable[[], T], ctx: DistContext, what: str) -> T:
+    """Run ``build`` on local rank 0 of every node first, then, once all of them are done, on the other ranks.
+
+    For work that writes shared files, such as a dataset that downloads and extracts its archive on first use:
+    run at once by every rank, the ranks would overwrite each other's files (torchvision writes the archive
+    under its final name, then checks and extracts it).
+    """
+    result = on_leaders(build, ctx, ctx.local_rank == 0, what)
+    return build() if ctx.distributed and ctx.local_rank != 0 else result
+
+
+def broadcast_state(module: nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy ``module``'s parameters and buffers from rank ``src`` to every rank, in place.
+
+    Each tensor is broadcast where it lives (NCCL: the rank's GPU; gloo: CPU), in ``state_dict`` order, which is
+    the same on every rank for the same architecture.
+    """
+    if not ctx.distributed:
+        return
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=src)
 
 
 def cleanup(ctx: DistContext) -> None:

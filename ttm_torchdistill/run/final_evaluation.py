@@ -8,7 +8,7 @@ from torchdistill.datasets.util import build_data_loader
 
 from ..errors import RunError
 from .checkpoint import last_ckpt_path, summary_path
-from .distributed import DistContext
+from .distributed import DistContext, all_reduce_sum, broadcast_state, on_leaders
 from .options import RunOptions
 from .prepare import Prepared
 from .progress import evaluate, format_duration
@@ -28,17 +28,34 @@ def _test_loader(prepared: Prepared, ctx: DistContext):
     return build_data_loader(prepared.datasets[loader_config['dataset_id']], loader_config, ctx.distributed)
 
 
-def _load_best(prepared: Prepared, opts: RunOptions) -> None:
+def _rank0_has(path: str, ctx: DistContext) -> bool:
+    """Whether rank 0 sees ``path``; every rank gets rank 0's answer."""
+    found = os.path.isfile(path) if ctx.is_main else False
+    if ctx.distributed:
+        found = all_reduce_sum([1.0 if found else 0.0], ctx)[0] > 0
+    return found
+
+
+def _load_best(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> None:
+    """Put the best student into every rank's model.
+
+    Rank 0 wrote the checkpoint and reads it; the other ranks receive its tensors by broadcast. Reading the file
+    on every rank would let ranks on another node without a shared filesystem test their last-epoch weights, and
+    the all-reduced accuracy would mix the two.
+    """
     where = f'models.{prepared.student_name}.dst_ckpt'
-    if os.path.isfile(prepared.dst_ckpt):
-        load_weights(prepared.student, prepared.dst_ckpt, where, logger)
-    elif opts.test_only and not opts.smoke:
-        raise RunError(f'-test_only: no trained student at {prepared.dst_ckpt} ({where})')
+    if not _rank0_has(prepared.dst_ckpt, ctx):
+        if opts.test_only and not opts.smoke:
+            raise RunError(f'-test_only: no trained student at {prepared.dst_ckpt} ({where})')
+        return
+    on_leaders(lambda: load_weights(prepared.student, prepared.dst_ckpt, where, logger), ctx, ctx.is_main,
+               f'loading the best student from {prepared.dst_ckpt}')
+    broadcast_state(prepared.student, ctx)
 
 
 def test(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Dict[str, Any]:
     """Top-1/top-5 of the best student (and of the teacher unless ``-student_only``) on the test loader."""
-    _load_best(prepared, opts)
+    _load_best(prepared, opts, ctx)
     results: Dict[str, Any] = {'student': None, 'teacher': None}
     test_loader = _test_loader(prepared, ctx)
     if test_loader is None:

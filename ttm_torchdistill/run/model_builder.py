@@ -1,14 +1,18 @@
 """Build the configured models as torchdistill's example runner does: torchvision first, then the registry.
 
-The config is read, never edited: a missing ``kwargs`` is an empty mapping here, not written back.
+The config is read, never edited: a missing ``kwargs`` is an empty mapping here, not written back. Unlike
+torchdistill's ``get_image_classification_model``, ``sync_bn`` is honoured for every model (see
+:func:`build_model`).
 """
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
+import torchvision.models
+import torchvision.models.quantization
 from torch import nn
-from torchdistill.models.official import get_image_classification_model
 from torchdistill.models.registry import MODEL_DICT, get_model
 
-from ..errors import RunError, one_line
+from ..errors import RunError
+from .signature_check import suggestion
 
 PLUGIN = 'ttm_torchdistill'
 
@@ -33,29 +37,44 @@ def registry_hint(config: Dict[str, Any], registry: Dict[str, Any]) -> str:
     return f'ttm_torchdistill provides: {listed}; {deps}'
 
 
-def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any], distributed: bool) -> nn.Module:
-    """Build the model of ``model_config`` (a ``models.<name>`` entry).
+def model_callable(model_config: Dict[str, Any], where: str, config: Dict[str, Any]) -> Callable:
+    """The class or function that builds ``model_config``, looked up as torchdistill's example runner does
+    (torchvision.models first, then torchdistill's model registry).
 
-    :param where: its config location, e.g. ``models.teacher_model``, for messages.
-    :param config: the whole config (for the ``dependencies:`` hint of an unknown key).
-    :param distributed: passed to torchdistill (``sync_bn`` of torchvision models).
-    :raises RunError: unknown key (listing the plugin's keys) or bad constructor arguments.
+    :raises RunError: unknown key (listing the plugin's keys and the closest one).
     """
     if not isinstance(model_config, dict) or 'key' not in model_config:
         raise RunError(f'{where} must be a mapping with a `key` (model name) and `kwargs`')
     key = model_config['key']
-    model_config = dict(model_config, kwargs=model_config.get('kwargs') or dict())
+    namespace = torchvision.models.quantization if model_config.get('quantized', False) else torchvision.models
+    if isinstance(key, str) and callable(namespace.__dict__.get(key)):
+        return namespace.__dict__[key]
+    if key in MODEL_DICT:
+        return MODEL_DICT[key]
+    close = suggestion(str(key), list(MODEL_DICT) + [k for k in torchvision.models.__dict__ if k.islower()])
+    hint = f" (did you mean '{close}'?)" if close else ''
+    raise RunError(f'unknown model key {key!r} in {where}.key{hint} (neither in torchvision.models nor in '
+                   f'torchdistill\'s model registry); {registry_hint(config, MODEL_DICT)}')
+
+
+def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any], convert_sync_bn: bool) -> nn.Module:
+    """Build the model of ``model_config`` (a ``models.<name>`` entry).
+
+    :param where: its config location, e.g. ``models.teacher_model``, for messages.
+    :param config: the whole config (for the ``dependencies:`` hint of an unknown key).
+    :param convert_sync_bn: turn BatchNorm layers into SyncBatchNorm when the entry says ``sync_bn: True``
+        (:func:`ttm_torchdistill.run.device_policy.sync_bn_applies`). torchdistill converts only torchvision
+        models; here every model is converted the same way, the plugin's ``cifar_*`` ones included.
+    :raises RunError: unknown key (listing the plugin's keys) or bad constructor arguments.
+    """
+    from .component_errors import explain_model_failure  # it looks models up here: import at call time
+    repo_or_dir = model_config.get('repo_or_dir') if isinstance(model_config, dict) else None
+    target = None if repo_or_dir is not None else model_callable(model_config, where, config)
+    key, kwargs = model_config['key'], model_config.get('kwargs') or dict()
     try:
-        model = get_image_classification_model(model_config, distributed)
-        if model is None:
-            repo_or_dir = model_config.get('repo_or_dir')
-            if key not in MODEL_DICT and repo_or_dir is None:
-                raise RunError(f'unknown model key {key!r} in {where}.key (neither in torchvision.models nor '
-                               f'in torchdistill\'s model registry); {registry_hint(config, MODEL_DICT)}')
-            model = get_model(key, repo_or_dir, **model_config['kwargs'])
-    except RunError:
-        raise
+        model = get_model(key, repo_or_dir, **kwargs) if target is None else target(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise RunError(f'cannot build model {key!r} from {where}.kwargs={model_config["kwargs"]}: '
-                       f'{one_line(exc)}') from None
+        raise explain_model_failure(exc, where, key, target, kwargs) from None
+    if convert_sync_bn and model_config.get('sync_bn', False):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model

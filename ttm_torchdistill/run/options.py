@@ -24,6 +24,7 @@ class RunOptions:
     resume: bool = False
     smoke: bool = False
     allow_pickle: bool = False
+    data_parallel: bool = False
     #: runtime options given as flags (``--amp bf16`` -> ``{'amp': 'bf16'}``); absent flags are not in it
     runtime_flags: Dict[str, Any] = field(default_factory=dict)
 

@@ -12,9 +12,10 @@ from torchdistill.losses.registry import (
 )
 
 from ..errors import RunError
-from .config_walk import iter_loader_configs, iter_train_stage_configs, teacher_entry
+from .component_errors import check_components  # noqa: F401  (the signature check of every component)
+from .config_walk import STUDENT_ENTRIES, iter_loader_configs, iter_train_stage_configs, teacher_entry
 from .model_builder import registry_hint
-from .weights import is_remote, missing_checkpoint
+from .weights import how_to_get_weights, is_remote, missing_checkpoint
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -32,11 +33,26 @@ def iter_checkpoint_sources(config: Dict[str, Any]):
                 yield f'{where}.{role}.src_ckpt', block.get('src_ckpt')
 
 
+def _model_key_of_source(config: Dict[str, Any], where: str) -> Any:
+    """The model key a checkpoint source is loaded into (``models.<name>.key``; a stage's teacher/student block
+    loads into the teacher/student model)."""
+    models = config.get('models') or dict()
+    parts = where.split('.')
+    if parts[0] == 'models':
+        name = parts[1]
+    elif parts[-2] == 'teacher':
+        name = 'teacher_model'
+    else:
+        name = next((n for n in STUDENT_ENTRIES if isinstance(models.get(n), dict)), None)
+    entry = models.get(name)
+    return entry.get('key') if isinstance(entry, dict) else None
+
+
 def check_checkpoint_paths(config: Dict[str, Any]) -> None:
     """Every local checkpoint the run reads must exist (remote ones are downloaded and checked when loaded)."""
     for where, path in iter_checkpoint_sources(config):
         if isinstance(path, str) and path and not is_remote(path) and not os.path.isfile(os.path.expanduser(path)):
-            raise missing_checkpoint(path, where)
+            raise missing_checkpoint(path, where, _model_key_of_source(config, where))
 
 
 def check_teacher_has_weights(config: Dict[str, Any], smoke: bool) -> None:
@@ -59,8 +75,8 @@ def check_teacher_has_weights(config: Dict[str, Any], smoke: bool) -> None:
     if smoke:
         logger.warning(message + ' (smoke run: allowed)')
         return
-    raise RunError(message + '; set models.teacher_model.src_ckpt (e.g. python -m ttm_torchdistill fetch-teachers, '
-                   'or train the teacher with its configs/cifar100/ce/ config)')
+    raise RunError(message + f'; set models.teacher_model.src_ckpt: '
+                   f'{how_to_get_weights(teacher.get("key"), "models.teacher_model.src_ckpt")}')
 
 
 def check_loss_keys(config: Dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -20,7 +20,8 @@ from .checkpoint import run_identity
 from .config import LoadedConfig, load_config
 from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
 from .data import build_real_datasets, build_smoke_datasets
-from .distributed import DistContext
+from .device_policy import box_device_ids, fit_config_to_machine, sync_bn_applies
+from .distributed import DistContext, node_leader_first
 from .fast_data import DeviceData, run_seed
 from .model_builder import build_model
 from .options import RunOptions
@@ -45,6 +46,8 @@ class Prepared:
     :param runtime: the speed options of the run (``runtime:`` block, ``--set runtime.*``, flags).
     :param device_data: the device-resident datasets (``runtime.device_data``), else None.
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
+    :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
+        (:func:`~ttm_torchdistill.run.device_policy.box_device_ids`).
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]
@@ -56,6 +59,7 @@ class Prepared:
     runtime: Runtime = Runtime()
     device_data: Optional[DeviceData] = None
     smoke_dir: Optional[str] = None
+    device_ids: Optional[Sequence[int]] = None
 
     @property
     def train_config(self) -> Dict[str, Any]:
@@ -81,7 +85,7 @@ def _shared_temp_dir(ctx: DistContext) -> str:
 
 def _build_and_load(model_config: Dict[str, Any], where: str, config: Dict[str, Any], ctx: DistContext,
                     allow_pickle: bool) -> nn.Module:
-    model = build_model(model_config, where, config, ctx.distributed)
+    model = build_model(model_config, where, config, sync_bn_applies(ctx))
     load_weights(model, model_config.get('src_ckpt'), f'{where}.src_ckpt', logger, allow_pickle)
     return model.to(ctx.device)
 
@@ -127,10 +131,14 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     preflight.check_trainable(config, opts.test_only)
     preflight.check_checkpoint_paths(config)
     preflight.check_loss_keys(config)
+    preflight.check_components(config)
+    for note in fit_config_to_machine(config, ctx, opts.data_parallel):
+        logger.info(f'fitted to this machine: {note}')
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config))
     else:
-        datasets = build_real_datasets(loaded)
+        # Datasets may download and extract into a shared folder: one process per node first.
+        datasets = node_leader_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')
     preflight.check_dataset_ids(config, datasets)
     teacher_config = teacher_entry(config)
     teacher = None if teacher_config is None else \
@@ -144,4 +152,5 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=os.path.expanduser(dst_ckpt),
                     identity=run_identity(opts.config, opts.seed, opts.overrides), runtime=runtime,
-                    device_data=_device_data(runtime, datasets, ctx, opts.seed), smoke_dir=smoke_dir)
+                    device_data=_device_data(runtime, datasets, ctx, opts.seed), smoke_dir=smoke_dir,
+                    device_ids=box_device_ids(ctx, opts.data_parallel))

@@ -16,11 +16,12 @@ from torchdistill.core.distillation import get_distillation_box
 from torchdistill.core.training import get_training_box
 from torchdistill.misc.log import setup_tracker
 
-from ..errors import RunError, one_line
+from ..errors import RunError
 from .box_state import capture_box_state, restore_box_state
-from .config_walk import iter_train_stage_configs
 from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
     restore_rng_state, save_best, save_last
+from .component_errors import explain_box_failure
+from .config_walk import iter_train_stage_configs
 from .distributed import DistContext, all_reduce_sum, ensure_ddp
 from .fast_data import CachedTeacher, check_teacher_hooks, open_teacher_cache
 from .options import RunOptions
@@ -50,16 +51,18 @@ class RunState:
 
 def _setup_box(prepared: Prepared, ctx: DistContext, lr_factor: float, teacher):
     student, datasets, train_config = prepared.student, prepared.datasets, prepared.train_config
+    # The wrappers of the config copy were fitted to the run (device_policy); these ids go with them.
+    device_ids = prepared.device_ids if prepared.device_ids is not None else ctx.device_ids
     try:
         if teacher is None:
-            return get_training_box(student, datasets, train_config, ctx.device, ctx.device_ids,
+            return get_training_box(student, datasets, train_config, ctx.device, device_ids,
                                     ctx.distributed, lr_factor)
-        return get_distillation_box(teacher, student, datasets, train_config, ctx.device, ctx.device_ids,
+        return get_distillation_box(teacher, student, datasets, train_config, ctx.device, device_ids,
                                     ctx.distributed, lr_factor)
     except RunError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise RunError(f'cannot set up training from `train:`: {type(exc).__name__}: {one_line(exc)}') from None
+        raise explain_box_failure(exc, prepared.config) from None
 
 
 def _student_of(box) -> torch.nn.Module:

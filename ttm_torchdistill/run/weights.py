@@ -6,6 +6,7 @@ checkpoint of another architecture is an error naming the mismatched keys.
 """
 import os
 import pickle
+import re
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -32,10 +33,40 @@ def _preview(keys: List[str], limit: int = 6) -> str:
     return shown + (f', ... ({len(keys)} in total)' if len(keys) > limit else '')
 
 
-def missing_checkpoint(path: str, where: str) -> RunError:
-    """The one error for a checkpoint path that does not exist."""
-    return RunError(f'checkpoint not found: {path} ({where}); fix the path or fetch it first '
-                    f'(e.g. python -m ttm_torchdistill fetch-teachers)')
+def _fetchable_teacher(model_key: Any) -> Optional[str]:
+    """The ``fetch-teachers`` name of the public checkpoint for the plugin's model ``cifar_<name>``, if any."""
+    from ..teachers import TEACHERS  # the CLI subcommand's list; imported here so weights stay cheap to import
+    if isinstance(model_key, str) and model_key.startswith('cifar_') and model_key[len('cifar_'):] in TEACHERS:
+        return model_key[len('cifar_'):]
+    return None
+
+
+def how_to_get_weights(model_key: Any, where: str) -> str:
+    """How to obtain weights for ``model_key`` loaded at ``where`` (``fix the path`` for non-teachers)."""
+    name = _fetchable_teacher(model_key)
+    if name is not None:
+        from ..teachers import DEFAULT_DEST, checkpoint_path
+        return (f'fetch it with: python -m ttm_torchdistill fetch-teachers --names {name} (it writes '
+                f'{checkpoint_path(DEFAULT_DEST, name)})')
+    if 'teacher' not in where:
+        return 'fix the path'
+    hints = [f'no public checkpoint of {model_key!r} is fetched by this package: train one with its '
+             f'configs/cifar100/ce/ config (or any config whose student is {model_key!r}) and point src_ckpt at '
+             f'that run\'s dst_ckpt']
+    import torchvision.models
+    if isinstance(model_key, str) and callable(torchvision.models.__dict__.get(model_key)):
+        hints.append(f'or, for torchvision\'s pretrained {model_key}, drop src_ckpt and set '
+                     f'models.teacher_model.kwargs.weights (e.g. weights: IMAGENET1K_V1)')
+    return '; '.join(hints)
+
+
+def missing_checkpoint(path: str, where: str, model_key: Any = None) -> RunError:
+    """The one error for a checkpoint path that does not exist, with how to get weights for ``model_key``.
+
+    ``fetch-teachers`` is suggested only for the teachers it can fetch (the plugin's ``cifar_<name>`` models of
+    :data:`ttm_torchdistill.teachers.TEACHERS`).
+    """
+    return RunError(f'checkpoint not found: {path} ({where}); {how_to_get_weights(model_key, where)}')
 
 
 def is_remote(path: Any) -> bool:
@@ -43,20 +74,46 @@ def is_remote(path: Any) -> bool:
     return isinstance(path, str) and path.startswith(('http://', 'https://'))
 
 
+_PICKLED_GLOBAL = re.compile(r'GLOBAL\s+([A-Za-z_][\w.]*)')
+_UNPICKLER_REASON = re.compile(r'WeightsUnpickler error:\s*(.+?)(?:\.\s|$)')
+
+
+def pickled_content(exc: BaseException) -> str:
+    """What torch's ``weights_only`` loader refused, read from its message (the file is never unpickled here).
+
+    torch names the offending global (``Unsupported global: GLOBAL argparse.Namespace ...``); other refusals
+    give their reason after ``WeightsUnpickler error:``.
+    """
+    text = one_line(exc, limit=None)
+    found = _PICKLED_GLOBAL.search(text)
+    if found:
+        return f'a pickled {found.group(1)} object'
+    found = _UNPICKLER_REASON.search(text)
+    if found:
+        return f'pickled Python data ({found.group(1).strip()})'
+    return 'pickled Python objects besides tensors'
+
+
+def _refused_pickle(path: str, where: str, exc: BaseException) -> RunError:
+    return RunError(f'checkpoint {path} ({where}) holds {pickled_content(exc)}, which only loads by running code '
+                    f'stored in the file (torch.load(weights_only=True) refuses it); if you trust the file, rerun '
+                    f'with --allow_pickle; otherwise re-save only its weights where it was made, '
+                    f'torch.save(model.state_dict(), PATH), and point {where} at that file')
+
+
 def _read(path: str, where: str, allow_pickle: bool) -> Any:
-    if is_remote(path):
-        # load_state_dict_from_url unpickles arbitrary objects unless told otherwise, like a local file would
-        return torch.hub.load_state_dict_from_url(path, map_location='cpu', progress=True,
-                                                  weights_only=not allow_pickle)
-    expanded = os.path.expanduser(str(path))
-    if not os.path.isfile(expanded):
+    remote = is_remote(path)
+    expanded = path if remote else os.path.expanduser(str(path))
+    if not remote and not os.path.isfile(expanded):
         raise missing_checkpoint(path, where)
     try:
+        if remote:
+            # load_state_dict_from_url unpickles arbitrary objects unless told otherwise, like a local file would
+            return torch.hub.load_state_dict_from_url(path, map_location='cpu', progress=True,
+                                                      weights_only=not allow_pickle)
         return torch.load(expanded, map_location='cpu', weights_only=not allow_pickle)
     except pickle.UnpicklingError as exc:
-        raise RunError(f'checkpoint {path} ({where}) holds Python objects that torch.load(weights_only=True) '
-                       f'refuses ({one_line(exc, 160)}); re-save its state_dict, or pass --allow_pickle for a file '
-                       f'you trust') from None
+        raise _refused_pickle(path, where, exc) from None
     except Exception as exc:
         raise RunError(f'cannot read checkpoint {path} ({where}): {type(exc).__name__}: {one_line(exc)}') from None
 

@@ -1,0 +1,61 @@
+"""Test-only hooks for the torchrun tests, imported by their configs through ``dependencies:``.
+
+``TTM_TEST_PROBE=download``: CIFAR-100's download is replaced by one that writes the tiny CIFAR-100 of
+``runner_support`` (torchvision's md5 check reduced to "the file exists", nothing else), and every rank appends
+``<rank> <event>`` lines to ``$TTM_TEST_EVENTS`` around each download and each dataset construction (O_APPEND
+writes: the file order is the order of events across processes).
+
+``TTM_TEST_PROBE=rank_dirs``: each rank works in its own folder ``rank<RANK>`` (two nodes without a shared
+filesystem), and saves the student it tests as ``tested_student.pt`` there.
+"""
+import os
+import time
+
+import torch
+
+RANK = int(os.environ.get('RANK', 0))
+
+
+def _event(text: str) -> None:
+    fd = os.open(os.environ['TTM_TEST_EVENTS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f'{RANK} {text}\n'.encode())
+    finally:
+        os.close(fd)
+
+
+def _install_download_probe() -> None:
+    import torchvision.datasets.cifar as cifar
+    import runner_support
+
+    def fake_download_and_extract_archive(url, download_root, filename=None, md5=None, **kwargs):
+        _event('download start')
+        time.sleep(0.5)  # a real download takes a while: another rank starting now would overlap it
+        runner_support.write_tiny_cifar100(download_root, num_train=32, num_test=16)
+        _event('download end')
+
+    original_init = cifar.CIFAR10.__init__
+
+    def recording_init(self, root, train=True, *args, **kwargs):
+        _event(f'build start {"train" if train else "test"}')
+        original_init(self, root, train, *args, **kwargs)
+        _event(f'build end {"train" if train else "test"}')
+
+    cifar.download_and_extract_archive = fake_download_and_extract_archive
+    cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+    cifar.CIFAR10.__init__ = recording_init
+
+
+def _install_rank_dirs_probe() -> None:
+    from ttm_torchdistill.run import final_test
+    os.chdir(f'rank{RANK}')
+    original_evaluate = final_test.evaluate
+
+    def recording_evaluate(model, loader, ctx):
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, 'tested_student.pt')
+        return original_evaluate(model, loader, ctx)
+    final_test.evaluate = recording_evaluate
+
+
+_PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe}
+_PROBES[os.environ['TTM_TEST_PROBE']]()
