@@ -47,14 +47,14 @@ def _install_download_probe() -> None:
 
 
 def _install_rank_dirs_probe() -> None:
-    from ttm_torchdistill.run import final_test
+    from ttm_torchdistill.run import final_evaluation
     os.chdir(f'rank{RANK}')
-    original_evaluate = final_test.evaluate
+    original_evaluate = final_evaluation.evaluate
 
     def recording_evaluate(model, loader, ctx):
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, 'tested_student.pt')
         return original_evaluate(model, loader, ctx)
-    final_test.evaluate = recording_evaluate
+    final_evaluation.evaluate = recording_evaluate
 
 
 _PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe}

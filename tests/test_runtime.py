@@ -148,3 +148,48 @@ def test_checkpoint_of_a_compiled_wrapper_loads_into_the_plain_model(tmp_path):
     assert load_weights(target, path, 'models.student_model.src_ckpt', logging.getLogger('test'))
     for key, value in model.state_dict().items():
         assert torch.equal(target.state_dict()[key], value)
+
+
+# ------------------------------------------------------------------------------------------------ stock path details
+
+def test_distributed_sampler_gets_each_epoch():
+    """The pre-epoch process hands every epoch to a DistributedSampler (a new shuffle each epoch, as torch wants)."""
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+    from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
+
+    class Box:
+        distributed = True
+        teacher_io_dict, student_io_dict = {}, {}
+        student_model, teacher_model = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+        criterion = torch.nn.MSELoss()
+        train_data_loader = DataLoader(TensorDataset(torch.zeros(8, 1)), batch_size=2,
+                                       sampler=DistributedSampler(TensorDataset(torch.zeros(8, 1)), num_replicas=2,
+                                                                  rank=0))
+    box = Box()
+    for epoch in (0, 1, 5):
+        eval_teacher_and_set_loss_epoch(box, epoch=epoch)
+        assert box.train_data_loader.sampler.epoch == epoch
+    assert not box.teacher_model.training
+
+
+@pytest.mark.parametrize('flag, expected', [([], True), (['-disable_cudnn_benchmark'], False)])
+def test_cudnn_benchmark_is_on_while_training_unless_disabled(workdir, capsys, monkeypatch, flag, expected):
+    from ttm_torchdistill.run import runner
+    seen = []
+    original = runner.train
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(runner, 'train', spy)
+    run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=1'] + flag)
+    assert seen == [expected]
+
+
+def test_batches_are_copied_without_blocking_only_to_cuda():
+    """non_blocking copies overlap with compute from pinned host memory on CUDA; on the CPU they are plain copies."""
+    from ttm_torchdistill.run.distributed import DistContext
+    from ttm_torchdistill.run.step import TrainStep
+    cpu = TrainStep(None, DistContext(False, 0, 1, torch.device('cpu'), None), Runtime(), None)
+    cuda = TrainStep(None, DistContext(False, 0, 1, torch.device('cuda', 0), None), Runtime(), None)
+    assert (cpu.non_blocking, cuda.non_blocking) == (False, True)
