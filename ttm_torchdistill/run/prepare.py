@@ -25,7 +25,7 @@ from .fast_data import DeviceData, run_seed
 from .model_builder import build_model
 from .options import RunOptions
 from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
-from .smoke import smoke_config
+from .smoke import SMOKE_TRAIN_SAMPLES, smoke_config
 from .weights import load_weights
 
 logger = logging.getLogger('ttm_torchdistill.run')
@@ -128,7 +128,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     preflight.check_checkpoint_paths(config)
     preflight.check_loss_keys(config)
     if opts.smoke:
-        datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config))
+        datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
+                                        train_samples=SMOKE_TRAIN_SAMPLES)
     else:
         datasets = build_real_datasets(loaded)
     preflight.check_dataset_ids(config, datasets)
