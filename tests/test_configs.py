@@ -255,7 +255,7 @@ SPOT_CHECKS = [
     ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'gamma', 0.2, 'TTM Table 9'),
     ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'beta', 0.02, 'TTM Table 9'),
     ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'itrd.lambda_mutual', 0.0, 'TTM Appendix A.5'),
-    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'itrd.alpha_it', 1.5, 'TTM Appendix A.5 (different architectures)'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'itrd.alpha_it', 1.5, 'TTM Appendix A.5 (other architecture)'),
     ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'top1', 71.56, 'TTM Table 3/12, WTTM+ITRD row'),
     ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'lr', 0.01, 'RepDistiller lr for MobileNetV2'),
     ('cifar100/wttm_itrd/ShuffleV2_from_resnet32x4', 'itrd.lambda_mutual', 1.0, 'TTM Appendix A.5'),

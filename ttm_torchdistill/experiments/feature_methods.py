@@ -81,7 +81,7 @@ def crd_teacher(exp: Experiment) -> str:
             + _embedding(exp, 'teacher', exp.param('feat_dim'), True,
                          "CRD's embed_t: Linear + L2 normalisation on the teacher's penultimate features")
             + _hooks([], ['embed'])
-            + '    # No wrapper, as in docs/crd_itrd.md: under torchrun each process trains its own copy of this head.\n'
+            + '    # No wrapper, as in docs/crd_itrd.md: under torchrun each process trains its own copy of the head.\n'
             '    # RepDistiller trains embed_t with the student; the teacher\'s own weights stay frozen.\n'
             '    requires_grad: True\n'
             "    frozen_modules: ['model']\n")
