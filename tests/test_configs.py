@@ -197,6 +197,18 @@ def expected_terms(exp: Experiment):
         return {**ce, 'dkd': ('DKDLoss', {'alpha': h['alpha'], 'beta': h['beta'], 'temperature': h['temperature'],
                                           'standardize': h['standardize'], 'warmup_epochs': h['warmup_epochs'],
                                           **IO}, 1.0)}
+    if exp.method in ('wttm_crd', 'wttm_itrd'):  # TTM Appendix A.5: CE + beta WTTM + mu L_feature
+        wttm = {'wttm': ('WTTMLoss', {'gamma': h['gamma'], **IO}, h['beta'])}
+        if exp.method == 'wttm_crd':  # torchdistill's CRDLoss on the heads' outputs, memory = training set
+            return {**ce, **wttm, 'crd': ('CRDLoss', {
+                'teacher_norm_module_path': 'embed', 'student_norm_module_path': 'embed',
+                'student_empty_module_path': 'supp', 'input_size': h['feat_dim'], 'output_size': h['n_data'],
+                'num_negative_samples': h['nce_k'], 'num_samples': h['n_data'], 'temperature': h['nce_t'],
+                'momentum': h['nce_m'], 'eps': h['nce_eps']}, h['mu'])}
+        return {**ce, **wttm, 'itrd': ('ITRDLoss', {
+            'lambda_corr': h['lambda_corr'], 'lambda_mutual': h['lambda_mutual'], 'alpha_it': h['alpha_it'],
+            'eps': h['itrd_eps'], 'student_embed_module_path': 'embed', 'student_module_path': 'features',
+            'teacher_module_path': exp.teacher.features[0], 'teacher_module_io': 'input'}, h['mu'])}
     raise AssertionError(f'{exp.name}: method {exp.method!r} has no expected criterion in expected_terms()')
 
 
@@ -229,6 +241,25 @@ SPOT_CHECKS = [
     ('ilsvrc2012/wttm/mobilenet_v1_from_resnet50', 'beta', 3.5, 'TTM Table 10'),
     ('ilsvrc2012/dist/resnet18_from_resnet34', 'top1', 72.07, 'DIST README B1 (TTM Table 5)'),
     ('ilsvrc2012/kd/resnet18_from_resnet34', 'top1', 71.21, 'TTM Table 7'),
+    ('cifar100/wttm_crd/vgg8_from_vgg13', 'gamma', 0.2, 'TTM Table 8, confirmed by the TTM README'),
+    ('cifar100/wttm_crd/vgg8_from_vgg13', 'beta', 4, 'TTM Table 8, confirmed by the TTM README'),
+    ('cifar100/wttm_crd/vgg8_from_vgg13', 'top1', 74.71, 'TTM Table 1/11, WTTM+CRD row'),
+    ('cifar100/wttm_crd/vgg8_from_vgg13', 'crd.weight', 0.8, 'TTM Appendix A.5 (mu = 0.8 with CRD)'),
+    ('cifar100/wttm_crd/ShuffleV1_from_wrn_40_2', 'beta', 0.16, 'TTM Table 9'),
+    ('cifar100/wttm_crd/ShuffleV1_from_wrn_40_2', 'top1', 76.86, 'TTM Table 3/12, WTTM+CRD row'),
+    ('cifar100/wttm_crd/resnet20_from_resnet56', 'beta', 0.6, 'TTM Table 8 (reconstruction)'),
+    ('cifar100/wttm_itrd/resnet8x4_from_resnet32x4', 'top1', 77.36, 'TTM Table 1/11, WTTM+ITRD row'),
+    ('cifar100/wttm_itrd/resnet8x4_from_resnet32x4', 'itrd.alpha_it', 1.01, 'TTM Appendix A.5 (same architecture)'),
+    ('cifar100/wttm_itrd/wrn_16_2_from_wrn_40_2', 'top1', 76.65, 'TTM Table 11 and the TTM README'),
+    ('cifar100/wttm_itrd/resnet32_from_resnet110', 'beta', 0.015, 'TTM Table 8 (reconstruction)'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'gamma', 0.2, 'TTM Table 9'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'beta', 0.02, 'TTM Table 9'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'itrd.lambda_mutual', 0.0, 'TTM Appendix A.5'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'itrd.alpha_it', 1.5, 'TTM Appendix A.5 (other architecture)'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'top1', 71.56, 'TTM Table 3/12, WTTM+ITRD row'),
+    ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'lr', 0.01, 'RepDistiller lr for MobileNetV2'),
+    ('cifar100/wttm_itrd/ShuffleV2_from_resnet32x4', 'itrd.lambda_mutual', 1.0, 'TTM Appendix A.5'),
+    ('cifar100/wttm_itrd/ShuffleV2_from_resnet32x4', 'itrd.weight', 1.0, 'TTM Appendix A.5 (mu = 1 with ITRD)'),
 ]
 
 
@@ -320,7 +351,11 @@ def test_config_names_plugin_and_teacher_eval_process(path):
     if distills:
         # torchdistill 1.1.5 DistillationBox.setup_pre_post_processes: get_pre_epoch_proc_func(<key string>)
         assert config['train']['pre_epoch_process'] == 'eval_teacher_and_set_loss_epoch'
-        assert config['train']['teacher']['requires_grad'] is False
+        teacher = config['train']['teacher']
+        if describe(path)[1] == 'wttm_crd':  # CRD trains the teacher's head (embed_t), not the teacher itself
+            assert teacher['requires_grad'] is True and teacher['frozen_modules'] == ['model']
+        else:
+            assert teacher['requires_grad'] is False
     else:
         assert set(config['models']) == {'model'} and 'pre_epoch_process' not in config['train']
 
@@ -504,6 +539,74 @@ def test_reference_block(path):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# WTTM+CRD and WTTM+ITRD: heads, hooks and the dataset wrapper (docs/crd_itrd.md)
+# --------------------------------------------------------------------------------------------------------------
+FEATURE_CONFIGS = [p for p in CONFIGS if p.as_posix() in ROWS and describe(p)[1] in ('wttm_crd', 'wttm_itrd')]
+# Penultimate features of RepDistiller's models, typed from docs/crd_itrd.md section 4 (not from the table).
+PENULTIMATE = {'fc': {'wrn_40_2': 128, 'wrn_16_2': 128, 'wrn_40_1': 64, 'resnet56': 64, 'resnet110': 64,
+                      'resnet20': 64, 'resnet32': 64, 'resnet32x4': 256, 'resnet8x4': 256},
+               'classifier': {'vgg13': 512, 'vgg8': 512, 'MobileNetV2': 1280},
+               'linear': {'ShuffleV1': 960, 'ShuffleV2': 1024, 'ResNet50': 2048}}
+
+
+def test_feature_methods_cover_the_thirteen_pairs():
+    pairs = {method: sorted((describe(p)[3], describe(p)[2]) for p in FEATURE_CONFIGS if describe(p)[1] == method)
+             for method in ('wttm_crd', 'wttm_itrd')}
+    assert len(pairs['wttm_crd']) == 13 and pairs['wttm_crd'] == pairs['wttm_itrd']
+    assert pairs['wttm_crd'] == sorted((describe(p)[3], describe(p)[2]) for p in CONFIGS
+                                       if describe(p)[:2] == ('cifar100', 'wttm'))
+
+
+@pytest.mark.parametrize('path', FEATURE_CONFIGS, ids=[experiment_name(p) for p in FEATURE_CONFIGS])
+def test_feature_heads_hooks_and_negatives(path):
+    dataset, method, student, teacher, variant = describe(path)
+    where = {name: module for module, names in PENULTIMATE.items() for name in names}
+    train = load_recorded(path)['train']
+    s, t = train['student'], train['teacher']
+    head = s['auxiliary_model_wrapper']
+    assert head['key'] == 'PenultimateEmbedding'
+    assert head['kwargs']['input_module_path'] == where[student] and head['kwargs']['input_module_io'] == 'input'
+    terms = train['criterion']['kwargs']['sub_terms']
+    if method == 'wttm_crd':
+        wrapper = train['train_data_loader']['dataset_wrapper']
+        crd = terms['crd']['criterion']['kwargs']
+        assert wrapper['key'] == 'CRDDatasetWrapper' and wrapper['kwargs']['mode'] == 'exact'
+        assert wrapper['kwargs']['num_negative_samples'] == crd['num_negative_samples'] == 16384
+        assert crd['output_size'] == crd['num_samples'] == 50000  # CIFAR-100 training samples
+        assert s['forward_proc'] == 'forward_batch_supp_dict' and s['forward_hook'] == {'input': ['supp'],
+                                                                                        'output': ['embed']}
+        teacher_head = t['auxiliary_model_wrapper']['kwargs']
+        assert t['auxiliary_model_wrapper']['key'] == 'PenultimateEmbedding'
+        assert teacher_head['input_module_path'] == where[teacher] and teacher_head['normalize'] is True
+        assert head['kwargs']['normalize'] is True
+        assert head['kwargs']['out_features'] == teacher_head['out_features'] == crd['input_size'] == 128
+        assert t['forward_hook'] == {'input': [], 'output': ['embed']}
+    else:
+        itrd = terms['itrd']['criterion']['kwargs']
+        assert 'dataset_wrapper' not in train['train_data_loader'] and 'auxiliary_model_wrapper' not in t
+        assert head['kwargs']['normalize'] is False
+        assert head['kwargs']['out_features'] == PENULTIMATE[where[teacher]][teacher]  # the teacher's width
+        assert t['forward_hook'] == {'input': [where[teacher]], 'output': []}
+        assert itrd['teacher_module_path'] == where[teacher] and itrd['teacher_module_io'] == 'input'
+        assert s['forward_hook'] == {'input': [], 'output': ['features', 'embed']}
+        assert itrd['eps'] == 0.0  # the authors' code; only --smoke adds an eps
+
+
+@pytest.mark.parametrize('name', sorted(n for names in PENULTIMATE.values() for n in names))
+def test_penultimate_modules_take_the_pooled_features(name, plugin):
+    from torchdistill.models.registry import get_model
+    (module_path,) = [m for m, names in PENULTIMATE.items() if name in names]
+    model = get_model(f'cifar_{name}', num_classes=100).eval()
+    seen = []
+    module = dict(model.named_modules())[module_path]
+    handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    handle.remove()
+    assert seen == [torch.Size([2, PENULTIMATE[module_path][name]])]
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Keys resolve through torchdistill's registries once the plugin is imported
 # --------------------------------------------------------------------------------------------------------------
 def _model_specs():
@@ -546,6 +649,25 @@ def _criterion_cases():
     return cases
 
 
+def _add_feature_io(io_dict, exp, config, generator, batch=8):
+    """What the heads and hooks of a WTTM+CRD / WTTM+ITRD config put into the io_dicts, as random tensors."""
+    terms = config['train']['criterion']['kwargs']['sub_terms']
+    student, teacher = io_dict['student'], io_dict['teacher']
+    if 'crd' in terms:
+        kwargs = terms['crd']['criterion']['kwargs']
+        embed = [torch.nn.functional.normalize(torch.randn(batch, kwargs['input_size'], generator=generator), dim=1)
+                 for _ in range(2)]
+        student['embed'], teacher['embed'] = {'output': embed[0]}, {'output': embed[1]}
+        contrast = torch.randint(kwargs['output_size'], (batch, kwargs['num_negative_samples'] + 1),
+                                 generator=generator)
+        student['supp'] = {'input': {'pos_idx': torch.arange(batch), 'contrast_idx': contrast}}
+    if 'itrd' in terms:
+        width = config['train']['student']['auxiliary_model_wrapper']['kwargs']['out_features']
+        student['embed'] = {'output': torch.randn(batch, width, generator=generator)}
+        student['features'] = {'output': torch.randn(batch, exp.student.features[1], generator=generator)}
+        teacher[exp.teacher.features[0]] = {'input': torch.randn(batch, width, generator=generator)}
+
+
 @pytest.mark.parametrize('path', _criterion_cases(), ids=[experiment_name(p) for p in _criterion_cases()])
 def test_criterion_builds_through_torchdistill_registry(path, plugin, monkeypatch):
     from torchdistill.losses.registry import get_high_level_loss
@@ -563,8 +685,11 @@ def test_criterion_builds_through_torchdistill_registry(path, plugin, monkeypatc
             if hasattr(module, 'set_epoch'):
                 module.set_epoch(1)
     io_dict = {'student': {'.': {'output': student}}, 'teacher': {'.': {'output': teacher}}}
+    _add_feature_io(io_dict, row(path), config, generator)
     loss = criterion(io_dict, dict(), targets)
-    assert loss.dim() == 0 and torch.isfinite(loss)
+    # torchdistill's CRDLoss returns shape (1,), and so does the weighted sum then (docs/crd_itrd.md, section 2)
+    shape = (1,) if 'crd' in config['train']['criterion']['kwargs']['sub_terms'] else ()
+    assert loss.shape == shape and torch.isfinite(loss).all()
     loss.backward()
     assert torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0
 
@@ -599,6 +724,11 @@ def _smoke_cover():
 
 
 SMOKE_CASES = _smoke_cover()
+
+
+def test_smoke_cover_runs_every_method():
+    methods = {describe(p)[1] for p in CONFIGS if p.as_posix() in ROWS}
+    assert {describe(p)[1] for p in SMOKE_CASES} == methods
 
 
 @pytest.mark.parametrize('path', SMOKE_CASES, ids=[experiment_name(p) for p in SMOKE_CASES])

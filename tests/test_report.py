@@ -245,3 +245,21 @@ def test_plot_notes_runs_without_epochs(tmp_path, capsys):
     path = write_summary(tmp_path, 'empty.json', WTTM, 1, 70.0, 70.0, epochs=[])
     assert report.main([str(path), '--plot', str(tmp_path / 'p.png')]) == 0
     assert 'empty.json: no epochs recorded, not drawn' in capsys.readouterr().err
+
+
+def test_feature_distillation_rows_sit_next_to_the_papers_numbers(tmp_path, capsys):
+    # WTTM+CRD and WTTM+ITRD runs, beside the plain WTTM run of the same pair; the summaries carry no reference
+    # block, so the numbers can only come from the experiment table.
+    crd, itrd = 'cifar100/wttm_crd/resnet8x4_from_resnet32x4', 'cifar100/wttm_itrd/MobileNetV2_from_ResNet50'
+    paths = [write_summary(tmp_path, f'crd_seed{s}.json', crd, s, b, l)
+             for s, b, l in ((1, 76.9, 76.5), (2, 77.1, 76.7))]
+    paths.append(write_summary(tmp_path, 'itrd.json', itrd, 0, 71.9, 71.0))
+    paths.append(write_summary(tmp_path, 'wttm.json', 'cifar100/wttm/resnet8x4_from_resnet32x4', 0, 76.2, 76.0))
+    assert report.main([str(p) for p in paths]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    # TTM Table 1/11: WTTM+CRD 76.65 for resnet32x4 -> resnet8x4; Table 3/12: WTTM+ITRD 71.56 for ResNet50 -> MBv2
+    experiment, n, seeds, _, best, last, paper, diff, source = rows[crd]
+    assert (n, seeds, best, last) == ('2', '1, 2', '77.00 ± 0.14', '76.60 ± 0.14')
+    assert (paper, diff, source) == ('76.65', '-0.05', 'TTM (ICLR 2024) Table 11')
+    assert rows[itrd][6:] == ['71.56', '-0.56', 'TTM (ICLR 2024) Table 12']
+    assert rows['cifar100/wttm/resnet8x4_from_resnet32x4'][6:] == ['76.06', '-0.06', 'TTM (ICLR 2024) Table 1']

@@ -1,12 +1,14 @@
 """The distillation methods: for each, the header wording and the criterion fragment of the generated YAML.
 
 A method turns an experiment's ``hyper`` mapping into the ``sub_terms`` of torchdistill's ``WeightedSumLoss``.
-To add a method (say WTTM+CRD): write its fragment function here, register it in :data:`METHODS` with the
-hyperparameter names it reads, then add rows to :mod:`.table`; docs/configs.md walks through it.
+To add a method: write its fragment function here, register it in :data:`METHODS` with the hyperparameter names
+it reads, then add rows to :mod:`.table`; docs/configs.md walks through it. A method that also changes the model
+blocks (WTTM+CRD, WTTM+ITRD) gives them as :class:`~.feature_methods.ModelBlocks`.
 """
 import dataclasses
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
+from .feature_methods import CRD_BLOCKS, ITRD_BLOCKS, ModelBlocks, crd_term, itrd_term
 from .schema import Experiment, Param
 from .yaml_text import line, number, param_line, scalar
 
@@ -44,13 +46,27 @@ def ce_terms(exp: Experiment) -> str:
     return ce_term(exp.param('ce_weight'))
 
 
-def transformed_teacher_terms(exp: Experiment) -> str:
-    """TTM / WTTM: CE plus beta * (W)TTMLoss; the papers tune gamma, the loss takes temperature = 1/gamma."""
+def transformed_teacher_term(exp: Experiment, name: str) -> str:
+    """beta * TTMLoss (``name`` 'ttm') or WTTMLoss ('wttm'); the papers tune gamma, the loss takes T = 1/gamma."""
     gamma, beta = exp.param('gamma'), exp.param('beta')
-    return (ce_term(exp.param('ce_weight'))
-            + _loss_head(exp.method, exp.method.upper() + 'Loss')
+    return (_loss_head(name, name.upper() + 'Loss')
             + line(14, 'temperature', 1 / gamma.value, f'= 1/gamma, gamma = {number(gamma.value)} ({gamma.source})')
             + line(10, 'weight', float(beta.value), f'beta ({beta.source})'))
+
+
+def transformed_teacher_terms(exp: Experiment) -> str:
+    """TTM / WTTM: CE plus beta * (W)TTMLoss."""
+    return ce_term(exp.param('ce_weight')) + transformed_teacher_term(exp, exp.method)
+
+
+def wttm_crd_terms(exp: Experiment) -> str:
+    """WTTM+CRD (TTM Appendix A.5): CE, beta * WTTM and mu * CRD."""
+    return ce_term(exp.param('ce_weight')) + transformed_teacher_term(exp, 'wttm') + crd_term(exp)
+
+
+def wttm_itrd_terms(exp: Experiment) -> str:
+    """WTTM+ITRD (TTM Appendix A.5): CE, beta * WTTM and mu * ITRD."""
+    return ce_term(exp.param('ce_weight')) + transformed_teacher_term(exp, 'wttm') + itrd_term(exp)
 
 
 def kd_terms(exp: Experiment) -> str:
@@ -104,11 +120,13 @@ class Method:
     :param hyper: the hyperparameter names the fragment reads, with their header labels, in header order.
     :param batch_statistics: the loss depends on the per-process batch (DIST's intra-class term), which the
         headers must then say when they discuss batch sizes.
+    :param blocks: the dataset wrapper and teacher/student blocks of a feature method; None for the plain ones.
     """
     title: str
     terms: Callable[[Experiment], str]
     hyper: Tuple[Tuple[str, str], ...]
     batch_statistics: bool = False
+    blocks: Optional[ModelBlocks] = None
 
     @property
     def distils(self) -> bool:
@@ -131,6 +149,18 @@ METHODS: Dict[str, Method] = {
     'dkd': Method('DKD', dkd_terms, (('alpha', 'alpha'), ('beta', 'beta'), ('temperature', 'T'),
                                      ('standardize', 'standardize'), ('warmup_epochs', 'warm-up epochs'),
                                      ('ce_weight', 'CE weight'))),
+    # ITRD's batch statistics are said in the rows' notes (the launch lines name DIST's term only).
+    'wttm_crd': Method('WTTM+CRD', wttm_crd_terms,
+                       _TTM_HYPER + (('mu', 'mu (CRD weight)'), ('feat_dim', 'CRD embedding width'),
+                                     ('nce_k', 'CRD negatives per sample'), ('nce_t', 'NCE temperature'),
+                                     ('nce_m', 'memory momentum'), ('nce_mode', 'sampling mode'),
+                                     ('n_data', 'memory rows'), ('nce_eps', 'NCE eps')),
+                       blocks=CRD_BLOCKS),
+    'wttm_itrd': Method('WTTM+ITRD', wttm_itrd_terms,
+                        _TTM_HYPER + (('mu', 'mu (ITRD weight)'), ('lambda_corr', 'lambda_corr'),
+                                      ('lambda_mutual', 'lambda_mutual'), ('alpha_it', 'alpha_it'),
+                                      ('embed_dim', 'student head width'), ('itrd_eps', 'ITRD eps')),
+                        blocks=ITRD_BLOCKS),
 }
 
 

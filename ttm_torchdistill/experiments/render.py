@@ -91,10 +91,11 @@ def worker_lines(num_workers: int, explain: bool = False) -> str:
     return text
 
 
-def _loader(exp: Experiment, role: str, dataset_id: str, batch, sampler: str, drop_last) -> str:
+def _loader(exp: Experiment, role: str, dataset_id: str, batch, sampler: str, drop_last, wrapper: str = '') -> str:
     r = exp.recipe
     return (f'  {role}:\n'
             f'    dataset_id: *{dataset_id}\n'
+            + wrapper
             + sampler
             + '    kwargs:\n'
             + param_line(6, 'batch_size', batch)
@@ -132,9 +133,14 @@ def train_block(exp: Experiment) -> str:
         text += ('  # Teacher in eval mode every epoch and the epoch handed to epoch-dependent losses '
                  '(ttm_torchdistill).\n'
                  "  pre_epoch_process: 'eval_teacher_and_set_loss_epoch'\n")
-    text += _loader(exp, 'train_data_loader', template.TRAIN_ID, r.batch_size, _RANDOM_SAMPLER, r.drop_last)
+    blocks = method.blocks  # feature methods: their own dataset wrapper, teacher and student blocks
+    text += _loader(exp, 'train_data_loader', template.TRAIN_ID, r.batch_size, _RANDOM_SAMPLER, r.drop_last,
+                    blocks.dataset_wrapper(exp) if blocks else '')
     text += _loader(exp, 'val_data_loader', template.EVAL_ID, r.eval_batch_size, _SEQUENTIAL_SAMPLER, Param(False))
-    text += (_TEACHER + '  student:\n' if method.distils else '  model:\n') + _TRAINED
+    if blocks:
+        text += blocks.teacher(exp) + blocks.student(exp)
+    else:
+        text += (_TEACHER + '  student:\n' if method.distils else '  model:\n') + _TRAINED
     text += ("  optimizer:\n    key: 'SGD'\n    kwargs:\n" + param_line(6, 'lr', r.lr)
              + line(6, 'momentum', r.momentum) + line(6, 'weight_decay', r.weight_decay))
     text += ("  scheduler:\n    key: 'MultiStepLR'\n    kwargs:\n" + param_line(6, 'milestones', r.milestones)

@@ -28,11 +28,14 @@ class Model:
     :param top1: its own top-1 as the papers quote it (teachers: shown in headers), or None.
     :param weights: for a pretrained torchvision teacher, the weights enum class path and member, e.g.
         ``('torchvision.models.resnet.ResNet34_Weights', 'IMAGENET1K_V1')``.
+    :param features: ``(module path, width)`` of its penultimate features for feature distillation (CRD, ITRD):
+        the classifier whose *input* is the pooled features (RepDistiller's ``feat[-1]``), and their width.
     """
     name: str
     key: str
     top1: Optional[float] = None
     weights: Optional[Tuple[str, str]] = None
+    features: Optional[Tuple[str, int]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,8 @@ class Reference:
 class Experiment:
     """One shipped config: ``configs/<dataset>/<method>/<student>[_from_<teacher>][-<variant>].yaml``.
 
-    :param method: a method of :mod:`.methods` (``ce``, ``kd``, ``ttm``, ``wttm``, ``dist``, ``atkd``, ``dkd``).
+    :param method: a method of :mod:`.methods` (``ce``, ``kd``, ``ttm``, ``wttm``, ``dist``, ``atkd``, ``dkd``,
+        ``wttm_crd``, ``wttm_itrd``).
     :param hyper: the method's hyperparameters by name (which names a method needs: :mod:`.methods`).
     :param notes: extra header lines (free text, wrapped by the generator).
     """

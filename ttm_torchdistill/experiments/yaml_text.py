@@ -9,12 +9,16 @@ from .schema import Param
 
 
 def scalar(value: Any) -> str:
-    """A YAML scalar as the configs write it: ``True``/``False``, numbers via ``repr``, strings single-quoted,
-    flow lists ``[a, b]``, and nothing for None (an empty value loads as null)."""
+    """A YAML scalar as the configs write it: ``True``/``False``, numbers via ``repr`` (an exponent gets a dotted
+    mantissa), strings single-quoted, flow lists ``[a, b]``, and nothing for None (an empty value loads as null)."""
     if value is None:
         return ''
     if isinstance(value, bool):
         return 'True' if value else 'False'
+    if isinstance(value, float) and 'e' in repr(value) and '.' not in repr(value):
+        # YAML 1.1 (PyYAML) reads 1e-07 as a string: a float needs a dot in its mantissa, as in 1.0e-07
+        mantissa, exponent = repr(value).split('e')
+        return f'{mantissa}.0e{exponent}'
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):

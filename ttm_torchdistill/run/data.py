@@ -27,7 +27,8 @@ class SyntheticImageDataset(Dataset):
     """Deterministic random RGB images with labels ``index % num_classes``, passed through the real transforms.
 
     Images are PIL images so that the config's own transform pipeline (crop, flip, ToTensor, Normalize) runs
-    exactly as it would on real data; only the pixels are fake.
+    exactly as it would on real data; only the pixels are fake. ``targets`` and ``classes`` are there as on
+    torchvision's datasets, for wrappers that read them (torchdistill's ``CRDDatasetWrapper``).
 
     :param num_samples: dataset length.
     :param image_size: ``(height, width)`` of the raw images before the transform.
@@ -44,6 +45,7 @@ class SyntheticImageDataset(Dataset):
         self.transform = transform
         self.target_transform = target_transform
         self.targets = [i % num_classes for i in range(num_samples)]
+        self.classes = [f'class_{i}' for i in range(num_classes)]
 
     def __len__(self):
         return self.num_samples

@@ -26,7 +26,7 @@ from .fast_data import DeviceData, run_seed
 from .model_builder import build_model
 from .options import RunOptions
 from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
-from .smoke import smoke_config
+from .smoke import SMOKE_TRAIN_SAMPLES, smoke_config
 from .weights import load_weights
 
 logger = logging.getLogger('ttm_torchdistill.run')
@@ -135,7 +135,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     for note in fit_config_to_machine(config, ctx, opts.data_parallel):
         logger.info(f'fitted to this machine: {note}')
     if opts.smoke:
-        datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config))
+        datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
+                                        train_samples=SMOKE_TRAIN_SAMPLES)
     else:
         # Datasets may download and extract into a shared folder: one process per node first.
         datasets = node_leader_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')

@@ -1,17 +1,20 @@
 """``--smoke``: a copy of the constructed config shrunk so that the run ends offline in seconds.
 
-Datasets are replaced elsewhere (:func:`ttm_torchdistill.run.data.build_smoke_datasets`); here a deep copy of the
-constructed config is edited: one epoch, tiny batches, no worker processes, checkpoints redirected into a temporary
-folder, no pretrained-weight downloads, no experiment tracker, and checkpoints to read that are absent (or remote)
-replaced by random weights. The caller's config is left as it was.
+Datasets are replaced elsewhere (:func:`ttm_torchdistill.run.data.build_smoke_datasets`, with
+:data:`SMOKE_TRAIN_SAMPLES` training samples); here a deep copy of the constructed config is edited: one epoch, tiny
+batches, no worker processes, checkpoints redirected into a temporary folder, no pretrained-weight downloads, no
+experiment tracker, checkpoints to read that are absent (or remote) replaced by random weights, and CRD/ITRD fitted
+to the synthetic data (:mod:`.smoke_features`). The caller's config is left as it was.
 """
 import copy
 import os
 from typing import Any, Dict, List, Tuple
 
 from .config_walk import iter_loader_configs, iter_train_stage_configs
+from .smoke_features import smoke_feature_losses
 
 SMOKE_BATCH_SIZE = 4
+SMOKE_TRAIN_SAMPLES = 8  # per training dataset: two steps at the smoke batch size; CRD's memory follows it
 
 
 def _redirect(path: Any, tmp_dir: str, prefix: str) -> Any:
@@ -38,6 +41,7 @@ def smoke_config(config: Dict[str, Any], tmp_dir: str) -> Tuple[Dict[str, Any], 
     for where, stage in iter_train_stage_configs(config):
         stage['num_epochs'] = 1
         stage['log_freq'] = 1
+        notes += smoke_feature_losses(stage, where, SMOKE_TRAIN_SAMPLES)
         for role in ('teacher', 'student'):
             block = stage.get(role)
             if not isinstance(block, dict):
