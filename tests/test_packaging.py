@@ -82,3 +82,25 @@ def test_every_readme_command_parses():
     assert len(commands) > 10
     for command in commands:
         _parse(command)
+
+
+def test_readme_cifar100_table_is_the_experiment_table():
+    """Every number of the README's CIFAR-100 table is the one the configs are generated from."""
+    from ttm_torchdistill.experiments import EXPERIMENTS
+    header = '| student ← teacher | results table | KD | DIST | TTM (γ, β) | WTTM (γ, β) | WTTM+CRD (γ, β) | WTTM+ITRD (γ, β) |'
+    assert header in README
+    methods = ('kd', 'dist', 'ttm', 'wttm', 'wttm_crd', 'wttm_itrd')
+    rows = [line for line in README.split(header, 1)[1].splitlines()[2:] if line.startswith('| ')]
+    expected = {(e.student.name, e.teacher.name, e.method): e for e in EXPERIMENTS
+                if e.dataset == 'cifar100' and e.method in methods and not e.variant}
+    assert len(rows) * len(methods) == len(expected) == 78
+    for row in rows:
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        student, teacher = cells[0].split(' ← ')
+        for method, cell in zip(methods, cells[2:]):
+            experiment = expected[(student, teacher, method)]
+            numbers = [float(x) for x in re.findall(r'[\d.]+', cell)]
+            assert numbers[0] == experiment.reference.top1, (row, method)
+            if method not in ('kd', 'dist'):
+                assert numbers[1:] == [experiment.hyper['gamma'].value, experiment.hyper['beta'].value], (row, method)
+        assert cells[1] == expected[(student, teacher, 'wttm')].reference.table
