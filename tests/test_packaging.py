@@ -87,7 +87,8 @@ def test_every_readme_command_parses():
 def test_readme_cifar100_table_is_the_experiment_table():
     """Every number of the README's CIFAR-100 table is the one the configs are generated from."""
     from ttm_torchdistill.experiments import EXPERIMENTS
-    header = '| student ← teacher | results table | KD | DIST | TTM (γ, β) | WTTM (γ, β) | WTTM+CRD (γ, β) | WTTM+ITRD (γ, β) |'
+    header = ('| student ← teacher | results table | KD | DIST | TTM (γ, β) | WTTM (γ, β) | WTTM+CRD (γ, β) '
+              '| WTTM+ITRD (γ, β) |')
     assert header in README
     methods = ('kd', 'dist', 'ttm', 'wttm', 'wttm_crd', 'wttm_itrd')
     rows = [line for line in README.split(header, 1)[1].splitlines()[2:] if line.startswith('| ')]
