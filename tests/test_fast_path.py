@@ -177,3 +177,12 @@ def test_training_steps_read_the_device_once_per_log_freq(tmp_path, monkeypatch,
     assert len(epochs) == 2
     for calls in epochs:
         assert calls == ['tolist'] * (32 // 8), calls  # the StepMeter's one read per window, nothing else
+
+
+def test_smoke_runs_the_device_data_path(tmp_path, monkeypatch, capsys):
+    """--smoke stands in for CIFAR with torchvision's own class over random arrays, so --device-data runs too."""
+    monkeypatch.chdir(tmp_path)
+    config = os.path.join(support.REPO_ROOT, 'configs', 'cifar100', 'wttm', 'resnet8x4_from_resnet32x4.yaml')
+    out = run_ok(capsys, ['--config', config, '--smoke', '--device', 'cpu', '--device-data', '--seed', '0'])
+    assert 'Start training (runtime: device_data)' in out and 'Smoke run of' in out
+    assert os.listdir(tmp_path) == []

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.datasets import CIFAR10
 from yaml.nodes import Node, ScalarNode
 
 from .config import LoadedConfig, mapping_value_node
@@ -60,6 +61,25 @@ class SyntheticImageDataset(Dataset):
         if self.target_transform is not None:
             target = self.target_transform(target)
         return image, target
+
+
+class SyntheticCIFAR(CIFAR10):
+    """torchvision's own CIFAR class over random in-memory arrays: the smoke stand-in for CIFAR-10/100.
+
+    It is a ``CIFAR10`` (``CIFAR100`` subclasses it) holding ``.data`` (``N x 32 x 32 x 3`` uint8) and ``.targets``,
+    so ``__getitem__`` is torchvision's and ``--smoke`` also exercises ``--device-data``, which reads those arrays.
+    Images are the same as :class:`SyntheticImageDataset`'s (seeded by the index).
+    """
+
+    def __init__(self, num_samples: int, num_classes: int, transform=None, target_transform=None):
+        # CIFAR10.__init__ reads (or downloads) the real files: set what the class's methods use instead.
+        self.root, self.train = '', True
+        self.transform, self.target_transform = transform, target_transform
+        self.data = np.stack([np.random.default_rng(i).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+                              for i in range(num_samples)]) if num_samples else np.zeros((0, 32, 32, 3), np.uint8)
+        self.targets = [i % num_classes for i in range(num_samples)]
+        self.classes = [f'class_{i}' for i in range(num_classes)]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 
 def _scalar(node: Optional[Node]) -> Optional[str]:
@@ -202,7 +222,7 @@ def smoke_spec(class_key: str, num_classes: Optional[int]) -> Tuple[Tuple[int, i
 
 
 def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train_ids=(), train_samples: int = 8,
-                         eval_samples: int = 4) -> Dict[str, SyntheticImageDataset]:
+                         eval_samples: int = 4) -> Dict[str, Dataset]:
     """Synthetic datasets standing in for every configured dataset; only the transforms are constructed.
 
     :param loaded: the loaded config (dataset nodes are not constructed, so nothing is read or downloaded).
@@ -228,5 +248,8 @@ def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train
             transform = ToTensor()
         size, classes = smoke_spec(class_key, num_classes)
         num_samples = train_samples if dataset_id in train_ids else eval_samples
-        datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
+        if class_key.rsplit('.', 1)[-1] in ('CIFAR10', 'CIFAR100'):
+            datasets[dataset_id] = SyntheticCIFAR(num_samples, classes, transform, target_transform)
+        else:
+            datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
     return datasets
