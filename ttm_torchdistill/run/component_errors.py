@@ -28,7 +28,7 @@ from torchdistill.optim.registry import OPTIM_DICT, SCHEDULER_DICT
 
 from ..errors import RunError, one_line
 from .config_walk import iter_train_stage_configs
-from .model_builder import model_callable
+from .model_lookup import model_callable
 from .signature_check import accepted_arguments, argument_problem, suggestion
 
 #: The process entries of a training stage and the registry each key is looked up in.

@@ -4,58 +4,13 @@ The config is read, never edited: a missing ``kwargs`` is an empty mapping here,
 torchdistill's ``get_image_classification_model``, ``sync_bn`` is honoured for every model (see
 :func:`build_model`).
 """
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict
 
-import torchvision.models
-import torchvision.models.quantization
 from torch import nn
-from torchdistill.models.registry import MODEL_DICT, get_model
+from torchdistill.models.registry import get_model
 
-from ..errors import RunError
-from .signature_check import suggestion
-
-PLUGIN = 'ttm_torchdistill'
-
-
-def plugin_keys(registry: Dict[str, Any]) -> List[str]:
-    """The keys of ``registry`` whose objects this package defines."""
-    return sorted(k for k, v in registry.items() if getattr(v, '__module__', '').startswith(PLUGIN + '.'))
-
-
-def _names_plugin(config: Dict[str, Any]) -> bool:
-    deps = config.get('dependencies') or []
-    return PLUGIN in repr(deps if not isinstance(deps, str) else [deps])
-
-
-def registry_hint(config: Dict[str, Any], registry: Dict[str, Any]) -> str:
-    """What the plugin provides in ``registry`` and whether the config names the plugin under ``dependencies:``."""
-    keys = plugin_keys(registry)
-    listed = ', '.join(keys) if keys else 'none'
-    deps = ('the config names ttm_torchdistill under `dependencies:`' if _names_plugin(config) else
-            'the config has no `dependencies:` entry naming ttm_torchdistill (add "dependencies: '
-            '[{name: ttm_torchdistill}]" for torchdistill\'s own runners)')
-    return f'ttm_torchdistill provides: {listed}; {deps}'
-
-
-def model_callable(model_config: Dict[str, Any], where: str, config: Dict[str, Any]) -> Callable:
-    """The class or function that builds ``model_config``, looked up as torchdistill's example runner does
-    (torchvision.models first, then torchdistill's model registry).
-
-    :raises RunError: unknown key (listing the plugin's keys and the closest one).
-    """
-    if not isinstance(model_config, dict) or 'key' not in model_config:
-        raise RunError(f'{where} must be a mapping with a `key` (model name) and `kwargs`')
-    key = model_config['key']
-    namespace = torchvision.models.quantization if model_config.get('quantized', False) else torchvision.models
-    if isinstance(key, str) and callable(namespace.__dict__.get(key)):
-        return namespace.__dict__[key]
-    if key in MODEL_DICT:
-        return MODEL_DICT[key]
-    close = suggestion(str(key), list(MODEL_DICT) + [k for k in torchvision.models.__dict__ if k.islower()])
-    hint = f" (did you mean '{close}'?)" if close else ''
-    raise RunError(f'unknown model key {key!r} in {where}.key{hint} (neither in torchvision.models nor in '
-                   f'torchdistill\'s model registry); {registry_hint(config, MODEL_DICT)}')
-
+from .component_errors import explain_model_failure
+from .model_lookup import model_callable
 
 def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any], convert_sync_bn: bool) -> nn.Module:
     """Build the model of ``model_config`` (a ``models.<name>`` entry).
@@ -67,7 +22,6 @@ def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any]
         models; here every model is converted the same way, the plugin's ``cifar_*`` ones included.
     :raises RunError: unknown key (listing the plugin's keys) or bad constructor arguments.
     """
-    from .component_errors import explain_model_failure  # it looks models up here: import at call time
     repo_or_dir = model_config.get('repo_or_dir') if isinstance(model_config, dict) else None
     target = None if repo_or_dir is not None else model_callable(model_config, where, config)
     key, kwargs = model_config['key'], model_config.get('kwargs') or dict()

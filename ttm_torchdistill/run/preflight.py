@@ -14,7 +14,7 @@ from torchdistill.losses.registry import (
 from ..errors import RunError
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
 from .config_walk import STUDENT_ENTRIES, iter_loader_configs, iter_train_stage_configs, teacher_entry
-from .model_builder import registry_hint
+from .model_lookup import registry_hint
 from .weights import how_to_get_weights, is_remote, missing_checkpoint
 
 logger = logging.getLogger('ttm_torchdistill.run')
