@@ -215,3 +215,11 @@ class StatefulEmbedLoss(nn.Module):
     def forward(self, student_io_dict, teacher_io_dict, targets=None, *args, **kwargs):
         self.calls += 1
         return 0.01 * student_io_dict[self.student_module_path][self.student_module_io].pow(2).mean()
+
+
+def prepare_tiny_run_folder(folder: str) -> str:
+    """Create ``folder`` with the ``teacher.pt`` the tiny configs read (a seeded TinyBNNet of width 16)."""
+    os.makedirs(folder)
+    torch.manual_seed(0)
+    torch.save({'model': TinyBNNet(10, width=16).state_dict()}, os.path.join(folder, 'teacher.pt'))
+    return folder

@@ -401,8 +401,8 @@ def test_itrd_needs_the_teacher_feature_path():
 
 def test_itrd_missing_hook_is_reported():
     criterion = ITRDLoss(teacher_module_path='linear')
-    with pytest.raises(KeyError, match=r"the teacher io_dict has no 'input' for module path 'linear' \(teacher "
-                                       r"features\).*forward_hook"):
+    with pytest.raises(KeyError, match=r"the teacher io_dict has no 'input' for module path 'linear'; .*"
+                                       r"forward_hook entries of the teacher \(teacher features\)"):
         criterion(*_itrd_io(_features(4, 5, 0), _features(4, 5, 1), _features(4, 5, 2)))
 
 

@@ -19,10 +19,7 @@ CKPT_DIR = os.path.join('ckpt', 'tiny_two_stage')
 
 
 def _prepare(folder):
-    os.makedirs(folder)
-    torch.manual_seed(0)
-    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, os.path.join(folder, 'teacher.pt'))
-    return folder
+    return support.prepare_tiny_run_folder(folder)
 
 
 def _summary(folder):

@@ -18,10 +18,7 @@ LAST = os.path.join('ckpt', 'tiny_kd', 'student.last.pt')
 
 
 def _prepare(folder):
-    os.makedirs(folder)
-    torch.manual_seed(0)
-    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, os.path.join(folder, 'teacher.pt'))
-    return folder
+    return support.prepare_tiny_run_folder(folder)
 
 
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):

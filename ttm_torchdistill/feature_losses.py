@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torchdistill.models.wrapper import AuxiliaryModelWrapper
 
 from . import feature_functional as FF
+from ._io_dict import read_io
 from ._registry import auxiliary_model_wrapper, mid_level_loss
 
 __all__ = ['EmbeddingHead', 'PenultimateEmbedding', 'ITRDLoss']
@@ -226,12 +227,7 @@ class PenultimateEmbedding(AuxiliaryModelWrapper):
 
 
 def _read(io_dict: dict, path: str, io: str, model: str, what: str) -> Tensor:
-    try:
-        return io_dict[path][io]
-    except KeyError:
-        raise KeyError(f'the {model} io_dict has no {io!r} for module path {path!r} ({what}); it holds '
-                       f'{ {k: sorted(v) for k, v in io_dict.items()} } (check the forward_hook entries of the '
-                       f'{model} in the config)') from None
+    return read_io(io_dict, path, io, model, f'the forward_hook entries of the {model} ({what})')
 
 
 @mid_level_loss()

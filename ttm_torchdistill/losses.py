@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 from torch import Tensor, nn
 
 from . import functional as F
+from ._io_dict import read_io
 from ._registry import mid_level_loss
 
 __all__ = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss']
@@ -57,12 +58,7 @@ class _LogitDistillationLoss(nn.Module):
 
     @staticmethod
     def _read(io_dict: dict, path: str, io: str, model: str) -> Tensor:
-        try:
-            return io_dict[path][io]
-        except KeyError:
-            raise KeyError(f'the {model} io_dict has no {io!r} for module path {path!r}; it holds '
-                           f'{ {k: sorted(v) for k, v in io_dict.items()} } (check {model}_module_path/_io and the '
-                           f'forward hooks of the {model} in the config)') from None
+        return read_io(io_dict, path, io, model, f'{model}_module_path/_io and the forward hooks of the {model}')
 
     def _logits(self, student_io_dict: dict, teacher_io_dict: dict) -> Tuple[Tensor, Tensor]:
         """The logits of this batch, their types and shapes checked (metadata only: nothing is read back)."""
