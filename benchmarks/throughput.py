@@ -68,6 +68,12 @@ def main() -> int:
     parser.add_argument('--compile_warmup', type=int, default=6, help='untimed steps of the compiled configuration')
     parser.add_argument('--skip', nargs='*', default=[], help='names of configurations to leave out')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch intra-op threads (default: torch\'s, one per core); on a shared machine 1 '
+                             'thread is steadier: a 2-thread step waits for whichever thread lost its core')
+    parser.add_argument('--reuse_cache', action='store_true',
+                        help='keep a complete teacher cache already in the workdir instead of rebuilding (and '
+                             'timing) it; the runs check it against their config either way')
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -88,6 +94,8 @@ def main() -> int:
     from ttm_torchdistill.run.progress import LossTermRecorder, StepMeter, temperature_stats
     from ttm_torchdistill.run.step import TrainStep, make_scaler
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)  # generated files: no md5 to match
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -122,7 +130,8 @@ def main() -> int:
     for override in common + workers(0):
         cache_argv += ['--set', override]
     start = time.perf_counter()
-    if cli.main(cache_argv) != 0:
+    reused = args.reuse_cache and (cache_dir / 'metadata.json').is_file()
+    if not reused and cli.main(cache_argv) != 0:
         raise SystemExit('cache-teacher failed')
     cache_seconds = time.perf_counter() - start
     logging.getLogger('ttm_torchdistill.run').removeHandler(messages)
@@ -216,9 +225,12 @@ def main() -> int:
         print(f'| {bench.name} | {median:,.0f} | {min(bench.rates):,.0f} | {max(bench.rates):,.0f} | {ratio0} '
               f'| {ratio_best} |')
     forward = forward_lines[0] if forward_lines else '(no epoch line logged)'
-    print(f'\nteacher cache of {args.num_train} images (cache-teacher, 1 epoch, float32, batch 500): '
-          f'{cache_seconds:.1f}s for the whole command, {args.num_train / cache_seconds:.0f} img/s; its epoch line: '
-          f'{forward}')
+    if reused:
+        print(f'\nteacher cache: reused {cache_dir} (not rebuilt, not timed)')
+    else:
+        print(f'\nteacher cache of {args.num_train} images (cache-teacher, 1 epoch, float32, batch 500): '
+              f'{cache_seconds:.1f}s for the whole command, {args.num_train / cache_seconds:.0f} img/s; its epoch line: '
+              f'{forward}')
     print('\ncommand: python benchmarks/throughput.py ' + ' '.join(sys.argv[1:]))
     return 0
 
