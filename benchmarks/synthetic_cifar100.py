@@ -8,6 +8,15 @@ This says nothing about the papers' numbers; it shows the pipeline trains and tr
 
     python benchmarks/synthetic_cifar100.py --workdir /tmp/synthetic_cifar100 --seeds 0 1
 
+The student runs can go through the runner's fast path (the teacher is always trained the stock way, so every
+variant distils from the same teacher): ``--runtime KEY=VALUE`` (repeatable) passes ``--set runtime.KEY=VALUE`` to
+them, e.g. ``--runtime device_data=true``; ``--teacher-cache`` also builds, per seed, a teacher cache of the
+student epochs with ``python -m ttm_torchdistill cache-teacher`` and has the distillation runs read it (it implies
+``device_data=true``; the CE-only run has no teacher and runs without it). Use a separate ``--workdir`` per variant.
+
+    python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_dev --seeds 0 1 --runtime device_data=true
+    python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_cache --seeds 0 1 --teacher-cache
+
 torchvision verifies the real CIFAR-100 files by md5; this script alone switches that check off for its
 synthetic files.
 """
@@ -45,7 +54,15 @@ def main() -> int:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--teacher_epochs', type=int, default=8)
     parser.add_argument('--student_epochs', type=int, default=4)
+    parser.add_argument('--runtime', action='append', default=[], metavar='KEY=VALUE',
+                        help='runtime option of the student runs, passed as --set runtime.KEY=VALUE (repeatable)')
+    parser.add_argument('--teacher-cache', dest='teacher_cache', action='store_true',
+                        help='distillation runs read teacher logits from a cache built per seed (implies '
+                             'device_data=true)')
     args = parser.parse_args()
+    runtime = [f'runtime.{assignment}' for assignment in args.runtime]
+    if args.teacher_cache and 'runtime.device_data=true' not in runtime:
+        runtime.append('runtime.device_data=true')
     import torchvision.datasets.cifar as cifar
     cifar.check_integrity = lambda *a, **k: True  # synthetic files: no md5 to match
     from ttm_torchdistill import cli, report
@@ -58,12 +75,15 @@ def main() -> int:
     for split in ('train', 'test'):
         io += ['--set', f'datasets.cifar100/{split}.init.kwargs.root=./data']
     for loader in ('train.train_data_loader', 'train.val_data_loader', 'test.test_data_loader'):
-        io += ['--set', f'{loader}.kwargs.num_workers=0', '--set', f'{loader}.kwargs.pin_memory=false']
+        io += ['--set', f'{loader}.kwargs.num_workers=0', '--set', f'{loader}.kwargs.pin_memory=false',
+               '--set', f'{loader}.kwargs.persistent_workers=false']  # the configs keep workers; none here
     configs = REPO / 'configs' / 'cifar100'
 
+    def epoch_overrides(epochs):
+        return ['--set', f'train.num_epochs={epochs}', '--set', f'train.scheduler.kwargs.milestones=[{epochs - 1}]']
+
     def run(config, seed, epochs, *overrides):
-        argv = ['--config', str(config), '--device', 'cpu', '--seed', str(seed), *io,
-                '--set', f'train.num_epochs={epochs}', '--set', f'train.scheduler.kwargs.milestones=[{epochs - 1}]']
+        argv = ['--config', str(config), '--device', 'cpu', '--seed', str(seed), *io, *epoch_overrides(epochs)]
         for override in overrides:
             argv += ['--set', override]
         if cli.main(argv) != 0:
@@ -72,15 +92,29 @@ def main() -> int:
     teacher = './ckpt/teacher_resnet20.pt'
     run(configs / 'ce' / 'resnet56.yaml', 0, args.teacher_epochs, 'models.model.key=cifar_resnet20',
         f'models.model.dst_ckpt={teacher}')
+    teacher_models = ['models.teacher_model.key=cifar_resnet20', f'models.teacher_model.src_ckpt={teacher}']
     summaries = []
     for seed in args.seeds:
         run(configs / 'ce' / 'resnet20.yaml', seed, args.student_epochs, 'models.model.key=cifar_resnet8',
-            f'models.model.dst_ckpt=./ckpt/ce/resnet8_seed{seed}.pt')
+            f'models.model.dst_ckpt=./ckpt/ce/resnet8_seed{seed}.pt',
+            *[r for r in runtime if not r.startswith('runtime.teacher_cache=')])
         summaries.append(f'./ckpt/ce/resnet8_seed{seed}.json')
+        cache = []
+        if args.teacher_cache:
+            # One cache per seed serves every method: its metadata (teacher checkpoint, data, transforms, seed,
+            # epochs) does not depend on the loss, and each run checks it against its own config.
+            out = f'./cache/seed{seed}'
+            argv = ['cache-teacher', '--config', str(configs / METHODS[0] / 'resnet20_from_resnet56.yaml'),
+                    '--seed', str(seed), '--out', out, '--device', 'cpu', *io, *epoch_overrides(args.student_epochs)]
+            for override in teacher_models:
+                argv += ['--set', override]
+            if cli.main(argv) != 0:
+                raise SystemExit(f'cache-teacher failed for seed {seed}')
+            cache = [f'runtime.teacher_cache={out}']
         for method in METHODS:
-            run(configs / method / 'resnet20_from_resnet56.yaml', seed, args.student_epochs,
-                'models.teacher_model.key=cifar_resnet20', f'models.teacher_model.src_ckpt={teacher}',
-                'models.student_model.key=cifar_resnet8', f'models.student_model.dst_ckpt=./ckpt/{method}/resnet8_seed{seed}.pt')
+            run(configs / method / 'resnet20_from_resnet56.yaml', seed, args.student_epochs, *teacher_models,
+                'models.student_model.key=cifar_resnet8', f'models.student_model.dst_ckpt=./ckpt/{method}/resnet8_seed{seed}.pt',
+                *runtime, *cache)
             summaries.append(f'./ckpt/{method}/resnet8_seed{seed}.json')
     print('\nteacher (cifar_resnet20, CE):')
     report.main(['./ckpt/teacher_resnet20.json'])
