@@ -13,6 +13,8 @@ variant distils from the same teacher): ``--runtime KEY=VALUE`` (repeatable) pas
 them, e.g. ``--runtime device_data=true``; ``--teacher-cache`` also builds, per seed, a teacher cache of the
 student epochs with ``python -m ttm_torchdistill cache-teacher`` and has the distillation runs read it (it implies
 ``device_data=true``; the CE-only run has no teacher and runs without it). Use a separate ``--workdir`` per variant.
+WTTM+CRD and WTTM+ITRD run on the stock path only: their teacher hooks and CRD's dataset wrapper are served by
+neither the teacher cache nor device data.
 
     python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_dev --seeds 0 1 --runtime device_data=true
     python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_cache --seeds 0 1 --teacher-cache
@@ -30,6 +32,19 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ('kd', 'dist', 'ttm', 'wttm', 'atkd')
+# Feature methods: their teacher hooks and dataset wrapper are served by neither the teacher cache nor device data.
+FEATURE_METHODS = ('wttm_crd', 'wttm_itrd')
+SYNTHETIC_TRAIN_SIZE = 100 * 50  # classes x training images per class (write_dataset)
+# CRD's memory bank and noise term follow the training-set size; 4096 negatives (of the 4950 other-class samples)
+# in both the dataset wrapper and the loss. ITRD: an 8-epoch synthetic teacher has dead ReLU channels, whose
+# constant columns the authors' eps 0 would turn into NaN; eps 1e-6 (the loss refuses them otherwise).
+FEATURE_OVERRIDES = {
+    'wttm_crd': [f'train.criterion.kwargs.sub_terms.crd.criterion.kwargs.{key}={value}'
+                 for key, value in (('output_size', SYNTHETIC_TRAIN_SIZE), ('num_samples', SYNTHETIC_TRAIN_SIZE),
+                                    ('num_negative_samples', 4096))]
+    + ['train.train_data_loader.dataset_wrapper.kwargs.num_negative_samples=4096'],
+    'wttm_itrd': ['train.criterion.kwargs.sub_terms.itrd.criterion.kwargs.eps=1e-6'],
+}
 
 
 def write_dataset(root: Path, signal: float = 0.3, seed: int = 0) -> None:
@@ -111,10 +126,11 @@ def main() -> int:
             if cli.main(argv) != 0:
                 raise SystemExit(f'cache-teacher failed for seed {seed}')
             cache = [f'runtime.teacher_cache={out}']
-        for method in METHODS:
+        for method in METHODS + (() if runtime else FEATURE_METHODS):
             run(configs / method / 'resnet20_from_resnet56.yaml', seed, args.student_epochs, *teacher_models,
-                'models.student_model.key=cifar_resnet8', f'models.student_model.dst_ckpt=./ckpt/{method}/resnet8_seed{seed}.pt',
-                *runtime, *cache)
+                'models.student_model.key=cifar_resnet8',
+                f'models.student_model.dst_ckpt=./ckpt/{method}/resnet8_seed{seed}.pt',
+                *FEATURE_OVERRIDES.get(method, ()), *runtime, *cache)
             summaries.append(f'./ckpt/{method}/resnet8_seed{seed}.json')
     print('\nteacher (cifar_resnet20, CE):')
     report.main(['./ckpt/teacher_resnet20.json'])
