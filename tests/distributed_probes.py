@@ -5,6 +5,9 @@
 ``<rank> <event>`` lines to ``$TTM_TEST_EVENTS`` around each download and each dataset construction (O_APPEND
 writes: the file order is the order of events across processes).
 
+``TTM_TEST_PROBE=no_md5``: torchvision's md5 check of CIFAR files is reduced to "the file exists" (for the tiny
+CIFAR-100 of ``runner_support``).
+
 ``TTM_TEST_PROBE=rank_dirs``: each rank works in its own folder ``rank<RANK>`` (two nodes without a shared
 filesystem), and saves the student it tests as ``tested_student.pt`` there.
 """
@@ -57,5 +60,11 @@ def _install_rank_dirs_probe() -> None:
     final_evaluation.evaluate = recording_evaluate
 
 
-_PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe}
-_PROBES[os.environ['TTM_TEST_PROBE']]()
+def _install_no_md5_probe() -> None:
+    import torchvision.datasets.cifar as cifar
+    cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+
+
+_PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe, 'no_md5': _install_no_md5_probe}
+for _name in os.environ['TTM_TEST_PROBE'].split(','):  # several probes: comma-separated
+    _PROBES[_name]()

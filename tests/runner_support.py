@@ -91,6 +91,19 @@ class WorseAfterNet(TinyBNNet):
         return out
 
 
+@model('test_runner_tiny_dropout_net')
+class TinyDropoutNet(TinyBNNet):
+    """TinyBNNet with dropout before the classifier: each rank's dropout masks come from its own torch generator."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8, p: float = 0.5):
+        super().__init__(num_classes=num_classes, width=width)
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(self.dropout(x.mean(dim=(2, 3))))
+
+
 class TinyTensorDataset(Dataset):
     """``num_samples`` random images (fixed by ``seed``) with labels ``i % num_classes``; optional per-item delay."""
 
@@ -199,6 +212,26 @@ def exit_at_epoch_pre_epoch_process(self, epoch=None, **kwargs):
     from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
     if os.environ.get('TTM_TEST_EXIT_AT_EPOCH') == str(epoch):
         os._exit(3)
+    eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)
+
+
+@pre_epoch_process('test_runner_rank_draws')
+def rank_draws_pre_epoch_process(self, epoch=None, **kwargs):
+    """eval_teacher_and_set_loss_epoch after drawing ``rank + 1`` numbers from the python, numpy and torch generators
+    (ranks that draw differently, as with uneven shards or data-dependent augmentation); then, when
+    ``$TTM_TEST_KILL_AT_EPOCH`` equals the 0-indexed epoch, SIGKILL this process (the previous epoch's checkpoints
+    are written: rank 0 writes them before the end-of-epoch barrier)."""
+    import random
+    import signal
+    from torch import distributed as dist
+    from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if os.environ.get('TTM_TEST_KILL_AT_EPOCH') == str(epoch):
+        os.kill(os.getpid(), signal.SIGKILL)
+    for _ in range(rank + 1):
+        random.random()
+    np.random.rand(rank + 1)
+    torch.rand(rank + 1)
     eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)
 
 

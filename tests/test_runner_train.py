@@ -20,8 +20,8 @@ CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
 CIFAR_CE = os.path.join(support.CONFIG_DIR, 'runner_cifar100_ce.yaml')
 IMAGENET = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
-SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'world_size', 'epochs', 'best',
-                'overrides', 'config_sha256', 'planned_epochs',
+SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'seed_drawn', 'world_size', 'epochs',
+                'best', 'overrides', 'config_sha256', 'planned_epochs',
                 'last', 'test', 'checkpoints', 'wall_time_s', 'runtime'}
 EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s'}
 
@@ -59,7 +59,7 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     with open('resource/ckpt/cifar100/wttm/resnet20_from_resnet20.json') as fp:
         summary = json.load(fp)
     assert set(summary) == SUMMARY_KEYS
-    assert summary['format'] == 1 and summary['config'] == CIFAR and summary['seed'] == 0
+    assert summary['format'] == 1 and summary['config'] == CIFAR and summary['seed'] == 0 and not summary['seed_drawn']
     assert summary['world_size'] == 1 and summary['reference'] is None
     assert summary['overrides'] == [] and summary['planned_epochs'] == 2 and len(summary['config_sha256']) == 64
     assert summary['experiment'] == 'runner_cifar100_wttm' and summary['dataset'] is None

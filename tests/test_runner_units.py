@@ -152,9 +152,17 @@ def test_resume_identity_refuses_another_seed_and_reports_changes(tmp_path):
     config.write_text('a: 1\n')
     started = checkpoint.run_identity(str(config), 0, ['train.num_epochs=2'])
     assert checkpoint.check_same_run(started, dict(started), 'last.pt') == []
-    with pytest.raises(RunError, match=r'last.pt was started with --seed 0, now --seed None; resume with the same'):
-        checkpoint.check_same_run(started, checkpoint.run_identity(str(config), None, ['train.num_epochs=2']),
+    with pytest.raises(RunError, match=r'last.pt was started with --seed 0, now --seed 1; resume with --seed 0 '
+                                       r'\(or without --seed, which takes the recorded one\)$'):
+        checkpoint.check_same_run(started, checkpoint.run_identity(str(config), 1, ['train.num_epochs=2']),
                                   'last.pt')
+    drawn = checkpoint.run_identity(str(config), 123, [], seed_drawn=True)
+    with pytest.raises(RunError, match=r'started with seed 123 \(drawn, no --seed given\), now --seed 7; resume with '
+                                       r'--seed 123'):
+        checkpoint.check_same_run(drawn, checkpoint.run_identity(str(config), 7, []), 'last.pt')
+    legacy = dict(started, seed=None)
+    assert checkpoint.check_same_run(legacy, started, 'last.pt')[0] == (
+        'last.pt was written by a run without a recorded seed: the resumed run cannot be bitwise identical')
     config.write_text('a: 2\n')
     notes = checkpoint.check_same_run(started, checkpoint.run_identity(str(config), 0, []), 'last.pt')
     assert notes == ['the config file changed since the run started',

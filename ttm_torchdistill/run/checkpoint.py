@@ -20,6 +20,7 @@ import torch
 
 from ..atomic import atomic_file
 from ..errors import RunError
+from .distributed import DistContext, broadcast_object, on_leaders
 
 LAST_FORMAT = 1
 
@@ -87,21 +88,25 @@ def best_checkpoint_epoch(path: str) -> Optional[int]:
 
 def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best: Dict[str, Any],
               history: list, world_size: int, wall_time_s: float, identity: Dict[str, Any], scaler=None,
-              box_state: Optional[Dict[str, Any]] = None) -> None:
+              box_state: Optional[Dict[str, Any]] = None, rng_per_rank: Optional[List[Dict[str, Any]]] = None) -> None:
     """Write the last-epoch checkpoint (``epoch`` = number of completed epochs).
 
     :param identity: what makes a resumed run the same run (seed, config hash, overrides), see
         :func:`check_same_run`.
     :param scaler: the fp16 gradient scaler, if the run uses one.
     :param box_state: auxiliary modules and stateful losses (:mod:`ttm_torchdistill.run.box_state`).
+    :param rng_per_rank: every rank's :func:`capture_rng_state`, in rank order (default: this process's only).
+        Ranks may draw different amounts of random numbers (uneven shards, dropout on other batch sizes,
+        data-dependent augmentation), so each rank resumes from its own states; ``'rng'`` keeps rank 0's.
     """
+    rng_per_rank = list(rng_per_rank) if rng_per_rank else [capture_rng_state()]
     atomic_save({
         'format': LAST_FORMAT, 'model': model_state,
         'optimizer': optimizer.state_dict() if optimizer is not None else None,
         'lr_scheduler': lr_scheduler.state_dict() if lr_scheduler is not None else None,
         'scaler': scaler.state_dict() if scaler is not None else None,
         'epoch': epoch, 'best_value': best['top1'], 'best': best, 'history': history,
-        'rng': capture_rng_state(), 'world_size': world_size,
+        'rng': rng_per_rank[0], 'rng_per_rank': rng_per_rank, 'world_size': world_size,
         'wall_time_s': wall_time_s, 'identity': identity, 'box_state': box_state or dict(),
     }, path)
 
@@ -123,6 +128,26 @@ def load_last(path: str) -> Dict[str, Any]:
     return ckpt
 
 
+def load_last_on_rank0(path: str, ctx: DistContext) -> Dict[str, Any]:
+    """:func:`load_last` on rank 0, its content broadcast to every rank.
+
+    On several nodes without a shared filesystem only rank 0's disk holds the checkpoint rank 0 wrote; reading the
+    file on every rank would fail on the other nodes or load a stale file, and the ranks would train apart (DDP
+    synchronises parameters only when it is built). Every rank restores from rank 0's bytes instead.
+    """
+    ckpt = on_leaders(lambda: load_last(path), ctx, ctx.is_main, f'reading {path}')
+    return broadcast_object(ckpt, ctx)
+
+
+def rank_rng_state(ckpt: Dict[str, Any], rank: int, world_size: int) -> Dict[str, Any]:
+    """The RNG states a resuming rank restores: its own when the checkpoint has one per rank of this world size,
+    else rank 0's (a resume with another world size, or a checkpoint of an earlier version, is not bitwise)."""
+    per_rank = ckpt.get('rng_per_rank')
+    if per_rank and len(per_rank) == world_size:
+        return per_rank[rank]
+    return ckpt['rng']
+
+
 def optional_state(obj: Optional[Any], state: Optional[Dict[str, Any]], what: str, path: str) -> None:
     """Load ``state`` into ``obj`` when both exist; complain when only one does."""
     if obj is None and state is None:
@@ -133,11 +158,14 @@ def optional_state(obj: Optional[Any], state: Optional[Dict[str, Any]], what: st
     obj.load_state_dict(state)
 
 
-def run_identity(config_path: str, seed: Optional[int], overrides: List[str]) -> Dict[str, Any]:
-    """Seed, sha256 of the config file and the ``--set`` overrides: what a resumed run must share with its start."""
+def run_identity(config_path: str, seed: int, overrides: List[str], seed_drawn: bool = False) -> Dict[str, Any]:
+    """Seed, sha256 of the config file and the ``--set`` overrides: what a resumed run must share with its start.
+
+    :param seed_drawn: the seed was drawn because no ``--seed`` was given (see :mod:`.seeding`).
+    """
     with open(os.path.expanduser(config_path), 'rb') as fp:
         digest = hashlib.sha256(fp.read()).hexdigest()
-    return {'seed': seed, 'config_sha256': digest, 'overrides': list(overrides)}
+    return {'seed': seed, 'seed_drawn': bool(seed_drawn), 'config_sha256': digest, 'overrides': list(overrides)}
 
 
 def check_same_run(saved: Optional[Dict[str, Any]], current: Dict[str, Any], path: str) -> List[str]:
@@ -150,10 +178,15 @@ def check_same_run(saved: Optional[Dict[str, Any]], current: Dict[str, Any], pat
     """
     if saved is None:
         return [f'{path} records no seed/config: cannot check that the resumed run is the same run']
-    if saved['seed'] != current['seed']:
-        raise RunError(f'--resume: {path} was started with --seed {saved["seed"]}, now --seed {current["seed"]}; '
-                       f'resume with the same seed')
-    notes = []
+    if saved['seed'] is None:
+        notes = [f'{path} was written by a run without a recorded seed: the resumed run cannot be bitwise identical']
+    elif saved['seed'] != current['seed']:
+        started = f'seed {saved["seed"]} (drawn, no --seed given)' if saved.get('seed_drawn') else \
+            f'--seed {saved["seed"]}'
+        raise RunError(f'--resume: {path} was started with {started}, now --seed {current["seed"]}; resume with '
+                       f'--seed {saved["seed"]} (or without --seed, which takes the recorded one)')
+    else:
+        notes = []
     if saved['config_sha256'] != current['config_sha256']:
         notes.append('the config file changed since the run started')
     if saved['overrides'] != current['overrides']:

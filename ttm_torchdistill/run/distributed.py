@@ -7,7 +7,7 @@ copies. Here the backend follows the device and the student is always DDP-wrappe
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 import torch
 from torch import distributed as dist
@@ -136,6 +136,24 @@ def node_leader_first(build: Callable[[], T], ctx: DistContext, what: str) -> T:
     """
     result = on_leaders(build, ctx, ctx.local_rank == 0, what)
     return build() if ctx.distributed and ctx.local_rank != 0 else result
+
+
+def broadcast_object(obj: T, ctx: DistContext, src: int = 0) -> T:
+    """Rank ``src``'s ``obj`` (any picklable object) on every rank; ``obj`` itself when not distributed."""
+    if not ctx.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> List[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` when not distributed."""
+    if not ctx.distributed:
+        return [obj]
+    gathered: List[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def broadcast_state(module: nn.Module, ctx: DistContext, src: int = 0) -> None:

@@ -22,18 +22,12 @@ from .weights import is_remote
 logger = logging.getLogger('ttm_torchdistill.run')
 
 
-def run_seed(seed: Optional[int]) -> int:
-    """The seed of the augmentation stream: ``--seed``, else torch's initial seed (a run without ``--seed`` is not
-    reproducible anyway, and cannot use a teacher cache)."""
-    return int(seed) if seed is not None else torch.initial_seed() % (2 ** 63)
-
-
 class DeviceData:
     """Device-resident datasets of a run and the loaders over them.
 
     :param datasets: the run's datasets (id -> torchvision dataset).
     :param ctx: device and distribution of the run.
-    :param seed: the run seed (see :func:`run_seed`).
+    :param seed: the run seed, the same on every rank (:mod:`ttm_torchdistill.run.seeding`).
     :param memory_format: of the image batches (channels-last with ``runtime.channels_last``).
     """
 

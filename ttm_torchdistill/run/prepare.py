@@ -12,20 +12,21 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn
-from torchdistill.common.main_util import import_dependencies
+from torchdistill.common.main_util import import_dependencies, set_seed
 
 from ..errors import RunError
 from . import preflight
-from .checkpoint import run_identity
+from .checkpoint import last_ckpt_path, load_last_on_rank0, run_identity
 from .config import LoadedConfig, load_config
 from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
 from .data import build_real_datasets, build_smoke_datasets
 from .device_policy import box_device_ids, fit_config_to_machine, sync_bn_applies
 from .distributed import DistContext, node_leader_first
-from .fast_data import DeviceData, run_seed
+from .fast_data import DeviceData
 from .model_builder import build_model
 from .options import RunOptions
 from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
+from .seeding import RunSeed, resolve_seed
 from .smoke import SMOKE_TRAIN_SAMPLES, smoke_config
 from .weights import load_weights
 
@@ -43,6 +44,9 @@ class Prepared:
     :param student_name: ``'student_model'`` or ``'model'``.
     :param dst_ckpt: where the best student is saved (user paths expanded).
     :param identity: seed, config hash and overrides of the run (``checkpoint.run_identity``).
+    :param seed: the run's seed, the same on every rank (:mod:`.seeding`).
+    :param resume_checkpoint: the last-epoch checkpoint ``--resume`` continues from, as rank 0 read it (every rank
+        holds the same content), else None.
     :param runtime: the speed options of the run (``runtime:`` block, ``--set runtime.*``, flags).
     :param device_data: the device-resident datasets (``runtime.device_data``), else None.
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
@@ -56,6 +60,8 @@ class Prepared:
     student_name: str
     dst_ckpt: str
     identity: Dict[str, Any]
+    seed: RunSeed = RunSeed(0, drawn=False)
+    resume_checkpoint: Optional[Dict[str, Any]] = None
     runtime: Runtime = Runtime()
     device_data: Optional[DeviceData] = None
     smoke_dir: Optional[str] = None
@@ -90,12 +96,21 @@ def _build_and_load(model_config: Dict[str, Any], where: str, config: Dict[str, 
     return model.to(ctx.device)
 
 
-def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext,
-                 seed: Optional[int]) -> Optional[DeviceData]:
+def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext, seed: int) -> Optional[DeviceData]:
     if not runtime.device_data:
         return None
     memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
-    return DeviceData(datasets, ctx, run_seed(seed), memory_format)
+    return DeviceData(datasets, ctx, seed, memory_format)
+
+
+def _seed_the_run(opts: RunOptions, ctx: DistContext, resume_checkpoint: Optional[Dict[str, Any]]) -> RunSeed:
+    """Resolve the run's one seed and seed python, numpy and torch with it (before any model is built)."""
+    seed = resolve_seed(opts.seed, (resume_checkpoint or dict()).get('identity'), ctx)
+    if seed.drawn and resume_checkpoint is None:
+        logger.info(f'No --seed given: drew seed {seed.value} (rank 0, shared by every rank); rerun with '
+                    f'--seed {seed.value} to reproduce this run')
+    set_seed(seed.value)
+    return seed
 
 
 def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
@@ -132,6 +147,11 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     preflight.check_checkpoint_paths(config)
     preflight.check_loss_keys(config)
     preflight.check_components(config)
+    # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a
+    # cheap error, and a run started without --seed continues with the seed it recorded.
+    last_path = last_ckpt_path(os.path.expanduser(dst_ckpt))
+    resume_checkpoint = load_last_on_rank0(last_path, ctx) if opts.resume else None
+    seed = _seed_the_run(opts, ctx, resume_checkpoint)
     for note in fit_config_to_machine(config, ctx, opts.data_parallel):
         logger.info(f'fitted to this machine: {note}')
     if opts.smoke:
@@ -152,6 +172,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         logger.info(f'config: {config}')
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=os.path.expanduser(dst_ckpt),
-                    identity=run_identity(opts.config, opts.seed, opts.overrides), runtime=runtime,
-                    device_data=_device_data(runtime, datasets, ctx, opts.seed), smoke_dir=smoke_dir,
+                    identity=run_identity(opts.config, seed.value, opts.overrides, seed.drawn), seed=seed,
+                    resume_checkpoint=resume_checkpoint, runtime=runtime,
+                    device_data=_device_data(runtime, datasets, ctx, seed.value), smoke_dir=smoke_dir,
                     device_ids=box_device_ids(ctx, opts.data_parallel))

@@ -2,8 +2,8 @@
 
 A run is four stages, read top to bottom in :func:`run`:
 
-1. :func:`~ttm_torchdistill.run.prepare.prepare`: config (with ``--set`` and ``--smoke``), checks, datasets,
-   teacher and student;
+1. :func:`~ttm_torchdistill.run.prepare.prepare`: config (with ``--set`` and ``--smoke``), checks, the
+   ``--resume`` checkpoint, the seed, datasets, teacher and student;
 2. :func:`~ttm_torchdistill.run.training.train`: epochs, validation, best/last checkpoints, ``--resume``;
 3. :func:`~ttm_torchdistill.run.final_evaluation.test`: the best student (and the teacher) on the test loader;
 4. :func:`~ttm_torchdistill.run.final_evaluation.summarise`: the JSON run summary.
@@ -16,7 +16,6 @@ import shutil
 import time
 
 from torch.backends import cudnn
-from torchdistill.common.main_util import set_seed
 
 from .distributed import cleanup, init_distributed
 from .final_evaluation import summarise, test
@@ -39,7 +38,6 @@ def run(opts: RunOptions) -> int:
     try:
         with run_logging(ctx.is_main, opts.run_log):
             cudnn.benchmark = not opts.disable_cudnn_benchmark
-            set_seed(opts.seed)
             prepared = prepare(opts, ctx)
             state = RunState() if opts.test_only else train(prepared, opts, ctx)
             test_results = test(prepared, opts, ctx)

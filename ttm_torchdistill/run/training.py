@@ -18,11 +18,11 @@ from torchdistill.misc.log import setup_tracker
 
 from ..errors import RunError
 from .box_state import capture_box_state, restore_box_state
-from .checkpoint import best_checkpoint_epoch, check_same_run, last_ckpt_path, load_last, optional_state, \
-    restore_rng_state, save_best, save_last
+from .checkpoint import best_checkpoint_epoch, capture_rng_state, check_same_run, last_ckpt_path, optional_state, \
+    rank_rng_state, restore_rng_state, save_best, save_last
 from .component_errors import explain_box_failure
 from .config_walk import iter_train_stage_configs
-from .distributed import DistContext, all_reduce_sum, ensure_ddp
+from .distributed import DistContext, all_gather_objects, all_reduce_sum, ensure_ddp
 from .fast_data import CachedTeacher, check_teacher_hooks, open_teacher_cache
 from .options import RunOptions
 from .prepare import Prepared
@@ -112,9 +112,13 @@ def _train_one_epoch(box, step_fn: TrainStep, ctx: DistContext, epoch: int, log_
 
 
 def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState, scaler) -> int:
-    """Restore model, optimizer, scheduler, history and RNG from the last-epoch checkpoint; returns its epoch."""
+    """Restore model, optimizer, scheduler, history and RNG from the last-epoch checkpoint; returns its epoch.
+
+    Every rank restores from the content rank 0 read (``prepared.resume_checkpoint``), so the ranks continue with
+    the same weights and optimizer state; each takes its own RNG states when the world size is unchanged.
+    """
     last_path, dst_ckpt = last_ckpt_path(prepared.dst_ckpt), prepared.dst_ckpt
-    ckpt = load_last(last_path)
+    ckpt = prepared.resume_checkpoint
     for note in check_same_run(ckpt.get('identity'), prepared.identity, last_path):
         logger.warning(f'--resume: {note}')
     prepared.student.load_state_dict(ckpt['model'])
@@ -133,7 +137,7 @@ def _resume(box, prepared: Prepared, ctx: DistContext, state: RunState, scaler) 
     if ckpt.get('world_size', 1) != ctx.world_size:
         logger.warning(f'--resume: checkpoint written with world size {ckpt.get("world_size")}, '
                        f'now {ctx.world_size}: the run will not be bitwise identical')
-    for note in restore_rng_state(ckpt['rng']):
+    for note in restore_rng_state(rank_rng_state(ckpt, ctx.rank, ctx.world_size)):
         logger.warning(f'--resume: {note}')
     # The last checkpoint is written before the best one, so a kill between the two leaves dst_ckpt one
     # improvement behind; that improvement was the last completed epoch, whose weights the last checkpoint holds.
@@ -278,12 +282,13 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
             box.post_epoch_process(metrics=top1)
             # A multi-stage box builds the next stage's student module at a stage change, unwrapped on CPU.
             _set_student(box, ensure_ddp(_student_of(box), ctx))
+            rng_per_rank = all_gather_objects(capture_rng_state(), ctx)  # a collective: every rank takes part
             if ctx.is_main:
                 # last before best: see _resume for how a kill between the two is repaired
                 wall = state.previous_wall_time_s + time.time() - session_start
                 save_last(last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1,
                           state.best, state.history, ctx.world_size, wall, prepared.identity, scaler,
-                          capture_box_state(box, student))
+                          capture_box_state(box, student), rng_per_rank)
                 if improved:
                     save_best(dst_ckpt, student.state_dict(), epoch + 1, top1, top5)
             if ctx.distributed:
