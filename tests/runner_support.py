@@ -112,6 +112,7 @@ class TinyTensorDataset(Dataset):
         generator = torch.Generator().manual_seed(seed)
         self.images = torch.randn(num_samples, 3, image_size, image_size, generator=generator)
         self.targets = [i % num_classes for i in range(num_samples)]
+        self.classes = [f'class_{i}' for i in range(num_classes)]  # as torchvision's datasets (CRDDatasetWrapper)
         self.delay_s = delay_s
 
     def __len__(self):

@@ -334,3 +334,34 @@ def test_console_script_declared():
     text = open(os.path.join(support.REPO_ROOT, 'setup.cfg')).read()
     assert 'ttm-torchdistill = ttm_torchdistill.cli:main' in text
     assert shutil.which  # the entry point itself is exercised through cli.main above
+
+
+def test_a_frozen_crd_teacher_head_is_refused_when_the_box_is_built(workdir, capsys):
+    """requires_grad: False on the teacher freezes its PenultimateEmbedding head and runs the teacher under no_grad,
+    where the wrapper's own forward-time check cannot see it: the runner checks the optimizer instead."""
+    config = os.path.join(support.REPO_ROOT, 'configs', 'cifar100', 'wttm_crd', 'vgg8_from_vgg13.yaml')
+    line = run_error(capsys, ['--config', config, '--smoke', '--set', 'train.teacher.requires_grad=False',
+                              '--set', 'train.teacher.frozen_modules=[]'])
+    assert line == ("error: train.teacher.auxiliary_model_wrapper (PenultimateEmbedding): embed.linear.weight, "
+                    "embed.linear.bias would not be trained (frozen, so not in the optimizer) and would stay at its "
+                    "random initialisation; set requires_grad: True and frozen_modules: ['model'] in train.teacher "
+                    "(the teacher's own weights stay frozen, the head is trained); or give the wrapper trainable: "
+                    "False if a fixed head is intended")
+    # as shipped, the head is trained; a wrapper saying trainable: False is left alone
+    fixed_head = ('train.teacher.auxiliary_model_wrapper.kwargs={input_module_path: classifier, out_features: 128, '
+                  'trainable: False}')
+    assert cli.main(['--config', config, '--smoke', '--device', 'cpu', '--set', 'train.teacher.requires_grad=False',
+                     '--set', fixed_head]) == 0
+
+
+def test_itrd_nan_from_a_constant_feature_column_names_eps(workdir, capsys):
+    """eps 0 (the authors' code) gives NaN when a teacher feature column is constant; the stop says what to do."""
+    teacher = support.TinyBNNet(10, width=16)
+    with torch.no_grad():  # channel 3 of the pooled features is relu(0) = 0 for every image: a dead channel
+        teacher.conv.weight[3] = 0.0
+        teacher.bn.weight[3], teacher.bn.bias[3] = 0.0, 0.0
+    torch.save({'model': teacher.state_dict()}, 'teacher.pt')
+    line = run_error(capsys, ['--config', os.path.join(support.CONFIG_DIR, 'runner_tiny_itrd.yaml'), '--seed', '0'])
+    assert line.startswith('error: non-finite loss (nan or inf) in epoch 1, steps 1-2 of 4; ')
+    assert line.endswith("; ITRDLoss with eps 0 divides by zero when a feature column is constant over the batch (a "
+                         "dead ReLU channel, as in the authors' code); set eps > 0 (e.g. 1e-6) in its kwargs")

@@ -123,6 +123,10 @@ def itrd_loss(student_embedded: Tensor, student_mutual: Tensor, teacher: Tensor,
               lambda_mutual: float, alpha_it: float, eps: float = 0.0) -> Tensor:
     r""":math:`\lambda_{corr}\mathcal{L}_{corr} + \lambda_{MI}\mathcal{L}_{MI}` (the authors' ``loss_kd``).
 
+    Computed in float32 (float64 inputs stay float64) with autocast disabled: under bf16/fp16 autocast the
+    features arrive in half precision, and the mutual-information term is a difference of nearly equal squared
+    norms, which half precision would cancel to noise.
+
     :param student_embedded: :math:`(N, D_t)` embedded student features (correlation term).
     :param student_mutual: :math:`(N, D)` student features for the mutual-information term.
     :param teacher: :math:`(N, D_t)` teacher features.
@@ -135,6 +139,19 @@ def itrd_loss(student_embedded: Tensor, student_mutual: Tensor, teacher: Tensor,
     lambda_corr = check_non_negative(lambda_corr, 'lambda_corr')
     lambda_mutual = check_non_negative(lambda_mutual, 'lambda_mutual')
     alpha_it = check_alpha_it(alpha_it)
+    with torch.autocast(device_type=student_embedded.device.type, enabled=False):
+        student_embedded, student_mutual, teacher = _full_precision(student_embedded, student_mutual, teacher)
+        return _itrd(student_embedded, student_mutual, teacher, lambda_corr, lambda_mutual, alpha_it, eps)
+
+
+def _full_precision(*features: Tensor):
+    # float64 stays float64 (exactness tests); everything else is computed in float32
+    dtype = torch.float64 if any(f.dtype == torch.float64 for f in features) else torch.float32
+    return tuple(f.to(dtype) for f in features)
+
+
+def _itrd(student_embedded: Tensor, student_mutual: Tensor, teacher: Tensor, lambda_corr: float,
+          lambda_mutual: float, alpha_it: float, eps: float) -> Tensor:
     loss = student_embedded.new_zeros(())
     if lambda_corr > 0:
         loss = loss + lambda_corr * itrd_correlation_loss(student_embedded, teacher, alpha_it, eps=eps)

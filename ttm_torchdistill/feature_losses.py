@@ -117,8 +117,9 @@ class PenultimateEmbedding(AuxiliaryModelWrapper):
         On the teacher, torchdistill freezes every parameter of the wrapper when the teacher block says
         ``requires_grad: False``: CRD's ``embed_t`` would stay at its random initialisation, whereas RepDistiller
         trains it. Use ``requires_grad: True`` with ``frozen_modules: ['model']`` (the teacher's own weights stay
-        frozen; the optimizer then sees the head). With ``trainable: True`` (default) :meth:`forward` raises if the
-        head is frozen.
+        frozen; the optimizer then sees the head). With ``trainable: True`` (default) the runner refuses, when it
+        builds the training box, a head that does not reach the optimizer (:meth:`required_trainable_parameters`);
+        :meth:`forward` also raises when it sees a frozen head with gradients enabled.
 
     :param input_module_path: path, inside the wrapped model, of the module whose input/output are the features.
     :param out_features: embedding width (CRD: 128; ITRD: the teacher's feature width).
@@ -126,7 +127,8 @@ class PenultimateEmbedding(AuxiliaryModelWrapper):
     :param input_module_io: ``'input'`` or ``'output'`` of that module.
     :param normalize: L2-normalise the embedding (CRD: True, ITRD: False).
     :param bias: bias of the linear layer.
-    :param trainable: raise in :meth:`forward` if the head's parameters do not require gradients.
+    :param trainable: the head must be trained: the runner checks that it reaches the optimizer, and :meth:`forward`
+        raises if it sees the head frozen with gradients enabled.
     :param teacher_model: the teacher (given by torchdistill for a teacher-side wrapper).
     :param student_model: the student (given by torchdistill for a student-side wrapper).
     :param device: given by torchdistill; unused (the box moves the modules).
@@ -196,6 +198,12 @@ class PenultimateEmbedding(AuxiliaryModelWrapper):
     def _capture_output(self, module, args, output):
         if self._capturing:
             self._captured = output
+
+    def required_trainable_parameters(self):
+        """``(name, parameter)`` of the head when ``trainable`` (the runner checks they reach the optimizer)."""
+        if not self.trainable:
+            return []
+        return [(f'embed.{name}', p) for name, p in self.embed.named_parameters()]
 
     def forward(self, x: Tensor, supp_dict: Optional[dict] = None) -> Tensor:
         if supp_dict is not None:
@@ -268,8 +276,9 @@ class ITRDLoss(nn.Module):
         different-architecture pairs in the TTM runs; the authors' default 1.5).
     :param mutual_uses_embedding: see the warning.
     :param eps: added to the standard deviations of the correlation term. 0 is the authors' code, which gives NaN
-        when a feature column is constant over the batch (e.g. a dead ReLU channel of the teacher); with ``eps: 0``
-        :meth:`forward` raises ``ValueError`` there instead.
+        when a feature column is constant over the batch (e.g. a dead ReLU channel of the teacher). The loss does not
+        look for such columns itself (that would read the features back to the host every step); the runner stops
+        at its next read of the losses with a non-finite-loss error that quotes :meth:`nonfinite_hint`.
     :param student_embed_module_path: where the :math:`(N, D_t)` embedded student features are read.
     :param student_embed_module_io: ``'input'`` or ``'output'`` of that module.
     :param student_module_path: where the :math:`(N, D_s)` raw student features are read (mutual term).
@@ -313,6 +322,13 @@ class ITRDLoss(nn.Module):
         self.student_module_path = _check_string(student_module_path, 'student_module_path')
         self.student_module_io = _check_io(student_module_io, 'student_module_io')
 
+    def nonfinite_hint(self) -> str:
+        """What most likely made this loss NaN, for the runner's non-finite-loss error."""
+        if self.eps == 0 and self.lambda_corr > 0:
+            return ('ITRDLoss with eps 0 divides by zero when a feature column is constant over the batch (a dead '
+                    "ReLU channel, as in the authors' code); set eps > 0 (e.g. 1e-6) in its kwargs")
+        return ''
+
     def extra_repr(self) -> str:
         return (f'lambda_corr={self.lambda_corr}, lambda_mutual={self.lambda_mutual}, alpha_it={self.alpha_it}, '
                 f'mutual_uses_embedding={self.mutual_uses_embedding}, eps={self.eps}')
@@ -333,14 +349,5 @@ class ITRDLoss(nn.Module):
                 mutual = raw
             elif raw.shape[1] == teacher.shape[1]:
                 mutual = raw  # the authors' code: embed only when the widths differ
-        if self.eps == 0 and self.lambda_corr > 0 and embedded.dim() == 2 and embedded.shape[0] > 1:
-            for name, x in (('embedded student', embedded), ('teacher', teacher)):
-                constant = (x.detach().std(0) == 0).nonzero().flatten()
-                if constant.numel() > 0:
-                    raise ValueError(
-                        f'ITRD correlation term: {constant.numel()} {name} feature column(s) (e.g. '
-                        f'{constant[:5].tolist()}) are constant over the batch of {x.shape[0]}, so their '
-                        f"standardisation divides by zero (NaN in the authors' code too); set eps > 0 in ITRDLoss's "
-                        f'kwargs')
         return FF.itrd_loss(embedded, mutual, teacher, self.lambda_corr, self.lambda_mutual, self.alpha_it,
                             eps=self.eps)

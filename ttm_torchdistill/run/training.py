@@ -17,6 +17,7 @@ from torchdistill.core.training import get_training_box
 from torchdistill.misc.log import setup_tracker
 
 from ..errors import RunError
+from ..processes import iter_loss_modules
 from .box_state import capture_box_state, restore_box_state
 from .checkpoint import best_checkpoint_epoch, capture_rng_state, check_same_run, last_ckpt_path, optional_state, \
     rank_rng_state, restore_rng_state, save_best, save_last
@@ -28,6 +29,7 @@ from .options import RunOptions
 from .prepare import Prepared
 from .progress import EpochProgress, LossTermRecorder, StepMeter, evaluate, format_duration, temperature_stats
 from .step import TrainStep, check_post_forward, make_scaler
+from .trainable_heads import check_trainable_heads
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -76,13 +78,21 @@ def _set_student(box, model) -> None:
         box.student_model = model
 
 
+def _nonfinite_hints(criterion) -> str:
+    """What the losses say could make them non-finite (``nonfinite_hint()``), as text to append to the error."""
+    hints = [hint for module in iter_loss_modules(criterion)
+             if callable(getattr(module, 'nonfinite_hint', None)) and (hint := module.nonfinite_hint())]
+    return ''.join(f'; {hint}' for hint in dict.fromkeys(hints))
+
+
 def _read_window(meter: StepMeter, progress: EpochProgress, ctx: DistContext, epoch: int, first_step: int,
-                 step: int, fp16: bool, last_path: str):
+                 step: int, fp16: bool, last_path: str, criterion):
     window = meter.read(ctx)
     if window.nonfinite_steps and not fp16:  # with fp16 the scaler skips such steps; otherwise the run is broken
         kept = last_path if os.path.isfile(last_path) else 'none (no epoch completed yet)'
         raise RunError(f'non-finite loss (nan or inf) in epoch {epoch + 1}, steps {first_step}-{step} of '
-                       f'{progress.steps}; nothing of this epoch was saved; last good checkpoint: {kept}')
+                       f'{progress.steps}; nothing of this epoch was saved; last good checkpoint: {kept}'
+                       + _nonfinite_hints(criterion))
     progress.add_window(window)
     return window
 
@@ -101,7 +111,7 @@ def _train_one_epoch(box, step_fn: TrainStep, ctx: DistContext, epoch: int, log_
         meter.add(loss, recorder.pop(), temperature_stats(box.criterion))
         progress.count_images(sample_batch.shape[0])
         if step % log_freq == 0 or step == steps:
-            window = _read_window(meter, progress, ctx, epoch, first_step, step, fp16, last_path)
+            window = _read_window(meter, progress, ctx, epoch, first_step, step, fp16, last_path, box.criterion)
             first_step = step + 1
             lr = box.optimizer.param_groups[0]['lr']
             logger.info(progress.line(step, lr, ctx.world_size))
@@ -235,6 +245,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     lr_factor = ctx.world_size if ctx.distributed and opts.adjust_lr else 1
     cached_teacher = _cached_teacher(prepared, ctx)
     box = _setup_box(prepared, ctx, lr_factor, cached_teacher if cached_teacher is not None else prepared.teacher)
+    check_trainable_heads(box, _stage_where(box))
     _set_student(box, ensure_ddp(_student_of(box), ctx))
     student, dst_ckpt = prepared.student, prepared.dst_ckpt
     last_path = last_ckpt_path(dst_ckpt)
@@ -279,7 +290,10 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                         + (', saved' if improved else '') + ')')
             if tracker is not None:
                 tracker.log({'val/acc1': top1, 'val/acc5': top5, 'epoch': epoch + 1})
+            stage_before = getattr(box, 'stage_number', None)
             box.post_epoch_process(metrics=top1)
+            if getattr(box, 'stage_number', None) != stage_before:  # a new stage built its own modules and optimizer
+                check_trainable_heads(box, _stage_where(box))
             # A multi-stage box builds the next stage's student module at a stage change, unwrapped on CPU.
             _set_student(box, ensure_ddp(_student_of(box), ctx))
             rng_per_rank = all_gather_objects(capture_rng_state(), ctx)  # a collective: every rank takes part
