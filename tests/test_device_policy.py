@@ -172,3 +172,58 @@ def test_a_failure_on_the_node_leader_stops_the_other_ranks_instead_of_leaving_t
     assert calls == []  # the follower never builds after a failed leader
     fake_any_rank.others_failed = False
     assert distributed.node_leader_first(lambda: 'built', follower, 'building the datasets') == 'built'
+
+
+def test_one_process_on_cuda_k_makes_k_the_current_device(monkeypatch):
+    from ttm_torchdistill.run.distributed import init_distributed
+    monkeypatch.delenv('RANK', raising=False)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    current = []
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda device: current.append(torch.device(device)))
+    ctx = init_distributed('cuda:1', 1, 'env://')
+    assert ctx.device == torch.device('cuda', 1) and current == [torch.device('cuda', 1)]
+    current.clear()
+    init_distributed('cuda', 1, 'env://')  # no index: CUDA's current device is the one meant
+    init_distributed('cpu', 1, 'env://')
+    assert current == []
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--teacher-cache=cache', r'^error: --data-parallel cannot read a teacher cache \(each DataParallel replica sees a '
+                              r'slice of the batch'),
+    ('--compile', r'^error: --data-parallel cannot run a compiled model \(the compiled call is bound to the module on '
+                  r'the first GPU'),
+])
+def test_data_parallel_refuses_the_teacher_cache_and_compile_before_building(tmp_path, monkeypatch, capsys, flag,
+                                                                            message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda device: None)
+    built = []
+    monkeypatch.setattr('ttm_torchdistill.run.prepare.build_real_datasets', lambda loaded: built.append(1))
+    args = ['--config', TINY, '--device', 'cuda:0', '--data-parallel', flag]
+    if flag.startswith('--teacher-cache'):
+        args.append('--device-data')
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip()
+    import re
+    assert re.match(message, err), err
+    assert built == []
+
+
+@pytest.mark.parametrize('key, kwargs, device, amp, fused', [
+    ('SGD', {'lr': 0.05}, 'cuda:0', 'fp16', True),  # the scaler reads its inf check every step otherwise
+    ('AdamW', {}, 'cuda:0', 'fp16', True),
+    ('SGD', {'lr': 0.05, 'fused': False}, 'cuda:0', 'fp16', False),  # the config decides when it says
+    ('SGD', {'lr': 0.05}, 'cuda:0', 'bf16', False),  # no scaler, no read to avoid: the optimizer is left as written
+    ('SGD', {'lr': 0.05}, 'cpu', 'fp16', False),
+    ('RMSprop', {}, 'cuda:0', 'fp16', False),  # no fused kernel
+])
+def test_fp16_on_cuda_fuses_the_optimizer(key, kwargs, device, amp, fused):
+    config = _config()
+    config['train']['optimizer'] = {'key': key, 'kwargs': dict(kwargs)}
+    notes = policy.fit_config_to_machine(config, ctx_for(device), cores=2, device_count=1, amp=amp)
+    assert config['train']['optimizer']['kwargs'].get('fused', False) is (fused or kwargs.get('fused', False))
+    assert any('optimizer.kwargs.fused: True' in note for note in notes) is fused
+    if fused:  # torch accepts it (constructing a fused optimizer needs no CUDA tensor until its first step)
+        getattr(torch.optim, key)([nn.Parameter(torch.zeros(2))], **config['train']['optimizer']['kwargs'])

@@ -112,9 +112,9 @@ def test_bf16_channels_last_run_records_its_runtime(workdir, capsys):
 def test_fp16_scaler_state_is_saved_and_restored_by_resume(workdir, capsys, monkeypatch):
     """The scaler path (CPU float16 autocast stands in for CUDA): its scale is in the last checkpoint and a
     resumed run starts from it."""
-    monkeypatch.setattr(runtime_module, 'check_device', lambda runtime, device_type: None)
+    monkeypatch.setattr(runtime_module, 'check_device', lambda runtime, device_type, data_parallel=False: None)
     import ttm_torchdistill.run.prepare as prepare_module
-    monkeypatch.setattr(prepare_module, 'check_device', lambda runtime, device_type: None)
+    monkeypatch.setattr(prepare_module, 'check_device', lambda runtime, device_type, data_parallel=False: None)
     run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=2', '--amp', 'fp16'])
     saved = torch.load(LAST, weights_only=False)
     assert saved['scaler'] is not None and saved['scaler']['scale'] > 0
@@ -193,3 +193,40 @@ def test_batches_are_copied_without_blocking_only_to_cuda():
     cpu = TrainStep(None, DistContext(False, 0, 1, torch.device('cpu'), None), Runtime(), None)
     cuda = TrainStep(None, DistContext(False, 0, 1, torch.device('cuda', 0), None), Runtime(), None)
     assert (cpu.non_blocking, cuda.non_blocking) == (False, True)
+
+
+def test_fp16_run_whose_every_step_is_skipped_stops(workdir, capsys, monkeypatch):
+    """A NaN loss from the 3rd step on: the scaler skips every update, so the run stops once 24 steps in a row (and
+    a whole log_freq window) were skipped, instead of ending "successfully" (CPU float16 stands in for CUDA)."""
+    monkeypatch.setattr(runtime_module, 'check_device', lambda runtime, device_type, data_parallel=False: None)
+    import ttm_torchdistill.run.prepare as prepare_module
+    monkeypatch.setattr(prepare_module, 'check_device', lambda runtime, device_type, data_parallel=False: None)
+    # 4 steps per epoch, read every 2: epoch 1 skips steps 3-4, epochs 2-6 skip 20 more, epoch 7 reaches 24 at step 2
+    code = cli.main(['--config', TINY, '--device', 'cpu', '--seed', '0', '--amp', 'fp16', '--set', 'train.num_epochs=9',
+                     '--set', 'models.student_model.key=test_runner_nan_net',
+                     '--set', 'models.student_model.kwargs={num_classes: 10, nan_from_call: 3}'])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip() == (
+        'error: amp fp16: the gradient scaler skipped the last 24 steps in a row, up to epoch 7 step 2 of 4 (inf or '
+        'nan gradients at every scale: nothing is learned); nothing of this epoch was saved; last good checkpoint: '
+        'ckpt/tiny_kd/student.last.pt; try --amp bf16 or float32')
+    assert 'skipped steps 2' in captured.out  # the progress line counts the skipped updates meanwhile
+
+
+def test_fp16_scaler_skips_are_seen_without_reading_the_device():
+    """scaled_post_forward reports a skipped update as a device tensor (the scaler lowers its scale exactly then)."""
+    from ttm_torchdistill.run.step import scaled_post_forward
+
+    class Box:
+        stage_grad_count, grad_accum_step, max_grad_norm, lr_scheduler, scheduling_step = 0, 1, None, None, 0
+
+    model = torch.nn.Linear(3, 2)
+    box = Box()
+    box.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler('cpu')
+    finite = model(torch.ones(1, 3)).sum()
+    first = scaled_post_forward(box, finite, scaler)
+    assert first.dtype == torch.bool and first.device.type == 'cpu' and not first
+    skipped = scaled_post_forward(box, model(torch.ones(1, 3)).sum() * float('inf'), scaler)
+    assert skipped

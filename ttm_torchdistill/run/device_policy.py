@@ -6,6 +6,9 @@ The user's file is never touched; :func:`fit_config_to_machine` edits the constr
 * data loaders: no pinned memory without a CUDA/XPU device (torch only warns, and pins for nothing), worker
   processes capped by the cores this process may use (divided among torchrun's local processes), and the
   options that need worker processes (``persistent_workers``, ``prefetch_factor``) dropped when there are none;
+* optimizers under ``amp: fp16`` on CUDA: ``fused: True`` for torch's SGD, Adam and AdamW (unless the config sets
+  it). The gradient scaler's ``step`` reads its inf check back to the host every step (``.item()``) unless the
+  optimizer is fused, in which case the fused kernel skips the update on the device;
 * model wrappers (``train.{teacher,student}.wrapper``): one process trains on ``--device``'s one GPU. Outside
   torchrun torchdistill would make the configs' ``DistributedDataParallel`` a ``DataParallel(device_ids=None)``
   over every visible GPU, which expects the model on cuda:0 (so ``--device cuda:1`` fails) and splits each batch
@@ -33,6 +36,8 @@ PIN_MEMORY_DEVICE_TYPES = ('cuda', 'xpu')
 SYNC_BN_DEVICE_TYPES = ('cuda', 'xpu', 'hpu')
 #: The wrapper keys torchdistill's ``wrap_model`` knows.
 WRAPPER_KEYS = ('DataParallel', 'DistributedDataParallel', 'FullyShardedDataParallel', 'FullyShardedDataParallel2')
+#: torch optimizers with a fused CUDA kernel that takes the gradient scaler's inf check on the device.
+FUSED_OPTIMIZERS = ('SGD', 'Adam', 'AdamW')
 #: DataLoader options that torch accepts only with worker processes.
 WORKER_ONLY_OPTIONS = ('persistent_workers', 'prefetch_factor')
 
@@ -78,6 +83,31 @@ def fit_loader_kwargs(kwargs: Dict[str, Any], pin_ok: bool, cap: int) -> List[st
             if name in kwargs:
                 changes.append(f'{name}: {kwargs.pop(name)!r} dropped (needs num_workers > 0)')
     return changes
+
+
+def fused_optimizer_applies(key: Any, kwargs: Dict[str, Any], device_type: str, amp: str) -> bool:
+    """Whether to set ``fused: True`` on an optimizer: fp16 with a gradient scaler on CUDA, a torch optimizer with a
+    fused kernel (its constructor takes ``fused``), and no ``fused`` given in the config."""
+    if amp != 'fp16' or device_type != 'cuda' or key not in FUSED_OPTIMIZERS or 'fused' in kwargs:
+        return False
+    import inspect
+    return 'fused' in inspect.signature(getattr(torch.optim, key)).parameters
+
+
+def _fit_optimizers(config: Dict[str, Any], device_type: str, amp: str) -> List[str]:
+    notes = []
+    for where, stage in iter_train_stage_configs(config):
+        optimizer = stage.get('optimizer')
+        if not isinstance(optimizer, dict):
+            continue
+        kwargs = optimizer.get('kwargs')
+        if not isinstance(kwargs, dict):
+            kwargs = optimizer['kwargs'] = dict()
+        if fused_optimizer_applies(optimizer.get('key'), kwargs, device_type, amp):
+            kwargs['fused'] = True
+            notes.append(f'{where}.optimizer.kwargs.fused: True (amp fp16: the fused kernel takes the gradient '
+                         f'scaler\'s inf check on the device, no host read per step)')
+    return notes
 
 
 def wrapper_key_of(block: Dict[str, Any]) -> Optional[str]:
@@ -154,8 +184,10 @@ def _fit_wrappers(config: Dict[str, Any], ctx: DistContext, data_parallel: bool)
 
 
 def fit_config_to_machine(config: Dict[str, Any], ctx: DistContext, data_parallel: bool = False,
-                          cores: Optional[int] = None, device_count: Optional[int] = None) -> List[str]:
-    """Adapt the run's config copy in place (loaders and wrappers, see the module docstring); returns notes.
+                          cores: Optional[int] = None, device_count: Optional[int] = None,
+                          amp: str = 'off') -> List[str]:
+    """Adapt the run's config copy in place (loaders, optimizers and wrappers, see the module docstring); returns
+    notes.
 
     :param cores: cores available to this node's processes (default :func:`cores_available`).
     :param device_count: visible CUDA devices (default ``torch.cuda.device_count()``).
@@ -174,6 +206,7 @@ def fit_config_to_machine(config: Dict[str, Any], ctx: DistContext, data_paralle
         notes.append(f'(workers capped at {cap}: {cores} cores for {ctx.local_world_size} process(es) on this node)')
     if any('pin_memory' in note for note in notes):
         notes.append(f'(no pinned memory on {ctx.device.type})')
+    notes += _fit_optimizers(config, ctx.device.type, amp)
     notes += _fit_wrappers(config, ctx, data_parallel)
     if not sync_bn_applies(ctx) and ctx.distributed and _any_sync_bn(config):
         notes.append(f'sync_bn ignored: SyncBatchNorm does not run on {ctx.device.type}; each process normalises '

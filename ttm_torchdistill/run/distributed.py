@@ -56,6 +56,10 @@ def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistCo
         if world_size > 1:
             raise RunError(f'--world_size {world_size} needs one process per rank: launch with '
                            f'torchrun --nproc_per_node={world_size} -m ttm_torchdistill ...')
+        if device.type == 'cuda' and device.index is not None:
+            # Otherwise CUDA's current device stays 0: pinned-memory threads, caching-allocator and library handles
+            # would create a context on GPU 0 too (which fails on GPUs in exclusive-process mode).
+            torch.cuda.set_device(device)
         return DistContext(False, 0, 1, device, None)
     rank = int(os.environ['RANK'])
     env_world_size = int(os.environ['WORLD_SIZE'])

@@ -119,7 +119,7 @@ def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
     loaded = load_config(opts.config, overrides)
     _import_plugins(loaded)
     runtime = resolve_runtime(loaded.config.get('runtime'), runtime_set, opts.runtime_flags)
-    check_device(runtime, ctx.device.type)
+    check_device(runtime, ctx.device.type, opts.data_parallel)
     config = loaded.config
     # On the config as written: the smoke edits below switch pretrained weights off.
     preflight.check_teacher_has_weights(config, opts.smoke)
@@ -152,7 +152,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     last_path = last_ckpt_path(os.path.expanduser(dst_ckpt))
     resume_checkpoint = load_last_on_rank0(last_path, ctx) if opts.resume else None
     seed = _seed_the_run(opts, ctx, resume_checkpoint)
-    for note in fit_config_to_machine(config, ctx, opts.data_parallel):
+    for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         logger.info(f'fitted to this machine: {note}')
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),

@@ -80,6 +80,9 @@ class Window:
     nonfinite_steps: int
     term_means: Dict[str, float]
     temperatures: Optional[Tuple[float, float, float]]
+    #: fp16: optimizer steps the gradient scaler skipped in this window, and in a row up to its end (across windows)
+    skipped_steps: int = 0
+    skipped_in_a_row: int = 0
 
 
 class StepMeter:
@@ -93,17 +96,28 @@ class StepMeter:
 
     def __init__(self, device: torch.device):
         self.device = device
+        # steps skipped in a row by the fp16 gradient scaler: carried from window to window until a step is taken
+        self.skipped_in_a_row = torch.zeros((), dtype=torch.float64, device=device)
         self._reset()
 
     def _reset(self) -> None:
         self.steps = 0
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.nonfinite = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.skipped = torch.zeros((), dtype=torch.float64, device=self.device)
         self.terms: Dict[str, torch.Tensor] = OrderedDict()
         self.temperatures: Optional[torch.Tensor] = None
 
-    def add(self, loss: torch.Tensor, terms: Dict[str, torch.Tensor], temperatures: Optional[torch.Tensor]) -> None:
-        """Add one step (no synchronisation: every operation is queued on the device)."""
+    def add(self, loss: torch.Tensor, terms: Dict[str, torch.Tensor], temperatures: Optional[torch.Tensor],
+            skipped: Optional[torch.Tensor] = None) -> None:
+        """Add one step (no synchronisation: every operation is queued on the device).
+
+        :param skipped: fp16: True when the gradient scaler skipped this step's update (None: no update was due).
+        """
+        if skipped is not None:
+            skipped = skipped.to(torch.float64)
+            self.skipped += skipped
+            self.skipped_in_a_row = (self.skipped_in_a_row + 1.0) * skipped
         loss = loss.detach().reshape(()).to(torch.float64)
         finite = torch.isfinite(loss)
         self.nonfinite += (~finite).to(torch.float64)
@@ -120,7 +134,7 @@ class StepMeter:
     def read(self, ctx: DistContext) -> Window:
         """The window's numbers as Python values; starts a new window."""
         names = list(self.terms)
-        parts = [self.loss_sum, self.nonfinite] + [self.terms[n] for n in names]
+        parts = [self.loss_sum, self.nonfinite, self.skipped, self.skipped_in_a_row] + [self.terms[n] for n in names]
         if self.temperatures is not None:
             parts += list(self.temperatures.to(torch.float64))
         packed = torch.stack([p.to(self.device) for p in parts])
@@ -130,10 +144,11 @@ class StepMeter:
             packed = torch.cat([packed[:1], flag, packed[2:]])
         values = packed.tolist()
         steps = max(self.steps, 1)
-        temps = tuple(values[2 + len(names):]) if self.temperatures is not None else None
+        first_term = 4
+        temps = tuple(values[first_term + len(names):]) if self.temperatures is not None else None
         window = Window(steps=self.steps, loss_sum=values[0], nonfinite_steps=int(values[1]),
-                        term_means={n: v / steps for n, v in zip(names, values[2:2 + len(names)])},
-                        temperatures=temps)
+                        term_means={n: v / steps for n, v in zip(names, values[first_term:first_term + len(names)])},
+                        temperatures=temps, skipped_steps=int(values[2]), skipped_in_a_row=int(values[3]))
         self._reset()
         return window
 
@@ -161,7 +176,7 @@ class EpochProgress:
         """Take a window of steps read from the device."""
         self.loss_sum += window.loss_sum
         self.loss_count += window.steps - window.nonfinite_steps
-        self.skipped += window.nonfinite_steps
+        self.skipped += max(window.nonfinite_steps, window.skipped_steps)
         self.window = window
         if window.temperatures is not None:
             self.temps = window.temperatures

@@ -116,11 +116,23 @@ def resolve_runtime(block: Any, set_values: Dict[str, Any], flags: Dict[str, Any
     return runtime
 
 
-def check_device(runtime: Runtime, device_type: str) -> None:
-    """Refuse what the device cannot do (fp16 autocast with a gradient scaler is a CUDA feature here)."""
+def check_device(runtime: Runtime, device_type: str, data_parallel: bool = False) -> None:
+    """Refuse what the device or the process layout cannot do, before anything is built.
+
+    fp16 autocast with a gradient scaler is a CUDA feature here. ``--data-parallel`` replicates the student on
+    every GPU at each step: a replica would receive the whole batch's sample indices for a teacher cache whose
+    lookup sees only its slice of the batch, and a compiled call (``nn.Module.compile``) is bound to the module
+    on the first GPU, which every replica would then run there.
+    """
     if runtime.amp == 'fp16' and device_type != 'cuda':
         raise RunError(f'amp fp16 needs a CUDA device (it trains with a gradient scaler), the run is on '
                        f'{device_type}; use --amp bf16')
+    if data_parallel and runtime.teacher_cache:
+        raise RunError('--data-parallel cannot read a teacher cache (each DataParallel replica sees a slice of the batch '
+                       'but the whole batch\'s sample indices); use torchrun for several GPUs, or one GPU')
+    if data_parallel and runtime.compile:
+        raise RunError('--data-parallel cannot run a compiled model (the compiled call is bound to the module on the '
+                       'first GPU, so every replica would run there); use torchrun for several GPUs, or drop --compile')
 
 
 def apply_model_runtime(model: torch.nn.Module, runtime: Runtime) -> None:

@@ -33,20 +33,36 @@ def check_post_forward(train_config: dict, scaler: Optional[torch.amp.GradScaler
                        f'process, but {where}.post_forward_process is {key!r}; use --amp bf16 or remove it')
 
 
-def scaled_post_forward(box, loss: torch.Tensor, scaler: torch.amp.GradScaler) -> None:
+def _scale_tensor(scaler: torch.amp.GradScaler) -> Optional[torch.Tensor]:
+    # The scale as a device tensor: GradScaler.get_scale() would read it back to the host. ``_scale`` is private but
+    # has held the scale since torch 1.6 (it is None until the first scale()).
+    return getattr(scaler, '_scale', None)
+
+
+def scaled_post_forward(box, loss: torch.Tensor, scaler: torch.amp.GradScaler) -> Optional[torch.Tensor]:
     """torchdistill's ``default_post_forward_process`` with the loss scaled, the gradients unscaled before clipping,
-    and the step taken (or skipped, on inf/nan gradients) by the scaler."""
+    and the step taken (or skipped, on inf/nan gradients) by the scaler.
+
+    :return: a 0-dim bool tensor on the device, True when the scaler skipped the optimizer step (it then lowers its
+        scale; read without a host synchronisation), or None when no optimizer step was due (gradient accumulation).
+    """
     box.stage_grad_count += 1
     if box.grad_accum_step > 1:
         loss = loss / box.grad_accum_step
     scaler.scale(loss).backward()
+    skipped = None
     if box.stage_grad_count % box.grad_accum_step == 0:
         if box.max_grad_norm is not None:
             scaler.unscale_(box.optimizer)
             params = [p for group in box.optimizer.param_groups for p in group['params']]
             torch.nn.utils.clip_grad_norm_(params, box.max_grad_norm)
         scaler.step(box.optimizer)
-        scaler.update()
+        before = _scale_tensor(scaler)
+        before = before.clone() if before is not None else None
+        scaler.update()  # lowers the scale exactly when the step was skipped (found inf/nan)
+        after = _scale_tensor(scaler)
+        if before is not None and after is not None:
+            skipped = after < before
         box.optimizer.zero_grad()
     scheduler = box.lr_scheduler
     if scheduler is not None and box.scheduling_step > 0 and box.stage_grad_count % box.scheduling_step == 0 \
@@ -57,6 +73,7 @@ def scaled_post_forward(box, loss: torch.Tensor, scaler: torch.amp.GradScaler) -
             scheduler.step(int(box.stage_grad_count / box.scheduling_step))
         else:
             scheduler.step()
+    return skipped
 
 
 class TrainStep:
@@ -76,6 +93,8 @@ class TrainStep:
         self.cached_teacher = cached_teacher
         #: the 0-indexed epoch being trained (for the teacher cache)
         self.epoch = 0
+        #: with fp16: a device bool, True when the gradient scaler skipped the last step's update (else None)
+        self.last_skipped: Optional[torch.Tensor] = None
         self.non_blocking = ctx.device.type == 'cuda'  # overlaps the copy with compute from pinned host memory
 
     def autocast(self):
@@ -94,7 +113,7 @@ class TrainStep:
         with self.autocast():
             loss = self.box.forward_process(sample_batch, targets, supp_dict)
         if self.scaler is not None:
-            scaled_post_forward(self.box, loss, self.scaler)
+            self.last_skipped = scaled_post_forward(self.box, loss, self.scaler)
         else:
             self.box.post_forward_process(loss=loss)
         return loss

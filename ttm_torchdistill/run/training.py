@@ -85,30 +85,41 @@ def _nonfinite_hints(criterion) -> str:
     return ''.join(f'; {hint}' for hint in dict.fromkeys(hints))
 
 
+#: fp16: steps skipped in a row after which the run stops. GradScaler starts at 2**16 and halves its scale at each
+#: skipped step, so after 17 in a row even unscaled gradients overflow; the margin keeps its first calibration
+#: steps (a few skips at most) far from the limit.
+FP16_SKIPPED_IN_A_ROW_LIMIT = 24
+
+
 def _read_window(meter: StepMeter, progress: EpochProgress, ctx: DistContext, epoch: int, first_step: int,
                  step: int, fp16: bool, last_path: str, criterion):
     window = meter.read(ctx)
+    kept = last_path if os.path.isfile(last_path) else 'none (no epoch completed yet)'
     if window.nonfinite_steps and not fp16:  # with fp16 the scaler skips such steps; otherwise the run is broken
-        kept = last_path if os.path.isfile(last_path) else 'none (no epoch completed yet)'
         raise RunError(f'non-finite loss (nan or inf) in epoch {epoch + 1}, steps {first_step}-{step} of '
                        f'{progress.steps}; nothing of this epoch was saved; last good checkpoint: {kept}'
                        + _nonfinite_hints(criterion))
+    # fp16: a window whose every step the gradient scaler skipped (and at least the limit in a row) learns nothing
+    if fp16 and window.skipped_in_a_row >= max(window.steps, FP16_SKIPPED_IN_A_ROW_LIMIT):
+        raise RunError(f'amp fp16: the gradient scaler skipped the last {window.skipped_in_a_row} steps in a row, up '
+                       f'to epoch {epoch + 1} step {step} of {progress.steps} (inf or nan gradients at every scale: '
+                       f'nothing is learned); nothing of this epoch was saved; last good checkpoint: {kept}; try '
+                       f'--amp bf16 or float32' + _nonfinite_hints(criterion))
     progress.add_window(window)
     return window
 
 
 def _train_one_epoch(box, step_fn: TrainStep, ctx: DistContext, epoch: int, log_freq: int,
-                     recorder: LossTermRecorder, tracker, last_path: str) -> EpochProgress:
+                     recorder: LossTermRecorder, tracker, last_path: str, meter: StepMeter) -> EpochProgress:
     """Train one epoch; reads the device once per ``log_freq`` steps and at the end (no per-step sync)."""
     loader = box.train_data_loader
     steps = len(loader)
     progress = EpochProgress(epoch + 1, box.num_epochs, steps)
-    meter = StepMeter(ctx.device)
     fp16 = step_fn.scaler is not None
     first_step = 1
     for step, (sample_batch, targets, supp_dict) in enumerate(loader, start=1):
         loss = step_fn(sample_batch, targets, supp_dict)
-        meter.add(loss, recorder.pop(), temperature_stats(box.criterion))
+        meter.add(loss, recorder.pop(), temperature_stats(box.criterion), step_fn.last_skipped)
         progress.count_images(sample_batch.shape[0])
         if step % log_freq == 0 or step == steps:
             window = _read_window(meter, progress, ctx, epoch, first_step, step, fp16, last_path, box.criterion)
@@ -258,6 +269,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     if box.val_data_loader is None:
         raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
     recorder = LossTermRecorder(box.criterion)
+    meter = StepMeter(ctx.device)  # one for the run: fp16's count of steps skipped in a row spans epochs
     session_start = time.time()
     try:
         for epoch in range(start_epoch, box.num_epochs):
@@ -271,7 +283,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
             if prepared.device_data is not None:
                 prepared.device_data.install(box, _stage_config(prepared.train_config, box), _stage_where(box))
                 prepared.device_data.set_epoch(box, epoch)
-            progress = _train_one_epoch(box, step_fn, ctx, epoch, log_freq, recorder, tracker, last_path)
+            progress = _train_one_epoch(box, step_fn, ctx, epoch, log_freq, recorder, tracker, last_path, meter)
             lr = box.optimizer.param_groups[0]['lr']
             top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
             # Per-rank mean of the per-step losses, averaged over ranks.
