@@ -1,7 +1,7 @@
 """Test-only hooks for the torchrun tests, imported by their configs through ``dependencies:``.
 
-``TTM_TEST_PROBE=download``: CIFAR-100's download is replaced by one that writes the tiny CIFAR-100 of
-``runner_support`` (torchvision's md5 check reduced to "the file exists", nothing else), and every rank appends
+``TTM_TEST_PROBE=download``: CIFAR-100's download is replaced by one that takes ``$TTM_TEST_DOWNLOAD_SECONDS``
+(default 0.5) and writes the tiny CIFAR-100 of ``runner_support`` (torchvision's md5 check reduced to "the file exists", nothing else), and every rank appends
 ``<rank> <event>`` lines to ``$TTM_TEST_EVENTS`` around each download and each dataset construction (O_APPEND
 writes: the file order is the order of events across processes).
 
@@ -33,7 +33,8 @@ def _install_download_probe() -> None:
 
     def fake_download_and_extract_archive(url, download_root, filename=None, md5=None, **kwargs):
         _event('download start')
-        time.sleep(0.5)  # a real download takes a while: another rank starting now would overlap it
+        # a real download takes a while: another rank starting now would overlap it
+        time.sleep(float(os.environ.get('TTM_TEST_DOWNLOAD_SECONDS', '0.5')))
         runner_support.write_tiny_cifar100(download_root, num_train=32, num_test=16)
         _event('download end')
 

@@ -147,31 +147,37 @@ def test_gpu_recipe_config_trains_unwrapped_in_one_cpu_process_without_pin_warni
     assert not [w for w in recwarn if 'pin_memory' in str(w.message)]
 
 
-def test_a_failure_on_the_node_leader_stops_the_other_ranks_instead_of_leaving_them_waiting(monkeypatch):
+def test_a_failure_on_rank_0_stops_the_other_ranks_instead_of_leaving_them_waiting(monkeypatch):
     from ttm_torchdistill.run import distributed
     votes = []
 
-    def fake_any_rank(flag, ctx):  # the all-reduce, as seen by one rank: True when any rank voted True
-        votes.append(flag)
+    def fake_any_rank(flag, ctx, long_wait=False):  # the all-reduce, as seen by one rank: True when any voted True
+        votes.append((flag, long_wait))
         return flag or fake_any_rank.others_failed
     monkeypatch.setattr(distributed, 'any_rank', fake_any_rank)
-    leader, follower = ctx_for('cpu', distributed=True), ctx_for('cpu', distributed=True)
-    follower.local_rank, follower.rank = 1, 1
+    rank0 = ctx_for('cpu', distributed=True)
+    same_node, other_node = ctx_for('cpu', distributed=True), ctx_for('cpu', distributed=True)
+    same_node.local_rank, same_node.rank = 1, 1
+    other_node.local_rank, other_node.rank = 0, 2
 
     def broken():
         raise RunError('no data')
     fake_any_rank.others_failed = False
-    with pytest.raises(RunError, match='^no data$'):  # the leader reports its own error, after voting
-        distributed.node_leader_first(broken, leader, 'building the datasets')
-    assert votes == [True]
+    with pytest.raises(RunError, match='^no data$'):  # rank 0 reports its own error, after voting
+        distributed.rank0_first(broken, rank0, 'building the datasets')
+    assert votes == [(True, True)]  # in the coordination group: a download may outlast the process group's timeout
     fake_any_rank.others_failed = True
     calls = []
-    with pytest.raises(RunError, match=r'^building the datasets failed on another rank \(its error is reported '
-                                       r'there\); rank 1 stopped$'):
-        distributed.node_leader_first(lambda: calls.append(1), follower, 'building the datasets')
-    assert calls == []  # the follower never builds after a failed leader
+    for ctx in (same_node, other_node):
+        with pytest.raises(RunError, match=rf'^building the datasets failed on another rank \(its error is reported '
+                                           rf'there\); rank {ctx.rank} stopped$'):
+            distributed.rank0_first(lambda: calls.append(1), ctx, 'building the datasets')
+    assert calls == []  # nobody builds after a failed rank 0
     fake_any_rank.others_failed = False
-    assert distributed.node_leader_first(lambda: 'built', follower, 'building the datasets') == 'built'
+    order = []
+    for ctx in (rank0, other_node, same_node):
+        assert distributed.rank0_first(lambda: order.append(ctx.rank) or 'built', ctx, 'building') == 'built'
+    assert order == [0, 2, 1]
 
 
 def test_one_process_on_cuda_k_makes_k_the_current_device(monkeypatch):

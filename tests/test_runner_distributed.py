@@ -90,6 +90,37 @@ def test_first_run_downloads_the_data_once_then_the_other_rank_builds(tmp_path):
     assert sum(1 for rank, what in events if rank == '1' and what.startswith('build end')) == 2
 
 
+def test_two_nodes_sharing_a_folder_download_once_and_wait_past_the_collective_timeout(tmp_path):
+    """Two torchrun agents (--nnodes=2, one process each) on one machine: two nodes whose leaders share a folder.
+
+    Rank 0 downloads first; the other node's leader then finds the files. The download takes longer than the
+    process group's timeout (--dist-timeout 0.1 min = 6 s): the waiting rank waits in the data-build group instead.
+    """
+    folder = str(tmp_path)
+    torch.save({'model': support.TinyLinearNet(100, in_features=3072, hidden=8).state_dict()},
+               os.path.join(folder, 'teacher.pt'))
+    events_path = os.path.join(folder, 'events.txt')
+    port = support.free_port()
+    env = support.subprocess_env({'TTM_TEST_PROBE': 'download', 'TTM_TEST_EVENTS': events_path,
+                                  'TTM_TEST_DOWNLOAD_SECONDS': '12'})
+    agents = [subprocess.Popen(
+        [sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', '--nproc_per_node=1', f'--node_rank={node}',
+         '--master_addr=127.0.0.1', f'--master_port={port}', '-m', 'ttm_torchdistill', '--config',
+         os.path.join(support.CONFIG_DIR, 'runner_tiny_cifar_download.yaml'), '--device', 'cpu', '--world_size', '2',
+         '--seed', '0', '--dist-timeout', '0.1'], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for node in (0, 1)]
+    outputs = [agent.communicate(timeout=300) for agent in agents]
+    for agent, (out, err) in zip(agents, outputs):
+        assert agent.returncode == 0, err[-3000:]
+    with open(events_path) as fp:
+        events = [line.split(' ', 1) for line in fp.read().splitlines()]
+    assert [(rank, what) for rank, what in events if what.startswith('download')] == [('0', 'download start'),
+                                                                                   ('0', 'download end')]
+    first_rank1 = next(i for i, (rank, _) in enumerate(events) if rank == '1')
+    rank0_done = max(i for i, (rank, what) in enumerate(events) if rank == '0' and what.startswith('build end'))
+    assert first_rank1 > rank0_done, events
+
+
 def test_ranks_without_the_best_checkpoint_test_the_best_weights(tmp_path):
     # Each rank in its own folder, as on two nodes without a shared filesystem: rank 1 never sees ckpt/student.pt.
     for rank in (0, 1):

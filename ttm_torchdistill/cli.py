@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--world_size', default=1, type=int,
                         help='number of distributed processes; launch with torchrun --nproc_per_node=N')
     parser.add_argument('--dist_url', default='env://', help='process-group init URL (default env:// for torchrun)')
+    parser.add_argument('--dist-timeout', '--dist_timeout', dest='dist_timeout', type=float, metavar='MINUTES',
+                        help='timeout of collectives between ranks (default torch\'s: 10 min with NCCL, 30 with '
+                             'gloo); building the datasets has its own 2-hour wait, e.g. --dist-timeout 60')
     parser.add_argument('-adjust_lr', action='store_true',
                         help='multiply the learning rate by the world size in distributed runs')
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
@@ -145,7 +148,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             config=args.config, device=args.device or _default_device(), run_log=args.run_log, seed=args.seed,
             start_epoch=args.start_epoch, test_only=args.test_only, student_only=args.student_only,
             log_config=args.log_config, disable_cudnn_benchmark=args.disable_cudnn_benchmark,
-            world_size=args.world_size, dist_url=args.dist_url, adjust_lr=args.adjust_lr,
+            world_size=args.world_size, dist_url=args.dist_url, dist_timeout_min=args.dist_timeout,
+            adjust_lr=args.adjust_lr,
             overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle,
             runtime_flags=runtime_flags(args), data_parallel=args.data_parallel)
         return run(options)

@@ -7,6 +7,7 @@ copies. Here the backend follows the device and the student is always DDP-wrappe
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, List, Optional, Sequence, TypeVar
 
 import torch
@@ -19,6 +20,11 @@ from torchdistill.common.module_util import check_if_wrapped
 from ..errors import RunError
 
 T = TypeVar('T')
+
+#: How long ranks may wait for others that build (download, extract, scan) the datasets. The process group's own
+#: timeout (NCCL 10 minutes, gloo 30 by default) fits training steps, not a download or an ImageNet folder scan on a
+#: network filesystem, so that wait runs in a separate gloo group with this timeout.
+DATA_BUILD_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass
@@ -33,18 +39,22 @@ class DistContext:
     device_ids: Optional[List[int]]
     local_rank: int = 0
     local_world_size: int = 1
+    #: a gloo group over every rank with :data:`DATA_BUILD_TIMEOUT`, for long waits on the host (None alone)
+    coordination: Any = None
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
 
-def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistContext:
+def init_distributed(device_name: str, world_size: int, dist_url: str,
+                     timeout: Optional[timedelta] = None) -> DistContext:
     """Join the process group set up by torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), if any.
 
     :param device_name: ``--device`` (``cuda``, ``cuda:1``, ``cpu``).
     :param world_size: ``--world_size`` (torchrun's ``WORLD_SIZE`` wins when they differ).
     :param dist_url: ``--dist_url`` (``env://`` under torchrun).
+    :param timeout: of the process group's collectives (``--dist-timeout``; None: torch's default).
     """
     try:
         device = torch.device(device_name)
@@ -71,7 +81,9 @@ def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistCo
         device_ids = [local_rank]
     backend = 'nccl' if device.type == 'cuda' else 'gloo'
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method=dist_url, world_size=env_world_size, rank=rank)
+        extra = {'timeout': timeout} if timeout is not None else dict()
+        dist.init_process_group(backend=backend, init_method=dist_url, world_size=env_world_size, rank=rank, **extra)
+    coordination = dist.new_group(backend='gloo', timeout=DATA_BUILD_TIMEOUT)
     # Only rank 0 talks: other ranks keep warnings and errors.
     if rank != 0:
         def_logger.setLevel(logging.WARNING)
@@ -79,7 +91,7 @@ def init_distributed(device_name: str, world_size: int, dist_url: str) -> DistCo
         def_logger.warning(f'--world_size {world_size} differs from torchrun WORLD_SIZE={env_world_size}; '
                            f'using {env_world_size}')
     local_world_size = int(os.environ.get('LOCAL_WORLD_SIZE', env_world_size))
-    return DistContext(True, rank, env_world_size, device, device_ids, local_rank, local_world_size)
+    return DistContext(True, rank, env_world_size, device, device_ids, local_rank, local_world_size, coordination)
 
 
 def ensure_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
@@ -106,16 +118,26 @@ def all_reduce_sum(values: Sequence[float], ctx: DistContext) -> List[float]:
     return tensor.tolist()
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True if ``flag`` is true on any rank."""
+def any_rank(flag: bool, ctx: DistContext, long_wait: bool = False) -> bool:
+    """True if ``flag`` is true on any rank.
+
+    :param long_wait: the other ranks may wait here for long (datasets being built): reduce over the coordination
+        group with its :data:`DATA_BUILD_TIMEOUT` instead of the process group's timeout.
+    """
+    if long_wait and ctx.distributed and ctx.coordination is not None:
+        flags = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64)  # gloo: a host tensor
+        dist.all_reduce(flags, group=ctx.coordination)
+        return flags.item() > 0
     return all_reduce_sum([1.0 if flag else 0.0], ctx)[0] > 0
 
 
-def on_leaders(work: Callable[[], T], ctx: DistContext, leader: bool, what: str) -> Optional[T]:
+def on_leaders(work: Callable[[], T], ctx: DistContext, leader: bool, what: str, long_wait: bool = False) -> Optional[T]:
     """Run ``work`` on the ranks where ``leader`` is true, then tell every rank whether it failed anywhere.
 
     A failure on a leader raises there; the other ranks raise a :class:`RunError` pointing at it, instead of
     waiting for a collective the failed rank never joins. Returns ``work``'s result on leaders, else None.
+
+    :param long_wait: ``work`` may take longer than the process group's timeout (see :func:`any_rank`).
     """
     if not ctx.distributed:
         return work()
@@ -124,22 +146,31 @@ def on_leaders(work: Callable[[], T], ctx: DistContext, leader: bool, what: str)
         try:
             result = work()
         except BaseException:
-            any_rank(True, ctx)  # join the collective the other ranks are waiting in, then report
+            any_rank(True, ctx, long_wait)  # join the collective the other ranks are waiting in, then report
             raise
-    if any_rank(False, ctx):
+    if any_rank(False, ctx, long_wait):
         raise RunError(f'{what} failed on another rank (its error is reported there); rank {ctx.rank} stopped')
     return result
 
 
-def node_leader_first(build: Callable[[], T], ctx: DistContext, what: str) -> T:
-    """Run ``build`` on local rank 0 of every node first, then, once all of them are done, on the other ranks.
+def rank0_first(build: Callable[[], T], ctx: DistContext, what: str) -> T:
+    """Run ``build`` on rank 0 first, then on the first process of every other node, then on the remaining ranks.
 
-    For work that writes shared files, such as a dataset that downloads and extracts its archive on first use:
-    run at once by every rank, the ranks would overwrite each other's files (torchvision writes the archive
-    under its final name, then checks and extracts it).
+    For work that writes files, such as a dataset that downloads and extracts its archive on first use. Run at
+    once by every rank, processes sharing a folder would overwrite each other's files (torchvision writes the
+    archive under its final name, then checks and extracts it); nodes that share a filesystem find rank 0's files
+    in place, nodes that do not fetch their own copy one process per node. Waiting ranks wait in the coordination
+    group (:data:`DATA_BUILD_TIMEOUT`), not in a collective of the process group, whose timeout a download or a
+    folder scan can outlast.
     """
-    result = on_leaders(build, ctx, ctx.local_rank == 0, what)
-    return build() if ctx.distributed and ctx.local_rank != 0 else result
+    if not ctx.distributed:
+        return build()
+    first = on_leaders(build, ctx, ctx.rank == 0, what, long_wait=True)
+    node_leader = ctx.local_rank == 0 and ctx.rank != 0
+    second = on_leaders(build, ctx, node_leader, what, long_wait=True)
+    if ctx.rank == 0:
+        return first
+    return second if node_leader else build()
 
 
 def broadcast_object(obj: T, ctx: DistContext, src: int = 0) -> T:

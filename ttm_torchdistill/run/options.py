@@ -19,6 +19,8 @@ class RunOptions:
     disable_cudnn_benchmark: bool = False
     world_size: int = 1
     dist_url: str = 'env://'
+    #: timeout of the process group's collectives in minutes (``--dist-timeout``; None: torch's default)
+    dist_timeout_min: Optional[float] = None
     adjust_lr: bool = False
     overrides: List[str] = field(default_factory=list)
     resume: bool = False
@@ -32,3 +34,5 @@ class RunOptions:
         """Refuse combinations of options that contradict each other."""
         if self.resume and self.start_epoch:
             raise RunError('--resume takes the epoch from the last-epoch checkpoint; drop --start_epoch')
+        if self.dist_timeout_min is not None and not self.dist_timeout_min > 0:
+            raise RunError(f'--dist-timeout must be a positive number of minutes, got {self.dist_timeout_min}')

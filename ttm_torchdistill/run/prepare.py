@@ -21,7 +21,7 @@ from .config import LoadedConfig, load_config
 from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
 from .data import build_real_datasets, build_smoke_datasets
 from .device_policy import box_device_ids, fit_config_to_machine, sync_bn_applies
-from .distributed import DistContext, node_leader_first
+from .distributed import DistContext, rank0_first
 from .fast_data import DeviceData
 from .model_builder import build_model
 from .options import RunOptions
@@ -158,8 +158,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
                                         train_samples=SMOKE_TRAIN_SAMPLES)
     else:
-        # Datasets may download and extract into a shared folder: one process per node first.
-        datasets = node_leader_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')
+        # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
+        datasets = rank0_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')
     preflight.check_dataset_ids(config, datasets)
     teacher_config = teacher_entry(config)
     teacher = None if teacher_config is None else \

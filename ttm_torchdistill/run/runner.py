@@ -14,6 +14,7 @@ is listed in the README section "Running".
 import logging
 import shutil
 import time
+from datetime import timedelta
 
 from torch.backends import cudnn
 
@@ -33,7 +34,8 @@ def run(opts: RunOptions) -> int:
     """Run one config; returns the process exit code (problems with the input are raised as ``RunError``)."""
     opts.check()
     wall_start = time.time()
-    ctx = init_distributed(opts.device, opts.world_size, opts.dist_url)
+    timeout = timedelta(minutes=opts.dist_timeout_min) if opts.dist_timeout_min is not None else None
+    ctx = init_distributed(opts.device, opts.world_size, opts.dist_url, timeout)
     prepared = None
     try:
         with run_logging(ctx.is_main, opts.run_log):
