@@ -126,7 +126,7 @@ SYNC_METHODS = ('item', 'tolist', '__bool__', '__float__', '__int__', 'cpu', 'nu
 
 def _from_host_side_loader() -> bool:
     # torch's DataLoader/RandomSampler draw their seeds and permutation on the CPU generator (``.item()``,
-    # ``.tolist()``) once per epoch: host tensors, not a wait for the device. Everything else counts.
+    # ``.tolist()``) once per epoch, and collate host tensors: not a wait for the device. Everything else counts.
     frame = sys._getframe(2)
     while frame is not None:
         if f'torch{os.sep}utils{os.sep}data' in frame.f_code.co_filename:
@@ -151,17 +151,9 @@ def sync_counter(monkeypatch):
     return counter
 
 
-@pytest.mark.parametrize('extra', [[], ['--set', 'train.criterion.kwargs.sub_terms.kd.criterion='
-                                              '{key: WTTMLoss, kwargs: {temperature: max_logit}}'],
-                                   ['--set', 'train.criterion.kwargs.sub_terms.kd.criterion='
-                                             '{key: DKDLoss, kwargs: {temperature: 4.0}}']],
-                         ids=['kd', 'wttm-max-logit', 'dkd'])
-def test_training_steps_read_the_device_once_per_log_freq(tmp_path, monkeypatch, capsys, sync_counter, extra):
-    """32 steps per epoch with log_freq 8: at most one host read per window of 8 steps (4 per epoch)."""
-    monkeypatch.chdir(tmp_path)
-    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
-    epochs = []
-    original = training._train_one_epoch
+def _counted(module, name, sync_counter, passes, monkeypatch):
+    """Count host reads during each call of ``module.name`` (one list of calls per call)."""
+    original = getattr(module, name)
 
     def counted(*args, **kwargs):
         sync_counter['on'] = True
@@ -169,14 +161,53 @@ def test_training_steps_read_the_device_once_per_log_freq(tmp_path, monkeypatch,
             return original(*args, **kwargs)
         finally:
             sync_counter['on'] = False
-            epochs.append(list(sync_counter['calls']))
+            passes.append(list(sync_counter['calls']))
             sync_counter['calls'].clear()
-    monkeypatch.setattr(training, '_train_one_epoch', counted)
-    run_ok(capsys, ['--config', TINY, '--device', 'cpu', '--seed', '0', '--set', 'train.num_epochs=2',
-                    '--set', 'train.log_freq=8', '--set', 'train.train_data_loader.kwargs.batch_size=1'] + extra)
-    assert len(epochs) == 2
-    for calls in epochs:
-        assert calls == ['tolist'] * (32 // 8), calls  # the StepMeter's one read per window, nothing else
+    monkeypatch.setattr(module, name, counted)
+
+
+SET_KD = '--set', 'train.criterion.kwargs.sub_terms.kd.criterion='
+STEP_CASES = {
+    'kd': (TINY, [], 1),
+    'wttm-max-logit': (TINY, [SET_KD[0], SET_KD[1] + '{key: WTTMLoss, kwargs: {temperature: max_logit}}'], 1),
+    'dkd': (TINY, [SET_KD[0], SET_KD[1] + '{key: DKDLoss, kwargs: {temperature: 4.0}}'], 1),
+    'wttm-itrd': (os.path.join(support.CONFIG_DIR, 'runner_tiny_itrd.yaml'), [], 2),  # ITRD needs 2 per batch
+    'wttm-crd': (os.path.join(support.CONFIG_DIR, 'runner_tiny_crd.yaml'), [], 2),
+}
+#: torchdistill's CRDLoss reads its five parameters with .item() on every step (and its two normalisers once more on
+#: the first step): a known cost of using it as is (docs/crd_itrd.md).
+CRD_ITEMS_PER_STEP, CRD_FIRST_STEP_ITEMS = 5, 2
+
+
+@pytest.mark.parametrize('case', list(STEP_CASES))
+def test_training_steps_and_evaluation_read_the_device_once_per_window(tmp_path, monkeypatch, capsys, sync_counter,
+                                                                       case):
+    """32 samples per epoch, log_freq 8 steps: one host read per window of 8 steps, and one per evaluation pass."""
+    config, extra, batch_size = STEP_CASES[case]
+    monkeypatch.chdir(tmp_path)
+    torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
+    epochs, evaluations, created = [], [], []
+    _counted(training, '_train_one_epoch', sync_counter, epochs, monkeypatch)
+    _counted(training, 'evaluate', sync_counter, evaluations, monkeypatch)
+    original_tensor = torch.tensor
+
+    def counted_tensor(*args, **kwargs):  # a host-to-device copy when made for the device (collate is host-side)
+        created.append(sync_counter['on'] and not _from_host_side_loader())
+        return original_tensor(*args, **kwargs)
+    monkeypatch.setattr(torch, 'tensor', counted_tensor)
+    run_ok(capsys, ['--config', config, '--device', 'cpu', '--seed', '0', '--set', 'train.num_epochs=2',
+                    '--set', 'train.log_freq=8', '--set', f'train.train_data_loader.kwargs.batch_size={batch_size}']
+           + extra)
+    steps = 32 // batch_size
+    assert len(epochs) == 2 and len(evaluations) == 2
+    for epoch, calls in enumerate(epochs):
+        expected = ['tolist'] * (steps // 8)  # the StepMeter's one read per window
+        if case == 'wttm-crd':
+            expected += ['item'] * (CRD_ITEMS_PER_STEP * steps + (CRD_FIRST_STEP_ITEMS if epoch == 0 else 0))
+        assert sorted(calls) == sorted(expected), calls
+    for calls in evaluations:
+        assert calls == ['tolist'], calls  # one read per pass, nothing per batch
+    assert not any(created)  # no host-to-device tensor per step or batch
 
 
 def test_smoke_runs_the_device_data_path(tmp_path, monkeypatch, capsys):

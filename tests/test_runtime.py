@@ -230,3 +230,51 @@ def test_fp16_scaler_skips_are_seen_without_reading_the_device():
     assert first.dtype == torch.bool and first.device.type == 'cpu' and not first
     skipped = scaled_post_forward(box, model(torch.ones(1, 3)).sum() * float('inf'), scaler)
     assert skipped
+
+
+def test_compiled_models_keep_one_static_graph_per_batch_size():
+    """A last partial batch would otherwise send every later batch through a graph with a symbolic batch size."""
+    from ttm_torchdistill.run.step import mark_batch_static
+
+    def run(mark):
+        torch._dynamo.reset()
+        graphs = []
+
+        def recording_backend(graph_module, example_inputs):
+            graphs.append(['symbolic' if not isinstance(x, torch.Tensor) else tuple(x.shape) for x in example_inputs])
+            return graph_module.forward
+        compiled = torch.compile(support.TinyLinearNet(10, in_features=12), backend=recording_backend)
+        for batch in (4, 4, 3, 4, 3):  # full batches, the epoch's last partial one, the next epoch
+            images = torch.randn(batch, 3, 2, 2)
+            compiled(mark_batch_static(images) if mark else images)
+        return graphs
+    assert [graph[0] for graph in run(mark=True)] == [(4, 3, 2, 2), (3, 3, 2, 2)]
+    assert run(mark=False)[1][0] == 'symbolic'  # what the marking prevents
+
+
+def test_distributed_student_is_compiled_inside_ddp_not_before(tmp_path):
+    """torch compiles the DDP wrapper (so the gradient all-reduce can overlap the compiled backward), not the module
+    inside it; one gloo process stands in for a torchrun rank."""
+    from torch import distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from ttm_torchdistill.run import training
+    from ttm_torchdistill.run.distributed import DistContext
+    from ttm_torchdistill.run.runtime import Runtime, apply_model_runtime
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+    try:
+        ctx = DistContext(True, 0, 1, torch.device('cpu'), None)
+        runtime = Runtime(compile=True)
+        student = support.TinyLinearNet(10)
+        apply_model_runtime(student, runtime, compile_now=not ctx.distributed)
+
+        class Box:
+            pass
+        box = Box()
+        box.student_model = student
+        training._wrap_student(box, ctx, runtime)
+        assert isinstance(box.student_model, DistributedDataParallel) and box.student_model.module is student
+        assert box.student_model._compiled_call_impl is not None and student._compiled_call_impl is None
+        training._wrap_student(box, ctx, runtime)  # after a stage change: already wrapped and compiled
+        assert box.student_model.module is student
+    finally:
+        dist.destroy_process_group()

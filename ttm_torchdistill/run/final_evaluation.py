@@ -69,7 +69,7 @@ def test(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Dict[str, An
                                ('student', prepared.student, prepared.student_name)):
         if model is None:
             continue
-        top1, top5, _ = evaluate(model, test_loader, ctx)
+        top1, top5, _ = evaluate(model, test_loader, ctx, static_batches=prepared.runtime.compile)
         results[role] = {'top1': top1, 'top5': top5}
         logger.info(f'[{role.capitalize()}: {models[entry]["key"]}] test top-1 {top1:.2f}  top-5 {top5:.2f}')
     return results

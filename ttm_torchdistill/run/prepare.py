@@ -165,9 +165,9 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     teacher = None if teacher_config is None else \
         _build_and_load(teacher_config, 'models.teacher_model', config, ctx, opts.allow_pickle)
     student = _build_and_load(student_config, f'models.{student_name}', config, ctx, opts.allow_pickle)
-    for model in (teacher, student):
-        if model is not None:
-            apply_model_runtime(model, runtime)
+    apply_model_runtime(student, runtime, compile_now=not ctx.distributed)  # else compiled inside DDP (training)
+    if teacher is not None:
+        apply_model_runtime(teacher, runtime)
     if opts.log_config:
         logger.info(f'config: {config}')
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,

@@ -135,14 +135,29 @@ def check_device(runtime: Runtime, device_type: str, data_parallel: bool = False
                        'first GPU, so every replica would run there); use torchrun for several GPUs, or drop --compile')
 
 
-def apply_model_runtime(model: torch.nn.Module, runtime: Runtime) -> None:
+def apply_model_runtime(model: torch.nn.Module, runtime: Runtime, compile_now: bool = True) -> None:
     """Channels-last memory format and ``torch.compile``, in place.
 
     ``nn.Module.compile`` compiles the module's call in place: the object, its submodule paths (which
     torchdistill's forward hooks and ``*_module_path`` arguments name) and its ``state_dict`` keys stay those of
     the plain model, so checkpoints carry no ``_orig_mod.`` prefix.
+
+    :param compile_now: False for a student that DistributedDataParallel will wrap: torch compiles the DDP wrapper
+        instead (:func:`compile_wrapper`), so that the gradient all-reduce overlaps the compiled backward.
     """
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    if runtime.compile:
+    if runtime.compile and compile_now:
         model.compile()
+
+
+def compile_wrapper(wrapper: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    """Compile a DistributedDataParallel-wrapped student in place, as torch advises for DDP with ``torch.compile``.
+
+    Compiled inside DDP, the whole backward is one compiled graph whose gradients are ready only at its end, so
+    DDP's bucketed all-reduce cannot overlap it; compiling the wrapper lets dynamo split the graph at DDP's bucket
+    boundaries (``torch._dynamo.config.optimize_ddp``, on by default). Idempotent.
+    """
+    if runtime.compile and getattr(wrapper, '_compiled_call_impl', None) is None:
+        wrapper.compile()
+    return wrapper

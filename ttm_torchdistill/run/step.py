@@ -76,6 +76,18 @@ def scaled_post_forward(box, loss: torch.Tensor, scaler: torch.amp.GradScaler) -
     return skipped
 
 
+def mark_batch_static(batch: torch.Tensor) -> torch.Tensor:
+    """Tell torch.compile that the batch dimension is static.
+
+    A loader that keeps its last partial batch (RepDistiller's ``drop_last: False``; evaluation loaders) hands the
+    compiled models a new batch size once per epoch. By default dynamo then recompiles a graph with a symbolic batch
+    size and runs every later batch, full ones included, through that dynamic graph; marked static, each batch size
+    gets its own static graph (two per loader) and the full batches keep theirs.
+    """
+    torch._dynamo.mark_static(batch, 0)
+    return batch
+
+
 class TrainStep:
     """Run one step of ``box`` with the run's runtime options.
 
@@ -110,6 +122,8 @@ class TrainStep:
         targets = targets.to(self.ctx.device, non_blocking=self.non_blocking)
         if self.runtime.channels_last and sample_batch.dim() == 4:
             sample_batch = sample_batch.contiguous(memory_format=torch.channels_last)
+        if self.runtime.compile:
+            mark_batch_static(sample_batch)
         with self.autocast():
             loss = self.box.forward_process(sample_batch, targets, supp_dict)
         if self.scaler is not None:

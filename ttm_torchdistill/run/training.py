@@ -28,6 +28,7 @@ from .fast_data import CachedTeacher, check_teacher_hooks, open_teacher_cache
 from .options import RunOptions
 from .prepare import Prepared
 from .progress import EpochProgress, LossTermRecorder, StepMeter, evaluate, format_duration, temperature_stats
+from .runtime import compile_wrapper
 from .step import TrainStep, check_post_forward, make_scaler
 from .trainable_heads import check_trainable_heads
 
@@ -76,6 +77,14 @@ def _set_student(box, model) -> None:
         box.model = model
     else:
         box.student_model = model
+
+
+def _wrap_student(box, ctx: DistContext, runtime) -> None:
+    """DistributedDataParallel around the box's student when distributed (any device), then compiled as a whole."""
+    student = ensure_ddp(_student_of(box), ctx)
+    if ctx.distributed:
+        compile_wrapper(student, runtime)
+    _set_student(box, student)
 
 
 def _nonfinite_hints(criterion) -> str:
@@ -257,7 +266,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     cached_teacher = _cached_teacher(prepared, ctx)
     box = _setup_box(prepared, ctx, lr_factor, cached_teacher if cached_teacher is not None else prepared.teacher)
     check_trainable_heads(box, _stage_where(box))
-    _set_student(box, ensure_ddp(_student_of(box), ctx))
+    _wrap_student(box, ctx, prepared.runtime)
     student, dst_ckpt = prepared.student, prepared.dst_ckpt
     last_path = last_ckpt_path(dst_ckpt)
     scaler = make_scaler(prepared.runtime, ctx)
@@ -285,7 +294,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 prepared.device_data.set_epoch(box, epoch)
             progress = _train_one_epoch(box, step_fn, ctx, epoch, log_freq, recorder, tracker, last_path, meter)
             lr = box.optimizer.param_groups[0]['lr']
-            top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
+            top1, top5, _ = evaluate(student, box.val_data_loader, ctx, static_batches=prepared.runtime.compile)
             # Per-rank mean of the per-step losses, averaged over ranks.
             train_loss = progress.mean_loss
             if ctx.distributed:
@@ -307,7 +316,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
             if getattr(box, 'stage_number', None) != stage_before:  # a new stage built its own modules and optimizer
                 check_trainable_heads(box, _stage_where(box))
             # A multi-stage box builds the next stage's student module at a stage change, unwrapped on CPU.
-            _set_student(box, ensure_ddp(_student_of(box), ctx))
+            _wrap_student(box, ctx, prepared.runtime)
             rng_per_rank = all_gather_objects(capture_rng_state(), ctx)  # a collective: every rank takes part
             if ctx.is_main:
                 # last before best: see _resume for how a kill between the two is repaired
