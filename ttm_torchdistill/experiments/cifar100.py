@@ -140,7 +140,6 @@ def launch_lines(exp: Experiment, batch_statistics: bool) -> List[str]:
         f'  torchrun --nproc_per_node=8 -m ttm_torchdistill --config {exp.path} --world_size 8',
         f'As is, {batch} per process gives a global batch of {batch * 8} at lr {lr}; with '
         f'--set train.train_data_loader.kwargs.batch_size={batch // 8} the global batch is {batch} again, but '
-        f'BatchNorm normalises over {batch // 8} samples per GPU{intra}. (torchdistill 1.1.5 applies a model\'s '
-        "sync_bn: True only to torchvision models, so these CIFAR models cannot use SyncBatchNorm through the "
-        'config.)',
+        f'BatchNorm normalises over {batch // 8} samples per GPU{intra}, unless a model entry says sync_bn: True '
+        '(the runner then converts its BatchNorm layers to SyncBatchNorm on GPUs).',
     ]
