@@ -140,3 +140,125 @@ def quirk_free(sw, tw, ss, ts, temperature=4.0, standardize=False, teacher_only_
     for t in [t_strong, 3.0, 5.0, 2.0, 6.0]:
         total = total + kd(ss, ts, t)
     return total
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The strong augmentation: the authors' RandAugment(2, 10) + Cutout (dataset/cifar100.py), op by op, with its
+# random draws taken from a ``draws`` object instead of Python's ``random`` and numpy's global generator.
+# ---------------------------------------------------------------------------------------------------------------
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps  # noqa: E402
+
+
+def AutoContrast(img, _):
+    return ImageOps.autocontrast(img)
+
+
+def Brightness(img, v):
+    assert v >= 0.0
+    return ImageEnhance.Brightness(img).enhance(v)
+
+
+def Color(img, v):
+    assert v >= 0.0
+    return ImageEnhance.Color(img).enhance(v)
+
+
+def Contrast(img, v):
+    assert v >= 0.0
+    return ImageEnhance.Contrast(img).enhance(v)
+
+
+def Equalize(img, _):
+    return ImageOps.equalize(img)
+
+
+def Identity(img, v):
+    return img
+
+
+def Posterize(img, v):
+    return ImageOps.posterize(img, max(1, int(v)))
+
+
+def Rotate(img, v):
+    return img.rotate(v)
+
+
+def Sharpness(img, v):
+    assert v >= 0.0
+    return ImageEnhance.Sharpness(img).enhance(v)
+
+
+def ShearX(img, v):
+    return img.transform(img.size, Image.AFFINE, (1, v, 0, 0, 1, 0))
+
+
+def ShearY(img, v):
+    return img.transform(img.size, Image.AFFINE, (1, 0, 0, v, 1, 0))
+
+
+def TranslateX(img, v):
+    return img.transform(img.size, Image.AFFINE, (1, 0, v * img.size[0], 0, 1, 0))
+
+
+def TranslateY(img, v):
+    return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, v * img.size[1]))
+
+
+def Solarize(img, v):
+    assert 0 <= v <= 256
+    return ImageOps.solarize(img, v)
+
+
+def CutoutAbs(img, v, draws):
+    w, h = img.size
+    x0 = draws.np_uniform(w)
+    y0 = draws.np_uniform(h)
+    x0 = int(max(0, x0 - v / 2.0))
+    y0 = int(max(0, y0 - v / 2.0))
+    x1 = min(w, x0 + v)
+    y1 = min(h, y0 + v)
+    img = img.copy()
+    ImageDraw.Draw(img).rectangle((x0, y0, x1, y1), (125, 123, 114))
+    return img
+
+
+def Cutout(img, v, draws):
+    assert 0.0 <= v <= 0.5
+    if v <= 0.0:
+        return img
+    return CutoutAbs(img, v * img.size[0], draws)
+
+
+AUGMENT_LIST = [
+    (AutoContrast, 0, 1), (Brightness, 0.05, 0.95), (Color, 0.05, 0.95), (Contrast, 0.05, 0.95),
+    (Equalize, 0, 1), (Identity, 0, 1), (Posterize, 4, 8), (Rotate, -30, 30), (Sharpness, 0.05, 0.95),
+    (ShearX, -0.3, 0.3), (ShearY, -0.3, 0.3), (Solarize, 0, 256), (TranslateX, -0.3, 0.3), (TranslateY, -0.3, 0.3),
+]
+
+
+class FixedDraws:
+    """Stands for the authors' random sources: ``choices`` (random.choices), ``random`` (random.random) and
+    ``np_uniform(low)`` (np.random.uniform(low), i.e. high=1.0), fed from fixed lists of numbers in [0, 1)."""
+
+    def __init__(self, choice_indices, uniforms):
+        self.choice_indices, self.uniforms = list(choice_indices), list(uniforms)
+
+    def choices(self, population, k):
+        return [population[self.choice_indices.pop(0)] for _ in range(k)]
+
+    def random(self):
+        return self.uniforms.pop(0)
+
+    def np_uniform(self, low, high=1.0):
+        return low + (high - low) * self.random()
+
+
+def rand_augment(img, n, draws):
+    """The authors' RandAugment(n, m).__call__ (m is unused there)."""
+    ops = draws.choices(AUGMENT_LIST, k=n)
+    for op, min_val, max_val in ops:
+        val = min_val + float(max_val - min_val) * draws.random()
+        img = op(img, val)
+    cutout_val = draws.random() * 0.5
+    return Cutout(img, cutout_val, draws)
