@@ -126,7 +126,8 @@ def test_torchvision_randaugment_numbers_quoted_in_the_docstring():
      r'StrongAugment works on PIL images \(put it before ToTensor\), got Tensor'),
     (lambda: SA.apply_op(_images(1)[0], 'Invert', 0.0), ValueError,
      r"unknown strong-augmentation op 'Invert'; the ops are AutoContrast, "),
-    (lambda: SA.cutout(_images(1)[0], 0.6, (3.0, 3.0)), ValueError, r'cutout fraction must be in \[0, 0\.5\], got 0\.6'),
+    (lambda: SA.cutout(_images(1)[0], 0.6, (3.0, 3.0)), ValueError,
+     r'cutout fraction must be in \[0, 0\.5\], got 0\.6'),
 ])
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
