@@ -89,6 +89,17 @@ class TwoViewDataset(BaseDatasetWrapper):
         :class:`~ttm_torchdistill.strong_augment.StrongAugment`, ToTensor, Normalize); it must give a tensor of
         the weak view's shape.
     :raises TypeError: a dataset without a ``transform`` (or with None), or a strong transform that is not callable.
+
+    .. code-block:: yaml
+
+        train_data_loader:
+          dataset_id: 'cifar100/train'
+          dataset_wrapper:
+            key: 'TwoViewDataset'
+            kwargs:
+              strong_transform: !import_call  # crop, flip, StrongAugment, ToTensor, Normalize
+                key: 'torchvision.transforms.Compose'
+                init: {kwargs: {transforms: [...]}}
     """
 
     def __init__(self, org_dataset, strong_transform: Callable):
@@ -141,6 +152,13 @@ class TwoViewModel(AuxiliaryModelWrapper):
     :param device_ids: given by torchdistill; unused.
     :param distributed: given by torchdistill; unused (the box wraps the whole wrapper).
     :param find_unused_parameters: given by torchdistill; unused.
+
+    .. code-block:: yaml
+
+        student:
+          auxiliary_model_wrapper: {key: 'TwoViewModel'}
+          forward_hook: {input: [], output: ['weak', 'strong']}
+          requires_grad: True
     """
 
     def __init__(self, teacher_model: Optional[nn.Module] = None, student_model: Optional[nn.Module] = None,
