@@ -22,8 +22,28 @@ from conftest import REPO_ROOT
 PLUGIN_LOSSES = sorted(k for k, v in MIDDLE_LEVEL_LOSS_DICT.items() if v.__module__ == 'ttm_torchdistill.losses')
 
 
+#: Losses that read two views of each image (MLKD: weak and strong); the others read one.
+TWO_VIEW_LOSSES = {'MLKDLoss'}
+
+
+def io_dicts(key, student, teacher, path='.', io='output', teacher_path='.', teacher_io='output'):
+    """The (student, teacher) io dicts a loss of ``key`` reads: the logits at ``path``/``io``; a two-view loss gets
+    them as its weak view and a shifted copy as its strong view (its default paths, or the given weak ones)."""
+    if key not in TWO_VIEW_LOSSES:
+        return {path: {io: student}}, {teacher_path: {teacher_io: teacher}}
+    weak = 'weak' if path == '.' else path
+    teacher_weak = 'weak' if teacher_path == '.' else teacher_path
+    return ({weak: {io: student}, 'strong': {'output': student.flip(0)}},
+            {teacher_weak: {teacher_io: teacher}, 'strong': {'output': teacher.flip(0)}})
+
+
+def temperature_shape(key, n):
+    """Shape of ``last_temperature`` after a batch of ``n``: one row per view."""
+    return (2, n) if key in TWO_VIEW_LOSSES else (n,)
+
+
 def test_plugin_registers_the_documented_keys():
-    assert PLUGIN_LOSSES == ['ATDISTLoss', 'ATKDLoss', 'DKDLoss', 'TTMLoss', 'WTTMLoss']
+    assert PLUGIN_LOSSES == ['ATDISTLoss', 'ATKDLoss', 'DKDLoss', 'MLKDLoss', 'TTMLoss', 'WTTMLoss']
 
 
 def _yaml_examples(cls):
@@ -48,8 +68,7 @@ def test_docstring_yaml_example_builds_and_runs(key):
         criterion.set_epoch(1)
     student = torch.randn(8, 10, requires_grad=True)
     teacher = torch.randn(8, 10, requires_grad=True)
-    value = sub_term['weight'] * criterion({'.': {'output': student}}, {'.': {'output': teacher}},
-                                           torch.randint(0, 10, (8,)))
+    value = sub_term['weight'] * criterion(*io_dicts(key, student, teacher), torch.randint(0, 10, (8,)))
     value.backward()
     assert value.dim() == 0 and torch.isfinite(value)
     assert student.grad is not None and teacher.grad is None
@@ -61,8 +80,9 @@ def test_max_logit_records_per_sample_temperature(key):
     if hasattr(criterion, 'set_epoch'):
         criterion.set_epoch(100)
     assert criterion.last_temperature is None
-    criterion({'.': {'output': torch.randn(6, 10)}}, {'.': {'output': torch.randn(6, 10)}}, torch.zeros(6).long())
-    assert criterion.last_temperature.shape == (6,) and not criterion.last_temperature.requires_grad
+    criterion(*io_dicts(key, torch.randn(6, 10), torch.randn(6, 10)), torch.zeros(6).long())
+    assert criterion.last_temperature.shape == temperature_shape(key, 6)
+    assert not criterion.last_temperature.requires_grad
     assert (criterion.last_temperature > 0).all()
 
 
@@ -72,15 +92,17 @@ def test_last_temperature_is_the_resolved_temperature_and_stays_a_tensor(key):
     if hasattr(criterion, 'set_epoch'):
         criterion.set_epoch(100)
     s, t = torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 10, dtype=torch.float64)
-    criterion({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(6))
+    criterion(*io_dicts(key, s, t), torch.arange(6))
     expected = F.resolve_temperature(s, t, 'max_logit', teacher_only_max=True)
+    if key in TWO_VIEW_LOSSES:  # weak view, then the strong one (the same logits, flipped)
+        expected = torch.stack([expected, expected.flip(0)])
     assert isinstance(criterion.last_temperature, torch.Tensor)
     assert criterion.last_temperature.device == s.device and criterion.last_temperature.dtype == torch.float64
     assert torch.equal(criterion.last_temperature, expected)
     fixed = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0}})
     if hasattr(fixed, 'set_epoch'):
         fixed.set_epoch(100)
-    fixed({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(6))
+    fixed(*io_dicts(key, s, t), torch.arange(6))
     assert fixed.last_temperature is None
 
 
@@ -125,7 +147,7 @@ def test_adapter_step_reads_nothing_back_to_the_host(key, kwargs, monkeypatch):
     student = torch.randn(8, 10, requires_grad=True)
     teacher, targets = torch.randn(8, 10), torch.randint(0, 10, (8,))
     with count_host_reads(monkeypatch) as calls:
-        loss = criterion({'.': {'output': student}}, {'.': {'output': teacher}}, targets)
+        loss = criterion(*io_dicts(key, student, teacher), targets)
         loss.backward()
     assert calls == []
     assert torch.isfinite(loss) and student.grad is not None
@@ -165,11 +187,11 @@ def test_reads_logits_from_configured_module_path(key):
     if hasattr(criterion, 'set_epoch'):
         criterion.set_epoch(100)
     s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.arange(4)
-    nested = criterion({'fc': {'input': s}}, {'head': {'output': t}}, y)
+    nested = criterion(*io_dicts(key, s, t, 'fc', 'input', 'head', 'output'), y)
     default = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0}})
     if hasattr(default, 'set_epoch'):
         default.set_epoch(100)
-    torch.testing.assert_close(nested, default({'.': {'output': s}}, {'.': {'output': t}}, y))
+    torch.testing.assert_close(nested, default(*io_dicts(key, s, t), y))
 
 
 def test_importing_the_plugin_leaves_every_existing_entry_untouched():

@@ -10,9 +10,11 @@ from typing import Callable, MutableMapping, Optional
 # Import torchdistill's own registrations first, so a clash with a built-in key is seen here instead of
 # torchdistill overwriting our entry (or we its) when its modules are imported later.
 import torchdistill.core  # noqa: F401  (pre-epoch processes)
+import torchdistill.datasets  # noqa: F401  (CRDDatasetWrapper, SSKDDatasetWrapper, ...)
 import torchdistill.losses  # noqa: F401  (KDLoss, DISTLoss, WeightedSumLoss, ...)
 import torchdistill.models  # noqa: F401  (resnet20, wide_resnet, densenet, ...)
 from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT, register_pre_epoch_proc_func
+from torchdistill.datasets.registry import DATASET_WRAPPER_DICT, register_dataset_wrapper
 from torchdistill.losses.registry import (
     HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT, register_mid_level_loss,
 )
@@ -99,4 +101,12 @@ def auxiliary_model_wrapper(key: Optional[str] = None):
     def decorator(obj):
         return register_unique(AUXILIARY_MODEL_WRAPPER_DICT, key or obj.__name__, obj, 'auxiliary model wrapper',
                                register_auxiliary_model_wrapper)
+    return decorator
+
+
+def dataset_wrapper(key: Optional[str] = None):
+    """Decorator: register a dataset wrapper (``train_data_loader.dataset_wrapper.key``), never overwriting."""
+    def decorator(obj):
+        return register_unique(DATASET_WRAPPER_DICT, key or obj.__name__, obj, 'dataset wrapper',
+                               register_dataset_wrapper)
     return decorator

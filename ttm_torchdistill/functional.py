@@ -24,7 +24,8 @@ targets must be valid class indices. The torchdistill adapters in :mod:`ttm_torc
 their hyperparameters once, at construction, and then call the same unchecked core as these functions,
 with only the metadata checks per call and DKD's target range asserted on the device.
 
-This module imports nothing but torch and the standard library.
+This module imports nothing but torch, the standard library and :mod:`ttm_torchdistill._mlkd` (MLKD's unchecked
+core, which imports only torch).
 """
 import math
 import numbers
@@ -35,12 +36,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from . import _mlkd
+
 __all__ = [
     'MAX_LOGIT', 'MAX_LOGIT_FACTOR', 'Temperature',
     'standardize_logits', 'max_logit_temperature', 'resolve_temperature',
     'check_temperature', 'check_teacher_only_max', 'check_weight', 'check_flag', 'check_warmup_epochs',
     'check_epoch', 'dkd_warmup_factor',
-    'ttm_loss', 'wttm_loss', 'dist_loss', 'kd_loss', 'dkd_loss',
+    'ttm_loss', 'wttm_loss', 'dist_loss', 'kd_loss', 'dkd_loss', 'mlkd_loss',
 ]
 
 MAX_LOGIT = 'max_logit'
@@ -60,9 +63,10 @@ _Resolved = Union[float, Tensor]
 # Argument checks: each error names the parameter, what was expected and what was given.
 # ----------------------------------------------------------------------------------------------
 
-def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
+def _check_logits(student_logits: Tensor, teacher_logits: Tensor,
+                  names: Tuple[str, str] = ('student_logits', 'teacher_logits')) -> None:
     """Types, dtypes and shapes of the logits: metadata only, never a read of the values."""
-    for name, value in (('student_logits', student_logits), ('teacher_logits', teacher_logits)):
+    for name, value in zip(names, (student_logits, teacher_logits)):
         if not isinstance(value, Tensor):
             raise TypeError(f'{name} must be a torch.Tensor of shape (N, C), got {type(value).__name__}')
         if not value.is_floating_point():
@@ -70,7 +74,7 @@ def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
         if value.dim() != 2:
             raise ValueError(f'{name} must be 2-D logits of shape (N, C), got shape {tuple(value.shape)}')
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError('student_logits and teacher_logits must have the same shape (N, C), got '
+        raise ValueError(f'{names[0]} and {names[1]} must have the same shape (N, C), got '
                          f'{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}')
     n, c = student_logits.shape
     if n < 1 or c < 2:
@@ -628,3 +632,121 @@ def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, *,
     temperature = _check_temperature_args(temperature, teacher_only_max)
     return _evaluate(_dkd, student_logits, teacher_logits, temperature, teacher_only_max, standardize,
                      targets=targets, alpha=alpha, beta=beta, factor=factor)[0]
+
+
+def _check_mlkd_views(student_weak: Tensor, teacher_weak: Tensor, student_strong: Tensor,
+                      teacher_strong: Tensor) -> None:
+    """Types, dtypes and shapes of MLKD's four logits (metadata only): each view a pair of (N, C), both views alike."""
+    _check_logits(student_weak, teacher_weak, ('student_weak', 'teacher_weak'))
+    _check_logits(student_strong, teacher_strong, ('student_strong', 'teacher_strong'))
+    if student_weak.shape != student_strong.shape:
+        raise ValueError('the weak and strong views must have the same shape (N, C) (two views of the same images), '
+                         f'got {tuple(student_weak.shape)} and {tuple(student_strong.shape)}')
+
+
+def _check_mlkd_temperature(temperature: Temperature, teacher_only_max: bool) -> Temperature:
+    """A number or 'max_logit': a per-sample tensor would not say which view it belongs to."""
+    if isinstance(temperature, Tensor):
+        raise TypeError(f"MLKD's temperature must be a positive number or '{MAX_LOGIT}' (each view resolves its own "
+                        f'per-sample temperatures), got a tensor of shape {tuple(temperature.shape)}')
+    return _check_temperature_args(temperature, teacher_only_max)
+
+
+def _evaluate_mlkd(student_weak: Tensor, teacher_weak: Tensor, student_strong: Tensor, teacher_strong: Tensor,
+                   temperature: Temperature, teacher_only_max: bool, standardize: bool,
+                   code_faithful: bool) -> Tuple[Tensor, Tuple[_Resolved, _Resolved]]:
+    """MLKD on the working logits with each view's temperature resolved once; returns the loss and the weak and
+    strong views' temperatures (floats or (N, 1) tensors without gradient).
+
+    Checks nothing: the caller has checked the logits and the hyperparameters."""
+    with _no_autocast(student_weak.device):
+        views = _working_precision(student_weak, teacher_weak.detach(), student_strong, teacher_strong.detach())
+        if standardize:
+            views = tuple(standardize_logits(v) for v in views)
+        sw, tw, ss, ts = views
+        t_weak = _resolve(sw, tw, temperature, teacher_only_max, standardize)
+        t_strong = _resolve(ss, ts, temperature, teacher_only_max, standardize)
+        return _mlkd.mlkd(sw, tw, ss, ts, t_weak, t_strong, code_faithful), (t_weak, t_strong)
+
+
+def mlkd_loss(student_weak: Tensor, teacher_weak: Tensor, student_strong: Tensor, teacher_strong: Tensor, *,
+              temperature: Temperature = 4.0, standardize: bool = False, teacher_only_max: bool = False,
+              code_faithful: bool = True) -> Tensor:
+    r"""Multi-Level Logit Distillation (MLKD) on a weak and a strong view, as the authors' ``MLKD.forward`` returns it.
+
+    With :math:`P_T(z) = \sigma(z / T)`, the five temperatures :math:`\mathcal{T}_v = (T_v, 3, 5, 2, 6)` of view
+    :math:`v` (the configured or per-sample :math:`T_v`, then MLKD's fixed ones), :math:`w` the weak and :math:`s`
+    the strong view:
+
+    .. math::
+        \mathrm{KD}_T(v) = \frac{1}{N}\sum_{i} T^2 D_{KL}\big(P_T(z^t_{v,i}) \,\|\, P_T(z^s_{v,i})\big), \quad
+        \mathrm{BC}_T(v) = \frac{1}{N}\big\|P_T(Z^t_v) P_T(Z^t_v)^{\top} - P_T(Z^s_v) P_T(Z^s_v)^{\top}\big\|_F^2,
+        \quad
+        \mathrm{CC}_T(v) = \frac{1}{C}\big\|P_T(Z^t_v)^{\top} P_T(Z^t_v) - P_T(Z^s_v)^{\top} P_T(Z^s_v)\big\|_F^2
+
+    .. math::
+        \mathcal{L}_{MLKD} = \sum_{T \in \mathcal{T}_w} \Big(f_s\,\mathrm{KD}_T(w) + f_s\,\mathrm{BC}_T(w)
+        + f_c\,\mathrm{CC}_T(w)\Big) + \sum_{T \in (T_s, 3, 5)} \mathrm{KD}_T(s) + \sum_{T \in (2, 6)} \mathrm{KD}_T(w)
+
+    where :math:`f_s` is the fraction of samples whose top teacher probability :math:`\max_j \sigma(z^t_{w,i})_j`
+    is at most its batch median, and :math:`f_c` the fraction of classes whose teacher probability summed over
+    the batch, :math:`\sum_i \sigma(z^t_{w,i})_c`, is at most the median over classes (teacher softmax of the weak
+    view at temperature 1, on the standardised logits with ``standardize=True``). Medians are linearly
+    interpolated (``numpy.percentile``'s default) and computed on the device.
+
+    ``temperature`` is :math:`T_v`: a number (the authors' ``--kd_T``, the same for both views) or
+    ``'max_logit'``, a per-sample :math:`T_{v,i}` for each view from its own logits
+    (:func:`max_logit_temperature`; with ``standardize=True`` this is the authors' ``--logit_stand
+    --mlogit_temp``). The fixed temperatures 2, 3, 5 and 6 stay fixed. With ``standardize=True`` every term,
+    the masks included, reads the z-scored logits (:func:`standardize_logits`).
+
+    Jin, Wang & Lin, "Multi-Level Logit Distillation", CVPR 2023. Authors' code:
+    https://github.com/Jin-Ying/Multi-Level-Logit-Distillation (``mdistiller/distillers/KD_ours.py``); with logit
+    standardisation (Sun et al., CVPR 2024) and the max-logit temperature (Matsuyama et al., arXiv:2503.09030):
+    https://github.com/kei813121/atkd (``distiller_zoo/mlkd.py``), which this function reproduces.
+
+    :param student_weak: :math:`Z^s_w`, the student's logits of the weak view, shape :math:`(N, C)`.
+    :param teacher_weak: :math:`Z^t_w`, the teacher's logits of the weak view, shape :math:`(N, C)`; detached.
+    :param student_strong: :math:`Z^s_s`, the student's logits of the strong view, shape :math:`(N, C)`.
+    :param teacher_strong: :math:`Z^t_s`, the teacher's logits of the strong view, shape :math:`(N, C)`; detached.
+    :param temperature: :math:`T_v`: a positive number or ``'max_logit'`` (a tensor is refused: it would not say
+        which view it belongs to).
+    :param standardize: z-score all four logits over the classes first.
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher only.
+    :param code_faithful: reproduce the authors' code, quirks included (default); ``False`` gives the reading
+        without the first two quirks below.
+    :return: :math:`\mathcal{L}_{MLKD}`, a 0-dim tensor.
+
+    .. warning::
+        The authors' code (the same in the original MLKD repository, the logit-standardisation fork and the
+        max-logit repository) differs from a plain reading of the method in three ways, reproduced by default:
+
+        1. **The masks scale, they do not select.** Each weak-view term is reduced to a scalar first and then
+           multiplied by the boolean mask and averaged, which gives the term times :math:`f_s` (or :math:`f_c`):
+           every sample and class still contributes. ``code_faithful=False`` selects instead:
+           :math:`\frac{1}{N}\sum_i m_i T^2 D_{KL,i}`, and the rows of the Gram differences that belong to the
+           masked samples (:math:`\frac{1}{N}\sum_i m_i \sum_j (\cdot)_{ij}^2`) or classes
+           (:math:`\frac{1}{C}\sum_c m_c \sum_{c'} (\cdot)_{cc'}^2`), the per-sample reading the authors' commented
+           ``reduce=False`` points to.
+        2. **The strong-view KD sum reads the weak view at** :math:`T = 2` **and** :math:`6`: its last two terms
+           are the weak view's (unmasked) KD. ``code_faithful=False`` uses the strong view at all five
+           temperatures.
+        3. **The strong view's batch- and class-level terms are computed and left out of the sum.** Both modes
+           leave them out (and do not compute them): no source says they were meant to count.
+
+        The authors compute the medians with ``np.percentile`` on the host (a device synchronisation per step);
+        here ``torch.quantile(..., interpolation='linear')`` computes the same threshold on the device, equal up
+        to its rounding in the working precision. The logit-standardisation fork takes the masks and the batch-
+        and class-level terms from the raw logits and standardises only inside KD; the max-logit repository,
+        followed here, standardises all four logits before everything.
+
+    .. note::
+        The weights are applied outside: the authors' total is :math:`\gamma\,(\mathrm{CE}(z^s_w, y) +
+        \mathrm{CE}(z^s_s, y)) + \beta\,\mathcal{L}_{MLKD}`.
+    """
+    check_flag(standardize, 'standardize')
+    check_flag(code_faithful, 'code_faithful')
+    _check_mlkd_views(student_weak, teacher_weak, student_strong, teacher_strong)
+    temperature = _check_mlkd_temperature(temperature, teacher_only_max)
+    return _evaluate_mlkd(student_weak, teacher_weak, student_strong, teacher_strong, temperature, teacher_only_max,
+                          standardize, code_faithful)[0]

@@ -10,17 +10,18 @@ without repeating that function's hyperparameter checks. Nothing is read back to
 training step: the ``'max_logit'`` temperature is kept as a device tensor in ``last_temperature``, and
 ``DKDLoss`` asserts the range of its targets on the device.
 
-Registered keys: ``TTMLoss``, ``WTTMLoss``, ``ATDISTLoss``, ``ATKDLoss``, ``DKDLoss``.
+Registered keys: ``TTMLoss``, ``WTTMLoss``, ``ATDISTLoss``, ``ATKDLoss``, ``DKDLoss``, ``MLKDLoss``.
 """
 from typing import Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from . import functional as F
 from ._io_dict import read_io
 from ._registry import mid_level_loss
 
-__all__ = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss']
+__all__ = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss', 'MLKDLoss']
 
 
 class _LogitDistillationLoss(nn.Module):
@@ -323,3 +324,99 @@ class DKDLoss(_LogitDistillationLoss):
         F._assert_target_range_on_device(targets, c)
         return self._evaluate(F._dkd, student, teacher, self.standardize, targets=targets, alpha=self.alpha,
                               beta=self.beta, factor=F._warmup_factor(self.epoch, self.warmup_epochs))
+
+
+#: Where :class:`MLKDLoss` reads each view by default: the identity taps of ``TwoViewModel`` (``two_view.py``).
+_WEAK_VIEW_PATHS = {'student_module_path': 'weak', 'teacher_module_path': 'weak'}
+
+
+@mid_level_loss()
+class MLKDLoss(_LogitDistillationLoss):
+    r"""Multi-Level Logit Distillation (MLKD) on a weak and a strong view of each image.
+
+    .. math::
+        \mathcal{L}_{MLKD} = \sum_{T \in (T_w, 3, 5, 2, 6)} \Big(f_s\,\mathrm{KD}_T(w) + f_s\,\mathrm{BC}_T(w)
+        + f_c\,\mathrm{CC}_T(w)\Big) + \sum_{T \in (T_s, 3, 5)} \mathrm{KD}_T(s) + \sum_{T \in (2, 6)} \mathrm{KD}_T(w)
+
+    Instance-level KD on both views, batch-level (:math:`N \times N`) and class-level (:math:`C \times C`)
+    consistency on the weak view, at the configured temperature and MLKD's fixed 2, 3, 5 and 6; :math:`f_s` and
+    :math:`f_c` are the fractions of samples and classes whose teacher confidence is at most the median.
+
+    Jin, Wang & Lin, "Multi-Level Logit Distillation", CVPR 2023; with logit standardisation and the max-logit
+    temperature as in https://github.com/kei813121/atkd (``distiller_zoo/mlkd.py``). Authors' code:
+    https://github.com/Jin-Ying/Multi-Level-Logit-Distillation. Math, and the quirks of the authors' code
+    reproduced by default: :func:`ttm_torchdistill.functional.mlkd_loss`.
+
+    The two views come from ``TwoViewDataset`` (a batch of ``(weak, strong)`` pairs) and ``TwoViewModel`` on the
+    student and the teacher (one forward per view; hook their ``weak`` and ``strong`` outputs):
+    :mod:`ttm_torchdistill.two_view`. Cross-entropy on both views is two ``SimpleLossWrapper`` sub-terms reading
+    ``weak`` and ``strong``.
+
+    :param temperature: :math:`T_v`: a positive number (the authors' ``--kd_T``) or ``'max_logit'`` (per sample,
+        each view from its own logits; with ``standardize: True`` the authors' ``--logit_stand --mlogit_temp``).
+    :param standardize: z-score all logits over the classes first (logit standardisation).
+    :param teacher_only_max: with ``'max_logit'``, take the maximum over the teacher's logits only.
+    :param code_faithful: the authors' value, quirks included (default); ``False``: masks select samples and
+        classes, and the strong-view KD sum reads the strong view at every temperature.
+    :param student_strong_module_path: module path of the student's strong-view logits (default ``'strong'``).
+    :param student_strong_module_io: ``'input'`` or ``'output'`` of that module.
+    :param teacher_strong_module_path: module path of the teacher's strong-view logits (default ``'strong'``).
+    :param teacher_strong_module_io: ``'input'`` or ``'output'`` of that module.
+    :param paths: ``student_module_path``, ``student_module_io``, ``teacher_module_path``, ``teacher_module_io``:
+        where the weak view's :math:`(N, C)` logits are read (default: ``'weak'``, ``'output'``).
+
+    With ``'max_logit'``, :attr:`last_temperature` has shape :math:`(2, N)`: the weak view's temperatures, then
+    the strong view's.
+
+    .. warning::
+        The default reproduces the authors' code, whose masks scale the weak-view terms by the fraction of
+        samples (classes) below the median instead of selecting them, and whose strong-view KD sum reads the weak
+        view at :math:`T = 2` and :math:`6`; ``code_faithful: False`` gives the reading without these quirks.
+
+    .. code-block:: yaml
+
+        mlkd:
+          criterion:
+            key: 'MLKDLoss'
+            kwargs:
+              temperature: 'max_logit'
+              standardize: True
+          weight: 9.0  # beta, with 0.1 on each view's CE (logit-standardisation default)
+    """
+
+    def __init__(self, temperature: F.Temperature = 4.0, standardize: bool = False, teacher_only_max: bool = False,
+                 code_faithful: bool = True, *, student_strong_module_path: str = 'strong',
+                 student_strong_module_io: str = 'output', teacher_strong_module_path: str = 'strong',
+                 teacher_strong_module_io: str = 'output', **paths: str):
+        super().__init__(temperature, teacher_only_max, **{**_WEAK_VIEW_PATHS, **paths})
+        if isinstance(self.temperature, Tensor):
+            F._check_mlkd_temperature(self.temperature, self.teacher_only_max)
+        self.standardize = F.check_flag(standardize, 'standardize')
+        self.code_faithful = F.check_flag(code_faithful, 'code_faithful')
+        for name, value in (('student_strong_module_path', student_strong_module_path),
+                            ('student_strong_module_io', student_strong_module_io),
+                            ('teacher_strong_module_path', teacher_strong_module_path),
+                            ('teacher_strong_module_io', teacher_strong_module_io)):
+            if not isinstance(value, str):
+                raise TypeError(f'{name} must be a string, got {value!r}')
+        self.student_strong_module_path, self.student_strong_module_io = \
+            student_strong_module_path, student_strong_module_io
+        self.teacher_strong_module_path, self.teacher_strong_module_io = \
+            teacher_strong_module_path, teacher_strong_module_io
+
+    _hyperparameters = ('temperature', 'standardize', 'teacher_only_max', 'code_faithful')
+
+    def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
+        student_weak = self._read(student_io_dict, self.student_module_path, self.student_module_io, 'student')
+        teacher_weak = self._read(teacher_io_dict, self.teacher_module_path, self.teacher_module_io, 'teacher')
+        student_strong = self._read(student_io_dict, self.student_strong_module_path, self.student_strong_module_io,
+                                    'student')
+        teacher_strong = self._read(teacher_io_dict, self.teacher_strong_module_path, self.teacher_strong_module_io,
+                                    'teacher')
+        F._check_mlkd_views(student_weak, teacher_weak, student_strong, teacher_strong)
+        loss, (t_weak, t_strong) = F._evaluate_mlkd(student_weak, teacher_weak, student_strong, teacher_strong,
+                                                    self.temperature, self.teacher_only_max, self.standardize,
+                                                    self.code_faithful)
+        if isinstance(self.temperature, str):  # 'max_logit': (N, 1) each, computed under no_grad
+            self.last_temperature = torch.stack([t_weak.reshape(-1), t_strong.reshape(-1)])
+        return loss

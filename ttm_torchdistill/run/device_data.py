@@ -27,8 +27,8 @@ Loader semantics (as torchdistill's ``build_data_loader`` makes a ``DataLoader``
 
 Runner API::
 
-    data = DeviceDataset.from_torchvision(dataset, device=device, seed=run_seed)      # once per dataset
-    loader = DeviceLoader.from_config(data, train_config['train_data_loader'], seed=run_seed,
+    data = DeviceDataset.from_torchvision(dataset, device=device, seed=seed)          # once per dataset
+    loader = DeviceLoader.from_config(data, train_config['train_data_loader'], seed=seed,
                                       distributed=ctx.distributed, rank=rank, world_size=world_size)
     for epoch in range(start_epoch, num_epochs):
         loader.set_epoch(epoch)   # required on resume; without it epochs simply follow on from the last one

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import RunError, one_line
-from .config_walk import teacher_entry
+from ..two_view import TWO_VIEW_DATASET
+from .config_walk import iter_loader_configs, teacher_entry
 from .device_data import DeviceDataset, DeviceLoader
 from .distributed import DistContext
 from .teacher_cache import TeacherCache, cache_metadata, file_sha256
@@ -111,6 +112,18 @@ def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceData
     except (ValueError, OSError) as exc:
         raise RunError(f'runtime.teacher_cache: {one_line(exc, None)}') from None
     return cache
+
+
+def check_single_view(config: Dict[str, Any]) -> None:
+    """The device data path makes one view per image from the dataset's own transform: a loader that adds MLKD's
+    strongly augmented second view is refused before anything is built (this covers the teacher cache, which needs
+    the device data path, and ``cache-teacher``)."""
+    for where, loader_config in iter_loader_configs(config):
+        wrapper = loader_config.get('dataset_wrapper')
+        if isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET:
+            raise RunError(f'runtime.device_data: {where}.dataset_wrapper is {TWO_VIEW_DATASET!r}, whose strong view '
+                           '(its strong_transform, e.g. StrongAugment) the device data path does not translate; run '
+                           'this config without --device-data and --teacher-cache')
 
 
 def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:

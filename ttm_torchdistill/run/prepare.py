@@ -22,7 +22,7 @@ from .config_walk import student_entry, student_num_classes, teacher_entry, trai
 from .data import build_real_datasets, build_smoke_datasets
 from .device_policy import box_device_ids, fit_config_to_machine, sync_bn_applies
 from .distributed import DistContext, rank0_first
-from .fast_data import DeviceData
+from .fast_data import DeviceData, check_single_view
 from .model_builder import build_model
 from .options import RunOptions
 from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
@@ -154,6 +154,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     seed = _seed_the_run(opts, ctx, resume_checkpoint)
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         logger.info(f'fitted to this machine: {note}')
+    if runtime.device_data:
+        check_single_view(config)
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
                                         train_samples=SMOKE_TRAIN_SAMPLES)
