@@ -212,7 +212,7 @@ def expected_terms(exp: Experiment):
     raise AssertionError(f'{exp.name}: method {exp.method!r} has no expected criterion in expected_terms()')
 
 
-# Numbers typed from /work/shared/PAPERS.md (not from the table): (experiment, what, value, where in PAPERS.md).
+# Numbers typed from the papers' digest (PAPERS.md; not from the table): (experiment, what, value, where in PAPERS.md).
 # ``what`` is 'top1' (reference block), 'gamma' (1/temperature of the TTM/WTTM term), 'beta' (its weight),
 # 'lr', or '<term>.weight' / '<term>.<kwarg>' of the criterion.
 SPOT_CHECKS = [

@@ -14,7 +14,7 @@ from torchdistill.models.registry import get_model
 
 import runner_support as support
 from ttm_torchdistill import cli
-from ttm_torchdistill.run import training
+from ttm_torchdistill.run.train import loop as training
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -187,7 +187,7 @@ def test_training_steps_and_evaluation_read_the_device_once_per_window(tmp_path,
     monkeypatch.chdir(tmp_path)
     torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
     epochs, evaluations, created = [], [], []
-    _counted(training, '_train_one_epoch', sync_counter, epochs, monkeypatch)
+    _counted(training, 'train_one_epoch', sync_counter, epochs, monkeypatch)
     _counted(training, 'evaluate', sync_counter, evaluations, monkeypatch)
     original_tensor = torch.tensor
 

@@ -160,11 +160,12 @@ def test_dkd_bad_targets():
 
 
 def test_dkd_warmup_needs_epoch():
-    with pytest.raises(ValueError, match=r'warmup_epochs=20 needs the current epoch \(counted from 1\), got epoch=None'):
+    with pytest.raises(ValueError,
+                       match=r'warmup_epochs=20 needs the current epoch \(counted from 1\), got epoch=None'):
         F.dkd_loss(S, T, Y, warmup_epochs=20)
     criterion = get_mid_level_loss({'key': 'DKDLoss', 'kwargs': {}})
     with pytest.raises(RuntimeError, match=r"DKDLoss\(warmup_epochs=20\) needs the current epoch: set "
-                                           r"train.pre_epoch_process: 'eval_teacher_pre_epoch_process'"):
+                                           r"train.pre_epoch_process: 'eval_teacher_and_set_loss_epoch'"):
         criterion({'.': {'output': S}}, {'.': {'output': T}}, Y)
     with pytest.raises(ValueError, match=r'epoch must be a non-negative integer \(counted from 1\), got 1.5'):
         criterion.set_epoch(1.5)

@@ -6,7 +6,7 @@ from torchdistill.losses.registry import get_mid_level_loss
 
 import slow_reference_mlkd as slow
 import ttm_torchdistill.functional as F
-from ttm_torchdistill import _mlkd
+from ttm_torchdistill._core import mlkd as _mlkd
 
 # the authors' --kd_T, and their --logit_stand --mlogit_temp (plus this plugin's max-logit on raw logits)
 MODES = [

@@ -14,7 +14,8 @@ from ttm_torchdistill import cli
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
-NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=teacher.pt']  # an existing file: the dataset is the first problem
+# an existing file: the dataset is the first problem
+NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=teacher.pt']
 
 
 @pytest.fixture

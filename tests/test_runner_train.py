@@ -12,9 +12,10 @@ from torchdistill.models.registry import get_model
 
 import runner_support as support
 from ttm_torchdistill import cli
-from ttm_torchdistill.run.config import load_config
-from ttm_torchdistill.run.distributed import DistContext
-from ttm_torchdistill.run.progress import EpochProgress, StepMeter, temperature_stats
+from ttm_torchdistill.run.config.loading import load_config
+from ttm_torchdistill.run.machine.context import DistContext
+from ttm_torchdistill.run.train.meter import StepMeter, temperature_stats
+from ttm_torchdistill.run.train.progress import EpochProgress
 
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
 CIFAR_CE = os.path.join(support.CONFIG_DIR, 'runner_cifar100_ce.yaml')
@@ -109,12 +110,13 @@ def test_smoke_runs_offline_and_writes_nothing_in_place(config, tmp_path, monkey
     assert 'Smoke run of' in out and 'passed' in out
     assert 'step 2/2' in out and 'Epoch 1/1 done' in out
     if config == CIFAR:  # its teacher checkpoint does not exist here: a warning, not an error
-        assert 'smoke: models.teacher_model.src_ckpt: ' in out and 'ckpt_epoch_240.pth not available; random weights' in out
+        assert 'smoke: models.teacher_model.src_ckpt: ' in out
+        assert 'ckpt_epoch_240.pth not available; random weights' in out
     assert os.listdir(tmp_path) == []  # no data folder, no checkpoint, no log in the working folder
 
 
 def test_smoke_uses_configured_input_size_and_classes(tmp_path, monkeypatch):
-    from ttm_torchdistill.run.data import build_smoke_datasets
+    from ttm_torchdistill.run.data.synthetic import build_smoke_datasets
     monkeypatch.chdir(tmp_path)
     loaded = load_config(IMAGENET)
     datasets = build_smoke_datasets(loaded, 1000, {'ilsvrc2012/train'})

@@ -14,7 +14,8 @@ import torch
 
 from torchdistill.models.registry import MODEL_DICT
 from ttm_torchdistill import teachers
-from ttm_torchdistill.teachers import FetchError, fetch_teachers, main
+from ttm_torchdistill.commands.fetch_teachers import main
+from ttm_torchdistill.teachers import FetchError, fetch_teachers
 
 # Smallest public teachers; both are real registered architectures.
 SMALL = ('resnet56', 'resnet110')

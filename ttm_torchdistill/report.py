@@ -206,7 +206,8 @@ def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
     blocks = []
     for dataset, experiments in grouped.items():
         lines = [f'### {dataset}', '',
-                 '| experiment | n | seeds | epochs | best top-1 | last top-1 | paper top-1 | last - paper | paper source |',
+                 '| experiment | n | seeds | epochs | best top-1 | last top-1 | paper top-1 | last - paper '
+                 '| paper source |',
                  '|---|---:|---|---|---:|---:|---:|---:|---|']
         for experiment, runs in experiments.items():
             reference = paper_reference(runs[0])
@@ -223,8 +224,8 @@ def format_tables(grouped: Dict[str, Dict[str, List[RunSummary]]]) -> str:
             '"best" is the best validation epoch of each run, "last" its final epoch; the difference uses the '
             'last-epoch mean. Paper numbers come from the experiment table (ttm_torchdistill/experiments/table.py), '
             'or for experiments not in it from the reference block each run recorded. Runs with different --set '
-            'overrides are listed as separate experiments, without a difference to the paper; "incomplete" runs stopped '
-            'before the planned epochs.')
+            'overrides are listed as separate experiments, without a difference to the paper; "incomplete" runs '
+            'stopped before the planned epochs.')
     return '\n\n'.join(blocks + [note]) + '\n'
 
 

@@ -7,14 +7,15 @@ from torch.backends import cudnn
 from torchdistill.datasets.util import build_data_loader
 
 from ..errors import RunError
-from .checkpoint import last_ckpt_path, summary_path
-from .distributed import DistContext, all_reduce_sum, broadcast_state, on_leaders
+from .machine.context import DistContext, all_reduce_sum, broadcast_state, on_leaders
+from .models.weights import load_weights
 from .options import RunOptions
 from .prepare import Prepared
-from .progress import evaluate, format_duration
 from .summary import build_summary, write_summary
-from .training import RunState
-from .weights import load_weights
+from .train.checkpoint import last_ckpt_path, summary_path
+from .train.evaluation import evaluate
+from .train.progress import format_duration
+from .train.state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

@@ -18,12 +18,13 @@ from datetime import timedelta
 
 from torch.backends import cudnn
 
-from .distributed import cleanup, init_distributed
+from .machine.context import cleanup, init_distributed
 from .final_evaluation import summarise, test
 from .logging_setup import run_logging
 from .options import RunOptions
 from .prepare import prepare
-from .training import RunState, train
+from .train.loop import train
+from .train.state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

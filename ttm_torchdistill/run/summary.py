@@ -50,7 +50,8 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
     return {
         'format': SUMMARY_FORMAT, 'config': config_path, 'experiment': experiment, 'dataset': dataset,
         'reference': reference if isinstance(reference, dict) else None, 'seed': identity['seed'],
-        'seed_drawn': bool(identity.get('seed_drawn', False)), 'world_size': world_size, 'overrides': list(identity['overrides']),
+        'seed_drawn': bool(identity.get('seed_drawn', False)), 'world_size': world_size,
+        'overrides': list(identity['overrides']),
         'config_sha256': identity['config_sha256'], 'planned_epochs': planned_epochs, 'epochs': epochs,
         'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')}
         if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
