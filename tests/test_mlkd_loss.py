@@ -222,7 +222,7 @@ def test_function_errors(args, kwargs, error, message):
 
 
 @pytest.mark.parametrize('kwargs, error, message', [
-    ({'temprature': 4.0}, TypeError, r"unexpected keyword argument 'temprature'"),
+    ({'temprature': 4.0}, TypeError, r"^MLKDLoss has no argument 'temprature' \(did you mean 'temperature'\?\)"),
     ({'temperature': -2}, ValueError, r"temperature must be a positive number or 'max_logit', got -2"),
     ({'code_faithful': None}, TypeError, r'code_faithful must be True or False, got None'),
     ({'standardize': 'True'}, TypeError, r"standardize must be True or False, got 'True'"),

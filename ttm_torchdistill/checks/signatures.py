@@ -7,6 +7,7 @@ base's arguments belong to the public class the user wrote. Another package's ``
 missing required arguments are reported (with the names given that resemble them).
 """
 import difflib
+import functools
 import inspect
 import re
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def accepted_arguments(obj: Any, positional: int = 0, implicit: Iterable[str] = 
                 continue
             if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and to_skip > 0:
                 to_skip -= 1
+                implicit.add(param.name)  # filled positionally: a base declaring it again is given it too
                 continue
             if param.kind is param.POSITIONAL_ONLY or param.name in names or param.name in implicit:
                 continue
@@ -152,3 +154,40 @@ def public_text(exc: BaseException, key: str) -> str:
     """``exc`` on one line, with a constructor's (possibly private) class name replaced by ``key``, the name the user
     wrote."""
     return INIT_NAME.sub(key, one_line(exc))
+
+
+def checked_keywords(obj: Any, name: Optional[str] = None) -> Any:
+    """Make a class (in place) or a function (wrapped) refuse wrong keyword arguments with a message of its own.
+
+    Python's own ``TypeError`` names the function that received the arguments: for a loss adapter that forwards
+    ``**paths`` to a private base, ``_LogitDistillationLoss.__init__() got an unexpected keyword argument``, and for a
+    misspelt required argument only that it is missing. Here the keyword arguments are compared with what the
+    callable accepts (:func:`accepted_arguments`) before it runs, and a problem is a ``TypeError`` naming the class or
+    function the user called, each wrong argument with the closest valid one, and the valid ones
+    (:func:`argument_problem`). Positional arguments are left to Python.
+
+    :param name: what the user calls a function (its registry key; default: its ``__name__``). A class is named by
+        the class of the object being built, so a subclass that inherits ``__init__`` names itself.
+    """
+    if inspect.isclass(obj):
+        original = obj.__init__
+
+        @functools.wraps(original)
+        def __init__(self, *args, **kwargs):
+            if type(self).__init__ is __init__:  # the class the user called (not a base reached through super())
+                _refuse_wrong_keywords(type(self), type(self).__name__, args, kwargs)
+            original(self, *args, **kwargs)
+        obj.__init__ = __init__
+        return obj
+
+    @functools.wraps(obj)
+    def call(*args, **kwargs):
+        _refuse_wrong_keywords(obj, name or obj.__name__, args, kwargs)
+        return obj(*args, **kwargs)
+    return call
+
+
+def _refuse_wrong_keywords(target: Any, name: str, args: tuple, kwargs: Dict[str, Any]) -> None:
+    problem = argument_problem(name, accepted_arguments(target, positional=len(args)), kwargs)
+    if problem is not None:
+        raise TypeError(problem)
