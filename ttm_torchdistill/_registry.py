@@ -14,7 +14,9 @@ import torchdistill.datasets  # noqa: F401  (CRDDatasetWrapper, SSKDDatasetWrapp
 import torchdistill.losses  # noqa: F401  (KDLoss, DISTLoss, WeightedSumLoss, ...)
 import torchdistill.models  # noqa: F401  (resnet20, wide_resnet, densenet, ...)
 from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT, register_pre_epoch_proc_func
-from torchdistill.datasets.registry import DATASET_WRAPPER_DICT, register_dataset_wrapper
+from torchdistill.datasets.registry import (
+    DATASET_DICT, DATASET_WRAPPER_DICT, register_dataset, register_dataset_wrapper,
+)
 from torchdistill.losses.registry import (
     HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT, register_mid_level_loss,
 )
@@ -120,4 +122,11 @@ def dataset_wrapper(key: Optional[str] = None):
     def decorator(obj):
         return register_unique(DATASET_WRAPPER_DICT, key or obj.__name__, obj, 'dataset wrapper',
                                register_dataset_wrapper)
+    return decorator
+
+
+def dataset(key: Optional[str] = None):
+    """Decorator: register a dataset class (torchdistill's ``get_dataset(key)``), never overwriting."""
+    def decorator(obj):
+        return register_unique(DATASET_DICT, key or obj.__name__, obj, 'dataset', register_dataset)
     return decorator

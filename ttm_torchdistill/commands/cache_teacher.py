@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--epochs', type=int, metavar='N',
                         help='epochs to cache (default: the config\'s number of training epochs)')
     parser.add_argument('--dtype', choices=('float32', 'float16', 'float64'), default='float32',
-                        help='storage dtype: float16 halves the size (see the README for what it changes)')
+                        help='storage dtype: float16 halves the size (BENCHMARKS.md measures what it changes in '
+                             'each loss)')
     parser.add_argument('--batch-size', type=int, default=500, help='images per teacher forward (default 500)')
     parser.add_argument('--device', default=None, help='torch device (default: cuda when available, else cpu)')
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',

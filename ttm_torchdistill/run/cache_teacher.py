@@ -30,7 +30,7 @@ def cache_teacher(config: str, seed: int, out: str, epochs: Optional[int] = None
                   allow_pickle: bool = False) -> dict:
     """Build the cache of ``config``'s teacher for runs with ``--seed seed``; returns the metadata written."""
     opts = RunOptions(config=config, device=device, seed=seed, overrides=list(overrides or []),
-                      allow_pickle=allow_pickle, runtime_flags={'device_data': True})
+                      allow_pickle=allow_pickle, runtime_flags={'device_data': True}, log_fitting=False)
     ctx = init_distributed(device, 1, 'env://')
     if ctx.distributed:
         raise RunError('cache-teacher runs in one process (the cache serves every rank); launch it without torchrun')

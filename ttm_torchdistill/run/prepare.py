@@ -110,14 +110,14 @@ def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext, s
 
 
 def _cached_teacher(runtime: Runtime, config: Dict[str, Any], device_data: Optional[DeviceData],
-                    ctx: DistContext) -> Optional[CachedTeacher]:
+                    ctx: DistContext, seed: RunSeed) -> Optional[CachedTeacher]:
     """The stand-in teacher reading ``runtime.teacher_cache``, checked against this run's data (None without a cache;
     the config was checked by ``preflight.check_teacher_cache``)."""
     if not runtime.teacher_cache:
         return None
     where, first = next(iter_train_stage_configs(config))
     train_data = device_data.dataset(first['train_data_loader']['dataset_id'], f'{where}.train_data_loader')
-    cache = open_teacher_cache(runtime.teacher_cache, config, train_data, planned_epochs(config), ctx)
+    cache = open_teacher_cache(runtime.teacher_cache, config, train_data, planned_epochs(config), ctx, seed.drawn)
     logger.info(f'Teacher logits read from the cache {runtime.teacher_cache} (the teacher network is not run while '
                 f'training)')
     return CachedTeacher(cache)
@@ -160,12 +160,15 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         for note in notes:
             logger.info(f'smoke: {note}')
     student_name, dst_ckpt = _check_config(config, opts, runtime)
+    if runtime.device_data:
+        preflight.check_device_data_datasets(loaded, config)
     # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a
     # cheap error, and a run started without --seed continues with the seed it recorded.
     resume_checkpoint = load_last_on_rank0(last_ckpt_path(dst_ckpt), ctx) if opts.resume else None
     seed = _seed_the_run(opts, ctx, resume_checkpoint)
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
-        logger.info(f'fitted to this machine: {note}')
+        if opts.log_fitting:
+            logger.info(f'fitted to this machine: {note}')
     datasets = _build_datasets(loaded, config, opts, ctx)
     teacher, student = _build_models(config, student_name, runtime, opts, ctx)
     if opts.log_config:
@@ -174,7 +177,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=dst_ckpt, identity=run_identity(opts.config, seed.value, opts.overrides, seed.drawn),
                     seed=seed, resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
-                    cached_teacher=_cached_teacher(runtime, config, device_data, ctx), smoke_dir=smoke_dir,
+                    cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
                     device_ids=box_device_ids(ctx, opts.data_parallel))
 
 

@@ -45,7 +45,7 @@ def run(opts: RunOptions) -> int:
             state = RunState() if opts.test_only else train(prepared, opts, ctx)
             test_results = test(prepared, opts, ctx)
             if not opts.test_only and ctx.is_main:
-                summarise(prepared, opts, ctx, state, test_results)
+                summarise(prepared, opts, ctx, state, test_results, wall_start)
             if opts.smoke:
                 logger.info(f'Smoke run of {opts.config} passed in {time.time() - wall_start:.1f}s '
                             f'(nothing written outside a temporary folder)')

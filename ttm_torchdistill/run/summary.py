@@ -8,7 +8,7 @@ Schema (format 1)::
      "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s"}],
      "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
-     "checkpoints": {"best": str, "last": str}, "wall_time_s": float,
+     "checkpoints": {"best": str, "last": str}, "wall_time_s": float, "session_time_s": float,
      "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"}}
 """
 import json
@@ -38,8 +38,14 @@ def experiment_name(config_path: str) -> Tuple[str, Optional[str]]:
 def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identity: Dict[str, Any],
                   world_size: int, planned_epochs: Optional[int], epochs: List[Dict[str, Any]],
                   best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
-                  wall_time_s: float, runtime: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                  wall_time_s: float, runtime: Optional[Dict[str, Any]] = None,
+                  session_time_s: Optional[float] = None) -> Dict[str, Any]:
     """Assemble the summary dict with exactly the keys of the schema above.
+
+    :param wall_time_s: training time, all sessions of a resumed run added up (the epochs, validation and
+        checkpoints; not start-up or the final test).
+    :param session_time_s: this invocation from start-up to the summary (building, the epochs it trained, the final
+        test).
 
     :param identity: ``{'seed', 'config_sha256', 'overrides'}`` of the run (``checkpoint.run_identity``).
     :param runtime: the run's speed options (``Runtime.as_dict()``).
@@ -57,7 +63,8 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
         if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
         'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
         {'epoch': None, 'top1': None, 'top5': None},
-        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'runtime': runtime,
+        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'session_time_s': session_time_s,
+        'runtime': runtime,
     }
 
 

@@ -12,6 +12,10 @@ from ..atomic import atomic_file
 from ..errors import one_line
 from .catalog import FetchError
 
+
+class Unreachable(FetchError):
+    """The server could not be reached at all (no network, a wrong host): the caller knows the way out."""
+
 CHUNK = 1 << 20
 
 class ProgressBar:
@@ -97,7 +101,7 @@ def download(url: str, target: Path, timeout: float = 60.0, progress: bool = Tru
     except urllib.error.HTTPError as e:
         raise FetchError(f'HTTP {e.code} {e.reason} for {url}') from None
     except urllib.error.URLError as e:
-        raise FetchError(f'cannot reach {url}: {one_line(e.reason)}') from None
+        raise Unreachable(f'cannot reach {url}: {one_line(e.reason)}') from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # reset or timeout mid-body, bad URL
         if isinstance(e, PermissionError):
             raise FetchError(f'cannot write {target}: {one_line(e)}') from None

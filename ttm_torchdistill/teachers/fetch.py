@@ -18,7 +18,7 @@ from .catalog import (
     ARCHIVE_NAME, DEFAULT_DEST, DEFAULT_URL, KNOWN_SHA256, TEACHERS, URL_ENV_VAR, FetchError, check_names,
     checkpoint_path, member_name,
 )
-from .download import CHUNK, download, local_path
+from .download import CHUNK, Unreachable, download, local_path
 
 
 def sha256_of(path: os.PathLike) -> str:
@@ -153,7 +153,12 @@ def fetch_teachers(names: Sequence[str] = TEACHERS, dest: os.PathLike = DEFAULT_
     archive = local_path(url)
     downloaded = None
     if archive is None:
-        downloaded = download(url, dest / ARCHIVE_NAME, timeout=timeout, progress=progress)
+        try:
+            downloaded = download(url, dest / ARCHIVE_NAME, timeout=timeout, progress=progress)
+        except Unreachable as e:
+            raise FetchError(f'{e}; without network, copy {ARCHIVE_NAME} from a machine that has it (it is {url}) '
+                             f'and give its path: python -m ttm_torchdistill fetch-teachers --url '
+                             f'/path/to/{ARCHIVE_NAME} (or set {URL_ENV_VAR}=/path/to/{ARCHIVE_NAME})') from None
         archive = downloaded
     elif not archive.is_file():
         raise FetchError(f'archive {archive} not found')

@@ -149,8 +149,10 @@ def apply_override(root: MappingNode, assignment: str) -> None:
     """Apply one ``KEY=VALUE`` override to the composed node tree in place.
 
     ``KEY`` is a dotted path through mappings (keys) and sequences (integer indices); every component must exist.
-    Only that path changes: containers on the way that are shared through YAML anchors/aliases are copied
-    first, so other places that alias the same anchor keep their values.
+    A ``*`` component stands for every key (or index) at its level, e.g. ``datasets.*.init.kwargs.root=/data``
+    sets the root of every dataset entry; at least one must have the rest of the path. Only the path changes:
+    containers on the way that are shared through YAML anchors/aliases are copied first, so other places that alias
+    the same anchor keep their values.
 
     :raises RunError: malformed assignment or a path that does not exist (naming the missing component).
     """
@@ -161,6 +163,37 @@ def apply_override(root: MappingNode, assignment: str) -> None:
     parts = dotted.split('.')
     if not dotted or any(p == '' for p in parts):
         raise RunError(f'--set key must be a dotted path such as train.num_epochs, got {dotted!r}')
+    if '*' in parts:
+        for concrete in _expand_wildcards(root, parts, dotted):
+            _apply_one(root, concrete, value_text, '.'.join(concrete))
+        return
+    _apply_one(root, parts, value_text, dotted)
+
+
+def _children(node: Node):
+    if isinstance(node, MappingNode):
+        return [(k.value, v) for k, v in node.value if isinstance(k, ScalarNode)]
+    if isinstance(node, SequenceNode):
+        return [(str(i), v) for i, v in enumerate(node.value)]
+    return []
+
+
+def _expand_wildcards(root: Node, parts: List[str], dotted: str) -> List[List[str]]:
+    """The concrete paths a path with ``*`` components stands for, among those that exist."""
+    paths = [([], root)]
+    for part in parts:
+        step = []
+        for prefix, node in paths:
+            for name, child in _children(node):
+                if part in ('*', name):
+                    step.append((prefix + [name], child))
+        paths = step
+    if not paths:
+        raise RunError(f'--set path {dotted!r} does not exist: no entry matches every component')
+    return [path for path, _ in paths]
+
+
+def _apply_one(root: MappingNode, parts: List[str], value_text: str, dotted: str) -> None:
     counts = _reference_counts(root)
     parent, index, node = None, None, root
     for depth, part in enumerate(parts):

@@ -8,12 +8,15 @@ import os
 from typing import Any, Dict
 
 from torchdistill.losses.registry import HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT
+from torchvision.datasets import CIFAR10
 
 from ...errors import RunError
 from ...views.two_view import TWO_VIEW_DATASET
 from ..models.lookup import registry_hint
 from ..models.weights import how_to_get_weights, is_remote, missing_checkpoint
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
+from .dataset_nodes import dataset_class, dataset_class_key
+from .loading import LoadedConfig
 from .runtime import Runtime
 from .walk import STUDENT_ENTRIES, iter_loader_configs, iter_train_stage_configs, teacher_entry
 
@@ -149,3 +152,21 @@ def check_teacher_cache(config: Dict[str, Any], runtime: Runtime) -> None:
         raise RunError('runtime.teacher_cache is set but the config has no models.teacher_model to stand in for')
     for where, stage in iter_train_stage_configs(config):
         _check_teacher_hooks(stage, where)
+
+
+def check_device_data_datasets(loaded: LoadedConfig, config: Dict[str, Any]) -> None:
+    """``runtime.device_data`` keeps in-memory uint8 images on the device: every dataset a loader reads must be a
+    torchvision CIFAR class (or a subclass, such as ``ttm_torchdistill.datasets.CIFAR100Format``). Checked on the
+    config's dataset keys before any dataset is built (an ImageFolder would otherwise be scanned first)."""
+    nodes = dict(loaded.dataset_nodes)
+    for where, loader_config in iter_loader_configs(config):
+        dataset_id = loader_config.get('dataset_id')
+        if dataset_id not in nodes:
+            continue  # reported by check_dataset_ids once the datasets are built
+        key = dataset_class_key(nodes[dataset_id])
+        cls = dataset_class(key)
+        if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
+            raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({key or "no key"}, {where}) is not '
+                           f'supported by the device data path: expected torchvision.datasets.CIFAR10 or CIFAR100 '
+                           f'(in-memory uint8 images), or ttm_torchdistill.datasets.CIFAR100Format/CIFAR10Format; run '
+                           f'this config without --device-data')

@@ -5,47 +5,18 @@ A torchvision CIFAR-100 with ``download: True`` on a machine without network fai
 fail torchvision's checksum are reported by torchvision as missing. Each is turned into one line that names the
 dataset id, the folder, what is wrong there (absent or corrupt) and how to obtain the data.
 """
-import importlib
 import logging
 import os
 import urllib.error
 from typing import Any, Dict, List, Optional
 
-from yaml.nodes import Node, ScalarNode
 
 from ...errors import RunError, one_line
-from ..config.loading import LoadedConfig, mapping_value_node
+from ..config.dataset_nodes import dataset_class, dataset_class_key, dataset_root
+from ..config.loading import LoadedConfig
 
 logger = logging.getLogger('ttm_torchdistill.run')
 CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
-
-
-def _scalar(node: Optional[Node]) -> Optional[str]:
-    return node.value if isinstance(node, ScalarNode) else None
-
-
-def init_kwargs_node(dataset_node: Node) -> Optional[Node]:
-    init = mapping_value_node(dataset_node, 'init')
-    return mapping_value_node(init, 'kwargs') if init is not None else None
-
-
-def construct_optional(loaded: LoadedConfig, node: Optional[Node]) -> Any:
-    if node is None:
-        return None
-    return loaded.loader.construct_document(node)
-
-
-def dataset_class_key(dataset_node: Node) -> str:
-    """The ``key:`` of an ``!import_call`` dataset entry (e.g. 'torchvision.datasets.CIFAR100'), or ''."""
-    return _scalar(mapping_value_node(dataset_node, 'key')) or ''
-
-
-def _dataset_root(loaded: LoadedConfig, dataset_node: Node) -> Optional[str]:
-    try:
-        root = construct_optional(loaded, mapping_value_node(init_kwargs_node(dataset_node), 'root'))
-    except Exception:  # the root itself could not be built: the caller reports the original failure
-        return None
-    return None if root is None else os.path.abspath(os.path.expanduser(str(root)))
 
 
 def _how_to_get(class_key: str, root: Optional[str]) -> str:
@@ -54,6 +25,10 @@ def _how_to_get(class_key: str, root: Optional[str]) -> str:
         return (f'expected {os.path.join(root or "<root>", "cifar-100-python")}/ with train, test and meta; '
                 f'download {CIFAR100_URL} and extract it into {root or "<root>"} '
                 f'(or run once with network access and download: True)')
+    if name in ('CIFAR100Format', 'CIFAR10Format'):
+        cls = dataset_class(class_key)
+        return f'expected {os.path.join(root or "<root>", cls.base_folder)}/ with your own files in CIFAR\'s format'
+
     if name == 'CIFAR10':
         return (f'expected {os.path.join(root or "<root>", "cifar-10-batches-py")}/; download it from '
                 f'https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root or "<root>"}')
@@ -65,14 +40,6 @@ def _how_to_get(class_key: str, root: Optional[str]) -> str:
     return 'check the dataset root in the config (or override it with --set)'
 
 
-def _dataset_class(class_key: str) -> Optional[type]:
-    module_name, _, name = class_key.rpartition('.')
-    try:
-        return getattr(importlib.import_module(module_name), name) if module_name else None
-    except Exception:  # an unknown class is reported by the caller with the original failure
-        return None
-
-
 def corrupt_files(class_key: str, root: Optional[str]) -> List[str]:
     """Files of a checksummed torchvision dataset (CIFAR-10/100 style: ``base_folder``, ``train_list``,
     ``test_list``, ``meta``, and the archive ``filename``/``tgz_md5``) that are present but fail their md5.
@@ -80,7 +47,7 @@ def corrupt_files(class_key: str, root: Optional[str]) -> List[str]:
     torchvision reports such files as missing ("not found or corrupted"), or tries to download them again, which
     offline reads as "the data is not there"; the checksums are only computed on this failure path.
     """
-    cls = _dataset_class(class_key)
+    cls = dataset_class(class_key)
     if cls is None or root is None or not isinstance(getattr(cls, 'base_folder', None), str):
         return []
     from torchvision.datasets.utils import check_integrity
@@ -95,15 +62,15 @@ def corrupt_files(class_key: str, root: Optional[str]) -> List[str]:
 
 
 def _corrupt_message(class_key: str, root: str, paths: List[str]) -> str:
-    cls = _dataset_class(class_key)
-    folder = os.path.join(root, cls.base_folder)
-    archive = os.path.join(root, cls.filename) if isinstance(getattr(cls, 'filename', None), str) else None
+    cls = dataset_class(class_key)
+    name = cls.__name__
     url = getattr(cls, 'url', None)
-    remove = f'rm -r {folder}' + (f' {archive}' if archive else '')
-    again = (f'run once with download: True and network access, or download {url} and extract it into {root}'
-             if url else 'obtain the files again')
-    return (f'the files are there but corrupt (checksum mismatch): {", ".join(paths)}; delete them ({remove}) and '
-            f'download again: {again}')
+    again = (f'download them again (download: True with network access, or download {url} and extract it into '
+             f'{root})' if url else 'obtain them again')
+    return (f'the files there are not torchvision\'s official {name} (checksum mismatch: {", ".join(paths)}): if they '
+            f'are the official files, they are damaged: {again}; if they are your own data in {name}\'s format (a '
+            f'subset, a relabelled copy, another data set exported to it), use key '
+            f"'ttm_torchdistill.datasets.{name}Format' for this dataset, which reads them without the checksum")
 
 
 def _is_missing_data_error(exc: RuntimeError) -> bool:
@@ -128,7 +95,7 @@ def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
             if isinstance(exc, RuntimeError) and not _is_missing_data_error(exc):
                 raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
                                f'config: RuntimeError: {one_line(exc)}') from None
-            root = _dataset_root(loaded, node)
+            root = dataset_root(loaded, node)
             where = f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from ' \
                     f'{root or "<no root given>"}'
             corrupt = corrupt_files(class_key, root)

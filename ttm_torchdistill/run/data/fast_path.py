@@ -94,9 +94,10 @@ class CachedTeacher(nn.Module):
 
 
 def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceDataset, num_epochs: int,
-                       ctx: DistContext) -> TeacherCache:
+                       ctx: DistContext, seed_drawn: bool = False) -> TeacherCache:
     """Open the cache at ``path`` and check that it was made for this run (teacher, data, transforms, seed, epochs).
 
+    :param seed_drawn: the run drew its seed (no ``--seed``): a seed mismatch then says which ``--seed`` to add.
     :raises RunError: a cache that does not match, naming the first difference.
     """
     teacher = teacher_entry(config)
@@ -110,5 +111,9 @@ def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceData
         expected.pop('dtype')  # float16 and float32 caches both serve a run
         cache.check(expected)
     except (ValueError, OSError) as exc:
-        raise RunError(f'runtime.teacher_cache: {one_line(exc, None)}') from None
+        hint = ''
+        if seed_drawn and 'seed differs' in str(exc):
+            hint = (f'; no --seed was given, so the run drew seed {train_data.seed}: add --seed '
+                    f'{cache.metadata["seed"]} to use this cache')
+        raise RunError(f'runtime.teacher_cache: {one_line(exc, None)}{hint}') from None
     return cache

@@ -8,11 +8,11 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, CIFAR100
 
 from ...errors import RunError
 from ..config.loading import LoadedConfig, mapping_value_node
-from .datasets import construct_optional, dataset_class_key, init_kwargs_node
+from ..config.dataset_nodes import construct_optional, dataset_class, dataset_class_key, init_kwargs_node
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -84,9 +84,17 @@ _LARGE_IMAGE_SIZE = (256, 256)  # ImageNet-style pipelines resize/crop to 224 fr
 
 _LARGE_DEFAULT_CLASSES = 1000
 
+def _is_cifar(class_key: str) -> bool:
+    cls = dataset_class(class_key)
+    return isinstance(cls, type) and issubclass(cls, CIFAR10)  # CIFAR100 and the plugin's *Format classes too
+
+
 def smoke_spec(class_key: str, num_classes: Optional[int]) -> Tuple[Tuple[int, int], int]:
     """Raw image size and class count for a synthetic stand-in of the dataset class ``class_key``."""
     name = class_key.rsplit('.', 1)[-1]
+    if _is_cifar(class_key):
+        cls = dataset_class(class_key)
+        name = 'CIFAR100' if issubclass(cls, CIFAR100) else 'CIFAR10'
     size, default_classes = _SMALL_IMAGE_DATASETS.get(name, (_LARGE_IMAGE_SIZE, _LARGE_DEFAULT_CLASSES))
     return size, int(num_classes) if num_classes else default_classes
 
@@ -118,7 +126,7 @@ def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train
             transform = ToTensor()
         size, classes = smoke_spec(class_key, num_classes)
         num_samples = train_samples if dataset_id in train_ids else eval_samples
-        if class_key.rsplit('.', 1)[-1] in ('CIFAR10', 'CIFAR100'):
+        if _is_cifar(class_key):
             datasets[dataset_id] = SyntheticCIFAR(num_samples, classes, transform, target_transform)
         else:
             datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
