@@ -49,6 +49,7 @@ import torch
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
 from .device_transforms import DevicePipeline, translate_transform
+from .views import ViewSpace
 
 #: Names the scheme by which augmentation parameters are derived; part of a teacher cache's metadata.
 STREAM = 'ttm_torchdistill.device_data/v1'
@@ -138,6 +139,7 @@ class DeviceDataset:
         self.memory_format = memory_format
         self._params_epoch: Optional[int] = None
         self._params: List[Optional[torch.Tensor]] = []
+        self._host_params: List[Optional[torch.Tensor]] = []  # the same draws on the CPU (for view indices)
         self._checksums: Optional[Tuple[str, str]] = None
 
     @classmethod
@@ -182,8 +184,18 @@ class DeviceDataset:
             generator.manual_seed(derive_seed(STREAM, 'augment', self.seed, int(epoch)))
             drawn = self.pipeline.draw(len(self), generator)
             self._params = [None if p is None else p.to(self.device) for p in drawn]
+            self._host_params = drawn
             self._params_epoch = epoch
         return self._params
+
+    def view_indices(self, epoch: int) -> torch.Tensor:
+        """The view of every sample in ``epoch`` (:class:`~ttm_torchdistill.run.views.ViewSpace`'s index of the
+        crop offset and flip drawn for it), CPU LongTensor ``(N,)``; computed from the CPU draws, no device read.
+
+        :raises ValueError: a pipeline whose views cannot be enumerated.
+        """
+        self.augmentation_params(epoch)
+        return ViewSpace(self.pipeline).index(self._host_params, len(self))
 
     def augment(self, epoch: int, indices: torch.Tensor) -> torch.Tensor:
         """The transformed images of samples ``indices`` in ``epoch``.
@@ -192,7 +204,11 @@ class DeviceDataset:
         :return: ``B x C x H' x W'`` of ``dtype`` on the device.
         """
         indices = torch.as_tensor(indices, dtype=torch.long).to(self.device)
-        params = [None if p is None else p[indices] for p in self.augmentation_params(epoch)]
+        return self.render(indices, [None if p is None else p[indices] for p in self.augmentation_params(epoch)])
+
+    def render(self, indices: torch.Tensor, params) -> torch.Tensor:
+        """The images of samples ``indices`` (LongTensor ``(B,)`` on the device) made with the given per-op
+        parameters (B rows each, on the device): what :meth:`augment` yields when those parameters are drawn."""
         return self.pipeline.run(self.prepared, indices, params, self.dtype, self.memory_format)
 
     def describe(self) -> Dict[str, Any]:
