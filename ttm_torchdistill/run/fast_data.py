@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from ..errors import RunError, one_line
-from .config_walk import teacher_entry
+from .config_walk import student_num_classes, teacher_entry
 from .device_data import DeviceDataset, DeviceLoader
 from .distributed import DistContext
 from .teacher_cache import TeacherCache, cache_metadata, file_sha256
+from .view_cache import is_view_cache, open_view_cache
 from .weights import is_remote
 
 logger = logging.getLogger('ttm_torchdistill.run')
@@ -99,8 +100,11 @@ class CachedTeacher(nn.Module):
 
 
 def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceDataset, num_epochs: int,
-                       ctx: DistContext) -> TeacherCache:
+                       ctx: DistContext):
     """Open the cache at ``path`` and check that it was made for this run (teacher, data, transforms, seed, epochs).
+
+    A complete cache (``cache-teacher --views all``) is checked for teacher, data, transform and class count only:
+    it serves any seed and number of epochs.
 
     :raises RunError: a cache that does not match, naming the first difference.
     """
@@ -110,6 +114,8 @@ def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceData
         raise RunError('runtime.teacher_cache: models.teacher_model.src_ckpt must be a local file (the cache records '
                        f'its sha256), got {src_ckpt!r}')
     try:
+        if is_view_cache(path):
+            return open_view_cache(path, file_sha256(src_ckpt), train_data, student_num_classes(config), ctx.device)
         cache = TeacherCache(path, device=ctx.device)
         expected = cache_metadata(file_sha256(src_ckpt), train_data, num_epochs)
         expected.pop('dtype')  # float16 and float32 caches both serve a run
