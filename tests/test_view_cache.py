@@ -223,6 +223,9 @@ def test_folders_that_hold_something_else_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r'other is not empty \(notes.txt\): expected a new or empty folder, or one '
                                          r'holding an unfinished build of this cache'):
         build_view_cache(teacher, data, str(tmp_path / 'other'), SHA)
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(ValueError, match=r'file is a file: expected a folder for the cache'):
+        build_view_cache(teacher, data, str(tmp_path / 'file'), SHA)
     writer = CacheWriter(str(tmp_path / 'seed'), cache_metadata(SHA, data, 1), len(data), 10)
     writer.write_epoch(0, np.zeros((2, 10), np.float32))
     writer.finish()

@@ -47,6 +47,8 @@ def _resume_point(out: str, identity: Dict[str, Any]) -> Tuple[Optional[Dict[str
 
     :raises ValueError: the folder holds something else.
     """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f'{out} is a file: expected a folder for the cache')
     if not os.path.isdir(out):
         return None, 0, None
     meta_path, build_path = os.path.join(out, METADATA_FILE), os.path.join(out, BUILD_FILE)
