@@ -20,7 +20,8 @@ sample's view from the crop offsets and flips the device pipeline drew for that 
 N rows into an ``N x C`` table on the device, and each step indexes that table with the batch's sample indices,
 exactly as with a per-seed cache. So a step reads nothing from the host and the device holds ``N x C`` (CIFAR-100:
 10 MB in float16), not the whole ``N x V x C`` file (1.6 GB in float16); the file is read through the operating
-system's page cache, ``N`` rows of ``C`` values per epoch.
+system's page cache, ``N`` rows of ``C`` values per epoch; opening it reads the file once from start to end, so
+that this cache holds it (rows scattered over a file on disk are far slower to gather than from memory).
 
 Sizes: ``N x V x C`` values; CIFAR-100 (50,000 x 162 x 100) is 1.62 GB in float16, 3.24 GB in float32.
 
@@ -133,15 +134,27 @@ def is_view_cache(path: str) -> bool:
     return os.path.isfile(os.path.join(path, BUILD_FILE))
 
 
+def _read_through(path: str, chunk: int = 1 << 24) -> None:
+    """Read a file from start to end into one reused buffer (the bytes are dropped; the page cache keeps them)."""
+    buffer = memoryview(bytearray(chunk))
+    with open(path, 'rb', buffering=0) as fp:
+        while fp.readinto(buffer):
+            pass
+
+
 class ViewCache:
     """A complete cache folder, opened for reading (the logits file memory-mapped, nothing loaded).
 
     :param path: the cache folder.
+    :param read_through: read the whole logits file once, sequentially, so that the operating system's page cache
+        holds it. Each epoch gathers one row per image, scattered over the file: measured on a 2-core VM, ~1-2 s
+        per CIFAR-100 epoch from disk and ~10-30 ms from memory, while the sequential read takes 1-3 s once
+        (BENCHMARKS.md). A ``posix_fadvise(WILLNEED)`` hint did not fill the cache reliably there.
     :raises ValueError: an unfinished build, another kind or format version, or a logits file that disagrees with
         ``metadata.json``.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, read_through: bool = True):
         self.path = str(path)
         meta_path = os.path.join(self.path, METADATA_FILE)
         if not os.path.isfile(meta_path):
@@ -169,6 +182,8 @@ class ViewCache:
                              f'{METADATA_FILE} says {self.dtype_name} {shape}')
         self.logits = array
         self._flat = array.reshape(self.num_samples * self.num_views, self.num_classes)
+        if read_through:
+            _read_through(logits_path)
 
     def check(self, expected: Dict[str, Any]) -> None:
         """Raise ValueError naming the first field of :data:`CHECKED_FIELDS` where the cache differs from
