@@ -223,6 +223,7 @@ def part_steps(args, work: Path, overrides):
         ('per-seed cache + bf16 + channels_last', {'device_data': True, 'teacher_cache': seeded, **fast}),
         ('complete cache + bf16 + channels_last', {'device_data': True, 'teacher_cache': views, **fast}),
     ]
+    configurations = [c for c in configurations if c[0] not in args.skip]
 
     class Bench:
         """One configuration built through the runner, stepping through epochs as ``training.train`` does."""
@@ -290,12 +291,14 @@ def part_steps(args, work: Path, overrides):
           f'batch 64, CPU, torch threads {torch.get_num_threads()}; {args.chunk} steps per configuration per round, '
           f'{args.rounds} interleaved rounds after {args.warmup} warm-up steps; epochs reached: '
           f'{max(b.epoch for b in benches) + 1}\n')
-    print('| configuration | images/s (median) | min | max | ms per step (median) | vs live teacher |')
-    print('|---|---:|---:|---:|---:|---:|')
+    print('| configuration | images/s (median) | min | max | ms per step (median) | vs live teacher (ratio of '
+          'medians) | vs live teacher (median of per-round ratios) |')
+    print('|---|---:|---:|---:|---:|---:|---:|')
     for bench in benches:
         median = statistics.median(bench.rates)
+        per_round = statistics.median(r / base for r, base in zip(bench.rates, benches[0].rates))
         print(f'| {bench.name} | {median:,.1f} | {min(bench.rates):,.1f} | {max(bench.rates):,.1f} | '
-              f'{statistics.median(bench.step_ms):,.0f} | {median / live:.2f}x |')
+              f'{statistics.median(bench.step_ms):,.0f} | {median / live:.2f}x | {per_round:.2f}x |')
 
 
 def main() -> int:
@@ -309,6 +312,7 @@ def main() -> int:
     parser.add_argument('--rounds', type=int, default=10, help='interleaved rounds of the steps part')
     parser.add_argument('--chunk', type=int, default=5, help='timed steps of each configuration per round')
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps of each configuration first')
+    parser.add_argument('--skip', nargs='*', default=[], help='names of step configurations to leave out')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch intra-op threads (default: torch\'s); 1 is steadier on a shared machine')
     args = parser.parse_args()
