@@ -36,7 +36,8 @@ PROG = 'python -m ttm_torchdistill cache-teacher'
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description='Compute a config\'s teacher logits for every epoch of the device-data augmentation '
-                               'stream, for runs with --device-data --teacher-cache DIR.')
+                               'stream of one seed, or (--views all) for every view of every training image, for '
+                               'runs with --device-data --teacher-cache DIR.')
     parser.add_argument('--config', required=True, metavar='YAML', help='the distillation config of the runs')
     parser.add_argument('--views', choices=('drawn', 'all'), default='drawn',
                         help='drawn (default): the views one seed draws in each epoch, for runs with that --seed; '
