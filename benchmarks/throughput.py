@@ -87,12 +87,12 @@ def main() -> int:
     from ttm_torchdistill import cli
     from ttm_torchdistill.models.cifar_resnet import resnet32x4
     from ttm_torchdistill.run import training
-    from ttm_torchdistill.run.distributed import ensure_ddp, init_distributed
-    from ttm_torchdistill.run.logging_setup import run_logging
+    from ttm_torchdistill.run.machine.context import ensure_ddp, init_distributed
+    from ttm_torchdistill.run.console import run_logging
     from ttm_torchdistill.run.options import RunOptions
     from ttm_torchdistill.run.prepare import prepare
-    from ttm_torchdistill.run.progress import LossTermRecorder, StepMeter, temperature_stats
-    from ttm_torchdistill.run.step import TrainStep, make_scaler
+    from ttm_torchdistill.run.train.meter import LossTermRecorder, StepMeter, temperature_stats
+    from ttm_torchdistill.run.train.step import TrainStep, make_scaler
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ from .prepare import Prepared
 from .summary import build_summary, write_summary
 from .train.checkpoint import last_ckpt_path, summary_path
 from .train.evaluation import evaluate
-from .train.progress import format_duration
+from .console import format_duration
 from .train.state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')

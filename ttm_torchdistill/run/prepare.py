@@ -1,7 +1,7 @@
 """The first stage of a run: read the config, check it, build the datasets and the models.
 
 Everything a later stage needs is returned in one :class:`Prepared` object; the config is not edited after this
-stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.smoke`).
+stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.config.smoke`).
 """
 import logging
 import os
@@ -56,7 +56,7 @@ class Prepared:
         None.
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
-        (:func:`~ttm_torchdistill.run.device_policy.box_device_ids`).
+        (:func:`~ttm_torchdistill.run.machine.fit.box_device_ids`).
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]

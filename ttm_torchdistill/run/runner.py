@@ -4,7 +4,7 @@ A run is four stages, read top to bottom in :func:`run`:
 
 1. :func:`~ttm_torchdistill.run.prepare.prepare`: config (with ``--set`` and ``--smoke``), checks, the
    ``--resume`` checkpoint, the seed, datasets, teacher and student;
-2. :func:`~ttm_torchdistill.run.training.train`: epochs, validation, best/last checkpoints, ``--resume``;
+2. :func:`~ttm_torchdistill.run.train.loop.train`: epochs, validation, best/last checkpoints, ``--resume``;
 3. :func:`~ttm_torchdistill.run.final_evaluation.test`: the best student (and the teacher) on the test loader;
 4. :func:`~ttm_torchdistill.run.final_evaluation.summarise`: the JSON run summary.
 
@@ -20,7 +20,7 @@ from torch.backends import cudnn
 
 from .machine.context import cleanup, init_distributed
 from .final_evaluation import summarise, test
-from .logging_setup import run_logging
+from .console import run_logging
 from .options import RunOptions
 from .prepare import prepare
 from .train.loop import train

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .device_transforms import DevicePipeline, translate_transform
+from .view_space import ViewSpace
 
 #: Names the scheme by which augmentation parameters are derived; part of a teacher cache's metadata.
 STREAM = 'ttm_torchdistill.device_data/v1'
@@ -41,7 +42,7 @@ class DeviceDataset:
 
     Device memory: the raw images (``N x H x W x C`` bytes; CIFAR-100 train 153 MB) plus, for a pipeline that
     starts with RandomCrop, the padded copy the crops are gathered from (x2 with a flip; 480 MB for CIFAR-100,
-    see :class:`~ttm_torchdistill.run.device_transforms.PreparedImages`), and the epoch's parameters (N x 2 int64
+    see :class:`~ttm_torchdistill.run.data.device_transforms.PreparedImages`), and the epoch's parameters (N x 2 int64
     offsets, N bools).
     """
 
@@ -68,6 +69,7 @@ class DeviceDataset:
         self.memory_format = memory_format
         self._params_epoch: Optional[int] = None
         self._params: List[Optional[torch.Tensor]] = []
+        self._host_params: List[Optional[torch.Tensor]] = []  # the same draws on the CPU (for view indices)
         self._checksums: Optional[Tuple[str, str]] = None
 
     @classmethod
@@ -112,8 +114,18 @@ class DeviceDataset:
             generator.manual_seed(derive_seed(STREAM, 'augment', self.seed, int(epoch)))
             drawn = self.pipeline.draw(len(self), generator)
             self._params = [None if p is None else p.to(self.device) for p in drawn]
+            self._host_params = drawn
             self._params_epoch = epoch
         return self._params
+
+    def view_indices(self, epoch: int) -> torch.Tensor:
+        """The view of every sample in ``epoch`` (:class:`~.view_space.ViewSpace`'s index of the crop offset and flip
+        drawn for it), CPU LongTensor ``(N,)``; computed from the CPU draws, no device read.
+
+        :raises ValueError: a pipeline whose views cannot be enumerated.
+        """
+        self.augmentation_params(epoch)
+        return ViewSpace(self.pipeline).index(self._host_params, len(self))
 
     def augment(self, epoch: int, indices: torch.Tensor) -> torch.Tensor:
         """The transformed images of samples ``indices`` in ``epoch``.
@@ -122,7 +134,11 @@ class DeviceDataset:
         :return: ``B x C x H' x W'`` of ``dtype`` on the device.
         """
         indices = torch.as_tensor(indices, dtype=torch.long).to(self.device)
-        params = [None if p is None else p[indices] for p in self.augmentation_params(epoch)]
+        return self.render(indices, [None if p is None else p[indices] for p in self.augmentation_params(epoch)])
+
+    def render(self, indices: torch.Tensor, params) -> torch.Tensor:
+        """The images of samples ``indices`` (LongTensor ``(B,)`` on the device) made with the given per-op
+        parameters (B rows each, on the device): what :meth:`augment` yields when those parameters are drawn."""
         return self.pipeline.run(self.prepared, indices, params, self.dtype, self.memory_format)
 
     def describe(self) -> Dict[str, Any]:

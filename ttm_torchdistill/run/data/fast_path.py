@@ -1,8 +1,8 @@
 """Wire the device data path and the teacher cache into a run (``runtime.device_data``, ``runtime.teacher_cache``).
 
-:class:`DeviceData` builds one :class:`~ttm_torchdistill.run.device_data.DeviceDataset` per dataset id (validation
+:class:`DeviceData` builds one :class:`~.device_dataset.DeviceDataset` per dataset id (validation
 and test usually share one) and swaps a box's data loaders for
-:class:`~ttm_torchdistill.run.device_data.DeviceLoader` s with the same batch size, order and sharding.
+:class:`~ttm_torchdistill.run.data.device_loader.DeviceLoader` s with the same batch size, order and sharding.
 :class:`CachedTeacher` stands in for the teacher inside the box: it returns the cached logits of the batch's sample
 indices for the current epoch, so the teacher network is never run while training.
 """
@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from ...errors import RunError, one_line
-from ..config.walk import teacher_entry
+from ..config.walk import student_num_classes, teacher_entry
 from ..machine.context import DistContext
 from ..models.weights import is_remote
 from .device_dataset import DeviceDataset
 from .device_loader import DeviceLoader
 from .teacher_cache import TeacherCache, cache_metadata, file_sha256
+from .view_cache import is_view_cache, open_view_cache
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -28,7 +29,7 @@ class DeviceData:
 
     :param datasets: the run's datasets (id -> torchvision dataset).
     :param ctx: device and distribution of the run.
-    :param seed: the run seed, the same on every rank (:mod:`ttm_torchdistill.run.seeding`).
+    :param seed: the run seed, the same on every rank (:mod:`ttm_torchdistill.run.machine.seeding`).
     :param memory_format: of the image batches (channels-last with ``runtime.channels_last``).
     """
 
@@ -94,8 +95,11 @@ class CachedTeacher(nn.Module):
 
 
 def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceDataset, num_epochs: int,
-                       ctx: DistContext, seed_drawn: bool = False) -> TeacherCache:
+                       ctx: DistContext, seed_drawn: bool = False):
     """Open the cache at ``path`` and check that it was made for this run (teacher, data, transforms, seed, epochs).
+
+    A complete cache (``cache-teacher --views all``) is checked for teacher, data, transform and class count only:
+    it serves any seed and number of epochs.
 
     :param seed_drawn: the run drew its seed (no ``--seed``): a seed mismatch then says which ``--seed`` to add.
     :raises RunError: a cache that does not match, naming the first difference.
@@ -106,6 +110,8 @@ def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceData
         raise RunError('runtime.teacher_cache: models.teacher_model.src_ckpt must be a local file (the cache records '
                        f'its sha256), got {src_ckpt!r}')
     try:
+        if is_view_cache(path):
+            return open_view_cache(path, file_sha256(src_ckpt), train_data, student_num_classes(config), ctx.device)
         cache = TeacherCache(path, device=ctx.device)
         expected = cache_metadata(file_sha256(src_ckpt), train_data, num_epochs)
         expected.pop('dtype')  # float16 and float32 caches both serve a run

@@ -13,7 +13,7 @@ that (2.4 GB) at ~3 significant digits (relative error <= 2**-11 in the normal r
 softmax at temperature >= 1 resolves in a KD loss but is not bit-identical to the live teacher.
 
 Epoch ``e`` of the cache holds the teacher's logits on the augmented images that
-:meth:`ttm_torchdistill.run.device_data.DeviceDataset.augment` produces for epoch ``e`` (0-indexed, the epoch
+:meth:`ttm_torchdistill.run.data.device_dataset.DeviceDataset.augment` produces for epoch ``e`` (0-indexed, the epoch
 passed to ``DeviceLoader.set_epoch``); those depend only on (seed, epoch, sample index), so the cache serves any
 batch size, world size and order.
 
@@ -86,7 +86,7 @@ def cache_metadata(teacher_sha256: str, data, epochs: int, dtype='float32',
     """The metadata a run expects of its cache (and a build writes), from the run's own objects.
 
     :param teacher_sha256: :func:`file_sha256` of the teacher checkpoint.
-    :param data: the :class:`~ttm_torchdistill.run.device_data.DeviceDataset` of the training split.
+    :param data: the :class:`~ttm_torchdistill.run.data.device_dataset.DeviceDataset` of the training split.
     :param epochs: epochs the run trains (a cache may hold more).
     :param dtype: storage dtype (``'float32'``/``'float16'`` or the torch dtype).
     :param num_classes: C, if known (the build fills it from the teacher's output).
@@ -258,7 +258,7 @@ def build_teacher_cache(teacher: torch.nn.Module, loader_like, epochs: int, out:
     images of :meth:`DeviceDataset.augment` for epochs ``0 .. epochs-1``, in sequential index order.
 
     :param teacher: the teacher, already on ``device``.
-    :param loader_like: a :class:`~ttm_torchdistill.run.device_data.DeviceDataset` or a ``DeviceLoader`` (its
+    :param loader_like: a :class:`~ttm_torchdistill.run.data.device_dataset.DeviceDataset` or a ``DeviceLoader`` (its
         ``dataset`` is used; its order and batch size are not: the stream is per sample index).
     :param epochs: epochs to cache.
     :param out: the cache folder.

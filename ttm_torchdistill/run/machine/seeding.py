@@ -32,7 +32,7 @@ def resolve_seed(given: Optional[int], resumed_identity: Optional[Dict[str, Any]
 
     :param given: ``--seed`` (None when absent).
     :param resumed_identity: the ``identity`` of the last-epoch checkpoint of ``--resume`` (None otherwise); a
-        different ``--seed`` is refused later, by :func:`~ttm_torchdistill.run.checkpoint.check_same_run`.
+        different ``--seed`` is refused later, by :func:`~ttm_torchdistill.run.train.checkpoint.check_same_run`.
     """
     if given is not None:
         return RunSeed(int(given), drawn=False)

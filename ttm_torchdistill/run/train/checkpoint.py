@@ -94,7 +94,7 @@ def save_last(path: str, model_state, optimizer, lr_scheduler, epoch: int, best:
     :param identity: what makes a resumed run the same run (seed, config hash, overrides), see
         :func:`check_same_run`.
     :param scaler: the fp16 gradient scaler, if the run uses one.
-    :param box_state: auxiliary modules and stateful losses (:mod:`ttm_torchdistill.run.box_state`).
+    :param box_state: auxiliary modules and stateful losses (:mod:`ttm_torchdistill.run.train.box_state`).
     :param rng_per_rank: every rank's :func:`capture_rng_state`, in rank order (default: this process's only).
         Ranks may draw different amounts of random numbers (uneven shards, dropout on other batch sizes,
         data-dependent augmentation), so each rank resumes from its own states; ``'rng'`` keeps rank 0's.

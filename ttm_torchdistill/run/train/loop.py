@@ -24,7 +24,8 @@ from .checkpoint import capture_rng_state, last_ckpt_path, save_best, save_last
 from .epoch import train_one_epoch
 from .evaluation import evaluate
 from .meter import LossTermRecorder, StepMeter
-from .progress import EpochProgress, format_duration
+from ..console import format_duration
+from .progress import EpochProgress
 from .resume import start_epoch
 from .state import RunState
 from .step import TrainStep, check_post_forward, make_scaler

@@ -1,14 +1,9 @@
 """The progress lines of an epoch: loss and sub-terms, adaptive temperature, lr, img/s and ETA."""
-import datetime
 import time
 from typing import Optional, Tuple
 
+from ..console import format_duration
 from .meter import Window
-
-
-def format_duration(seconds: float) -> str:
-    """``3725.2`` -> ``'1:02:05'``."""
-    return str(datetime.timedelta(seconds=int(max(seconds, 0.0))))
 
 
 class EpochProgress:

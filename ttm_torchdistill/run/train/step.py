@@ -1,6 +1,6 @@
 """One training step on the device: input transfer, mixed precision, backward and optimizer step.
 
-The step never reads a value back to the host (see :class:`ttm_torchdistill.run.progress.StepMeter`); with
+The step never reads a value back to the host (see :class:`ttm_torchdistill.run.train.meter.StepMeter`); with
 ``amp: fp16`` the backward pass and optimizer step go through a gradient scaler, mirroring torchdistill's
 ``default_post_forward_process`` (gradient accumulation, clipping on unscaled gradients, step-wise scheduler).
 """
@@ -101,7 +101,7 @@ class TrainStep:
     def __init__(self, box, ctx: DistContext, runtime: Runtime, scaler: Optional[torch.amp.GradScaler],
                  cached_teacher=None):
         self.box, self.ctx, self.runtime, self.scaler = box, ctx, runtime, scaler
-        #: a :class:`~ttm_torchdistill.run.fast_data.CachedTeacher` told each batch's indices, or None
+        #: a :class:`~ttm_torchdistill.run.data.fast_path.CachedTeacher` told each batch's indices, or None
         self.cached_teacher = cached_teacher
         #: the 0-indexed epoch being trained (for the teacher cache)
         self.epoch = 0

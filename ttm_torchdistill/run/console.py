@@ -1,4 +1,6 @@
-"""Where the runner's log lines go: stdout (rank 0 at INFO, other ranks at WARNING) and, optionally, a file."""
+"""What a run prints: where its log lines go (stdout: rank 0 at INFO, other ranks at WARNING; optionally a file)
+and how durations read."""
+import datetime
 import logging
 import os
 import sys
@@ -48,3 +50,8 @@ def run_logging(is_main: bool, run_log: Optional[str]) -> Iterator[None]:
         if file_handler is not None:
             root.removeHandler(file_handler)
             file_handler.close()
+
+
+def format_duration(seconds: float) -> str:
+    """``3725.2`` -> ``'1:02:05'``."""
+    return str(datetime.timedelta(seconds=int(max(seconds, 0.0))))
