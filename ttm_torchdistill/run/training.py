@@ -257,6 +257,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 prepared.device_data.install(box, _stage_config(prepared.train_config, box), _stage_where(box))
                 prepared.device_data.set_epoch(box, epoch)
             progress = _train_one_epoch(box, step_fn, ctx, epoch, log_freq, recorder, tracker, last_path)
+            train_time = time.time() - epoch_start  # the training steps and pre-epoch process, not validation
             lr = box.optimizer.param_groups[0]['lr']
             top1, top5, _ = evaluate(student, box.val_data_loader, ctx)
             # Per-rank mean of the per-step losses, averaged over ranks.
@@ -265,7 +266,8 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
                 train_loss = all_reduce_sum([train_loss], ctx)[0] / ctx.world_size
             epoch_time = time.time() - epoch_start
             state.history.append({'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss,
-                                  'val_top1': top1, 'val_top5': top5, 'epoch_time_s': epoch_time})
+                                  'val_top1': top1, 'val_top5': top5, 'epoch_time_s': epoch_time,
+                                  'train_time_s': train_time, 'train_images': progress.images * ctx.world_size})
             improved = top1 > state.best['top1']
             if improved:
                 state.best = {'epoch': epoch + 1, 'top1': top1, 'top5': top5}
