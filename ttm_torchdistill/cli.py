@@ -1,7 +1,7 @@
 """Command line of ``python -m ttm_torchdistill`` / ``ttm-torchdistill``.
 
-``ttm-torchdistill --config X [...]`` trains and tests; ``fetch-teachers`` and ``report`` are subcommands served by
-:mod:`ttm_torchdistill.teachers` and :mod:`ttm_torchdistill.report`. Problems with the user's input end with one
+``ttm-torchdistill --config X [...]`` trains and tests; ``fetch-teachers``, ``report``, ``study`` and the others are
+subcommands (:data:`SUBCOMMANDS`: module whose ``main(argv)`` serves each). Problems with the user's input end with one
 ``error: ...`` line on stderr and exit code 1 (2 for command-line syntax), without a traceback.
 """
 import argparse
@@ -18,9 +18,10 @@ from .run.runtime import AMP_MODES
 
 RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
 
-SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.report',
+SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.teachers', 'report': 'ttm_torchdistill.commands.report',
                'generate-configs': 'ttm_torchdistill.experiments.generate',
-               'cache-teacher': 'ttm_torchdistill.run.cache_teacher'}
+               'cache-teacher': 'ttm_torchdistill.run.cache_teacher',
+               'study': 'ttm_torchdistill.commands.study'}
 
 EPILOG = textwrap.dedent('''\
     examples:
@@ -47,6 +48,7 @@ EPILOG = textwrap.dedent('''\
     subcommands:
       python -m ttm_torchdistill fetch-teachers --help   download public CIFAR-100 teachers
       python -m ttm_torchdistill report --help           tabulate run summaries (<dst_ckpt stem>.json)
+      python -m ttm_torchdistill study --help            a whole table: configs x variants x seeds, local or Slurm
     ''')
 
 
