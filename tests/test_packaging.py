@@ -51,13 +51,15 @@ def _readme_commands(text=README):
 def _parse(command):
     import shlex
 
-    from ttm_torchdistill import cli, report, teachers
+    from ttm_torchdistill import cli, teachers
+    from ttm_torchdistill.commands import report, study
     from ttm_torchdistill.experiments import generate
     from ttm_torchdistill.run import cache_teacher
     # shell variables of the seed-sweep loop stand for a config path and a seed
     argv = shlex.split(command.replace('$cfg', 'configs/x.yaml').replace('$s', '1'))
     parsers = {'fetch-teachers': teachers.build_parser, 'report': report.build_parser,
-               'cache-teacher': cache_teacher.build_parser, 'generate-configs': generate.build_parser}
+               'cache-teacher': cache_teacher.build_parser, 'generate-configs': generate.build_parser,
+               'study': study.build_parser}
     assert set(parsers) == set(cli.SUBCOMMANDS), 'a subcommand without a parser check here'
     if argv[0] in parsers:
         parsers[argv[0]]().parse_args(argv[1:])
