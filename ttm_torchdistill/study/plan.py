@@ -163,7 +163,7 @@ def _check_grid_types(study: Study, config: str) -> None:
     """A grid value must have the kind of the value it replaces (an int may replace a float; null is open)."""
     for key, values in study.grid:
         try:
-            existing = runner_api.value_kind(config, study.overrides, key)
+            existing = runner_api.value_kind(config_path(study, config), study.overrides, key)
         except UserError as exc:
             raise StudyError(f'{study.path}: grid.{key}: {exc} (in {config})') from None
         for value in values:
@@ -171,8 +171,9 @@ def _check_grid_types(study: Study, config: str) -> None:
             fits = existing in ('null', 'tagged') or kind == 'null' or kind == existing or \
                 (kind == 'int' and existing == 'float')
             if not fits:
-                raise StudyError(f'{study.path}: grid.{key}: value {value!r} is {kind}, but {config} has a {existing} '
-                                 f'there')
+                article = 'an' if existing[0] in 'aeiou' else 'a'
+                raise StudyError(f'{study.path}: grid.{key}: value {value!r} is {kind}, but {config} has {article} '
+                                 f'{existing} there')
 
 
 def make_plan(study: Study, python: str = sys.executable) -> Plan:
@@ -190,7 +191,7 @@ def make_plan(study: Study, python: str = sys.executable) -> Plan:
             runner_api.check_overrides(config_path(study, config), study.overrides)
         except UserError as exc:
             raise StudyError(f'{study.path}: set: {exc} (in {config})') from None
-        _check_grid_types(study, config_path(study, config))
+        _check_grid_types(study, config)
         for label, grid_overrides in _variants(study):
             overrides = tuple(study.overrides) + grid_overrides
             try:

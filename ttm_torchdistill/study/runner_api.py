@@ -65,7 +65,11 @@ def check_overrides(config_path: str, overrides: Sequence[str]) -> None:
 
 def value_kind(config_path: str, overrides: Sequence[str], dotted: str) -> str:
     """The kind of the value at ``dotted`` after ``overrides``: 'null', 'bool', 'int', 'float', 'str', 'list',
-    'mapping' or 'tagged' (a ``!import_call`` and the like). The path must exist (see :func:`check_overrides`)."""
+    'mapping' or 'tagged' (a ``!import_call`` and the like).
+
+    :raises ttm_torchdistill.errors.RunError: the path does not exist (the runner's ``--set`` message).
+    """
+    check_overrides(config_path, list(overrides) + [f'{dotted}=null'])
     _, root = compose_file(config_path)
     rest, _ = split_runtime_overrides(overrides)
     for assignment in rest:

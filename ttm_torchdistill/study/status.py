@@ -11,11 +11,16 @@ def _table(rows: List[List[str]]) -> List[str]:
     return ['  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
+def _plural(n: int, word: str) -> str:
+    return f'{n} {word}{"" if n == 1 else "s"}'
+
+
 def format_plan(plan: Plan, states: List[TaskState]) -> str:
     """The runs (id, experiment, variant, seed, state) and the teacher caches built first."""
     by_id = {task_id(s.task): s for s in states}
-    lines = [f'study {plan.study.name}: {len(plan.runs)} runs ({len({r.experiment for r in plan.runs})} '
-             f'experiments x {len({r.variant for r in plan.runs})} variants x {len(plan.study.seeds)} seeds) in '
+    counts = [(len(plan.runs), 'run'), (len({r.experiment for r in plan.runs}), 'experiment'),
+              (len({r.variant for r in plan.runs}), 'variant'), (len(plan.study.seeds), 'seed')]
+    lines = [f'study {plan.study.name}: {_plural(*counts[0])} ({" x ".join(_plural(*c) for c in counts[1:])}) in '
              f'{plan.out}', '']
     rows = [['run', 'experiment', 'variant', 'seed', 'state', 'teacher cache']]
     for run in plan.runs:
