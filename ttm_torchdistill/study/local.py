@@ -42,7 +42,7 @@ class LocalExecutor:
     :param stream: where progress lines go.
     """
 
-    def __init__(self, plan: Plan, slots: Optional[int] = None, stream: TextIO = sys.stderr,
+    def __init__(self, plan: Plan, slots: Optional[int] = None, stream: Optional[TextIO] = None,
                  gpus: Optional[List[str]] = None):
         self.plan, self.stream = plan, stream
         gpus = visible_gpus() if gpus is None else gpus
@@ -102,7 +102,7 @@ class LocalExecutor:
 
     def run(self, log: Callable[[str], None] = None) -> Dict[str, str]:
         """Run every task that is not done; returns ``{task id: outcome}`` of the tasks attempted."""
-        log = log or (lambda line: print(line, file=self.stream, flush=True))
+        log = log or (lambda line: print(line, file=self.stream or sys.stderr, flush=True))
         todo: List[Task] = [t for t in list(self.plan.caches) + list(self.plan.runs) if not state.is_done(t)]
         total, threads = len(todo), []
         log(f'study {self.plan.study.name}: {len(self.plan.runs)} runs and {len(self.plan.caches)} teacher caches, '

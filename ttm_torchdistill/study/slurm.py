@@ -140,7 +140,7 @@ def submit(plan: Plan, queue: Optional[QueueSnapshot] = None, log=print) -> Dict
     return submitted
 
 
-def wait(plan: Plan, stream: TextIO = sys.stderr, poll_s: float = WAIT_POLL_S) -> List[state.TaskState]:
+def wait(plan: Plan, stream: Optional[TextIO] = None, poll_s: float = WAIT_POLL_S) -> List[state.TaskState]:
     """Wait until no task of the plan is queued or running; prints a progress line when the counts change."""
     last = ''
     while True:
@@ -148,7 +148,7 @@ def wait(plan: Plan, stream: TextIO = sys.stderr, poll_s: float = WAIT_POLL_S) -
         counts = {name: sum(s.state == name for s in states) for name in state.STATES}
         line = f'study {plan.study.name}: ' + ', '.join(f'{n} {name}' for name, n in counts.items() if n)
         if line != last:
-            print(line, file=stream, flush=True)
+            print(line, file=stream or sys.stderr, flush=True)
             last = line
         if not counts['running'] and not counts['queued']:
             return states
