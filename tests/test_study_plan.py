@@ -7,6 +7,7 @@ import os
 import pytest
 
 import study_files
+import runner_support as support
 from study_files import KD, WTTM
 from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.study import plan as plan_mod
@@ -45,7 +46,7 @@ def test_one_cache_per_teacher_and_seed_shared_by_every_config_and_variant(folde
     assert len(plan.caches) == 2  # seeds 0 and 1; both configs and both variants read the same teacher
     for seed in (0, 1):
         keys = {r.cache.key for r in plan.runs if r.seed == seed}
-        assert len(keys) == 1 and next(iter(keys)).startswith(f'teacher-seed{seed}-')
+        assert len(keys) == 1 and next(iter(keys)).startswith(f'test_runner_tiny_bn_net-seed{seed}-')
     cache = plan.caches[0]
     assert cache.epochs == 5  # the most epochs any of its runs trains
     assert cache.build_argv('PY') == ['PY', '-m', 'ttm_torchdistill', 'cache-teacher', '--config',
@@ -205,3 +206,43 @@ def test_run_option_misuse(folder, capsys):
     assert 'error: --wait applies to --executor slurm' in capsys.readouterr().err
     assert study_cli.main(['run', 'study.yaml', '--executor', 'slurm', '--slots', '2']) == 1
     assert 'error: --slots applies to --executor local' in capsys.readouterr().err
+
+
+def test_shipped_studies_plan_the_readme_tables(monkeypatch):
+    monkeypatch.chdir(support.REPO_ROOT)
+    cifar = plan_mod.make_plan(load_study('configs/studies/ttm_cifar100.yaml'), python='PY')
+    assert len(cifar.runs) == 13 * 6 * 5 and {r.seed for r in cifar.runs} == {0, 1, 2, 3, 4}
+    # 6 teachers (wrn_40_2, resnet56, resnet110, resnet32x4, vgg13, ResNet50) x 5 seeds; WTTM+CRD/ITRD hook the
+    # teacher and run it live
+    assert len(cifar.caches) == 30
+    assert {r.experiment.split('/')[1] for r in cifar.runs if r.cache is None} == {'wttm_crd', 'wttm_itrd'}
+    imagenet = plan_mod.make_plan(load_study('configs/studies/ttm_ilsvrc2012.yaml'), python='PY')
+    assert len(imagenet.runs) == 10 and not imagenet.caches
+    argv = imagenet.runs[0].argv('PY', resume=False)
+    assert argv[:6] == ['PY', '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=8', '-m']
+    assert argv[-4:] == ['--amp', 'bf16', '--world_size', '8']
+
+
+# ---- local slots (nothing is run: the executor is only built) ----
+def test_local_slots_are_visible_gpus_grouped_per_run(folder, monkeypatch):
+    from ttm_torchdistill.study.errors import StudyError
+    from ttm_torchdistill.study.local import LocalExecutor, visible_gpus
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,5,6,7,9')
+    assert visible_gpus() == ['3', '5', '6', '7', '9']
+    one = make(folder, resources={'gpus': 1, 'cpus': 2, 'mem_gb': 1, 'time_min': 1})
+    assert LocalExecutor(one).free == [['3'], ['5'], ['6'], ['7'], ['9']]
+    assert LocalExecutor(one, slots=2).free == [['3'], ['5']]
+    assert LocalExecutor(one)._env(['6'])['CUDA_VISIBLE_DEVICES'] == '6'
+    two = make(folder, resources={'gpus': 2, 'cpus': 2, 'mem_gb': 1, 'time_min': 1})
+    assert LocalExecutor(two).free == [['3', '5'], ['6', '7']]  # the fifth GPU cannot hold a two-GPU run
+    assert two.runs[0].argv('PY', False)[:5] == ['PY', '-m', 'torch.distributed.run', '--standalone',
+                                                 '--nproc_per_node=2']
+    with pytest.raises(StudyError, match=r'^--executor local: resources.gpus is 2 but 1 GPU\(s\) are visible here$'):
+        LocalExecutor(two, gpus=['0'])
+    with pytest.raises(StudyError, match=r'resources.gpus is 2 but this machine has no GPU$'):
+        LocalExecutor(two, gpus=[])
+    cpu = LocalExecutor(one, gpus=[], slots=3)
+    assert cpu.free == [[], [], []] and cpu.slots == 3
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    assert cpu._env([])['OMP_NUM_THREADS'] == '2' and 'CUDA_VISIBLE_DEVICES' in cpu._env([])  # inherited as set
+    assert LocalExecutor(one, gpus=[]).slots == 1  # one CPU slot unless --slots

@@ -314,7 +314,8 @@ def aggregate(grouped: Grouped) -> List[Row]:
             note = 'n/a' if paper is None else 'n/a (--set)' if runs[0].is_variant else ''
             rows.append(Row(dataset, experiment, runtime, list(runs), [run.seed for run in runs], _epochs_text(runs),
                             best_mean, best_std, last_mean, last_std, paper, difference, note,
-                            _mean_of([run.epoch_time() for run in runs]), _mean_of([run.images_per_s() for run in runs]),
+                            _mean_of([run.epoch_time() for run in runs]),
+                            _mean_of([run.images_per_s() for run in runs]),
                             ' '.join(str(reference[k]) for k in ('paper', 'table') if reference.get(k)) or 'n/a'))
     return rows
 

@@ -12,6 +12,7 @@ leaves the seed out and whose command drops ``--seed``/``--epochs``; nothing els
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -27,7 +28,7 @@ LOGITS_DIR = 'logits'
 class CacheNeed:
     """A teacher cache that some runs read.
 
-    :param key: the folder name below ``<out>/caches`` (teacher checkpoint stem, seed, hash of what it depends on).
+    :param key: the folder name below ``<out>/caches``: teacher model key, seed, hash of what the cache depends on.
     :param kind: ``'per_seed'`` (``cache-teacher --seed S --epochs N``).
     :param folder: ``<out>/caches/<key>``; the cache itself is its ``logits`` folder.
     :param config: a config of the runs that read it (any of them: the key holds all they share).
@@ -84,7 +85,8 @@ def cache_for(mode: Optional[str], out: str, config: str, overrides: Tuple[str, 
     depends_on = {'kind': 'per_seed', 'teacher_ckpt': [real, size, mtime], 'teacher_model': facts.teacher_model,
                   'train_data': facts.train_data, 'seed': seed, 'dtype': dtype}
     digest = hashlib.sha256(json.dumps(depends_on, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    stem = os.path.splitext(os.path.basename(facts.teacher_ckpt))[0]
-    key = f'{stem}-seed{seed}-{digest}'
+    # the teacher's model key names the folder (checkpoint files are often all called ckpt_epoch_240.pth)
+    name = re.sub(r'[^A-Za-z0-9_.-]', '_', str(facts.teacher_model.get('key') or 'teacher'))
+    key = f'{name}-seed{seed}-{digest}'
     return CacheNeed(key, 'per_seed', os.path.join(out, CACHES_DIR, key), config,
                      tuple(o for o in overrides if not o.startswith('runtime.')), seed, facts.planned_epochs, dtype)

@@ -50,12 +50,13 @@ class LocalExecutor:
         if gpus:
             gpus = gpus[:slots * per_run] if slots else gpus
             if per_run > len(gpus):
-                raise StudyError(f'--executor local: resources.gpus is {per_run} but {len(gpus)} GPU(s) are visible here')
+                raise StudyError(f'--executor local: resources.gpus is {per_run} but {len(gpus)} GPU(s) are visible '
+                                 f'here')
             self.free: List[List[str]] = [gpus[i:i + per_run] for i in range(0, len(gpus) - per_run + 1, per_run)]
         else:
             if plan.study.resources.gpus > 1:
-                raise StudyError(f'--executor local: resources.gpus is {plan.study.resources.gpus} but this machine has no '
-                                 f'GPU')
+                raise StudyError(f'--executor local: resources.gpus is {plan.study.resources.gpus} but this machine '
+                                 f'has no GPU')
             self.free = [[] for _ in range(slots or 1)]
         self.lock = threading.Lock()
         self.processes: Dict[str, object] = {}
@@ -72,7 +73,7 @@ class LocalExecutor:
         env = dict(os.environ)
         if devices:
             env['CUDA_VISIBLE_DEVICES'] = ','.join(devices)
-        elif self.free and not visible_gpus():
+        else:  # CPU slots share the cores: each run gets resources.cpus threads unless the caller chose
             env.setdefault('OMP_NUM_THREADS', str(self.plan.study.resources.cpus))
         return env
 
