@@ -101,8 +101,10 @@ def _executor(study: Study, out: str, name: str, dependency: Optional[str]):
 def _submit_array(plan: Plan, tasks: List[Task], name: str, dependency: Optional[str]) -> List[str]:
     """One job array (a single job for one task); records each task's job id in its folder."""
     executor = _executor(plan.study, plan.study.out_dir, name, dependency)
+    # each job pickles its own task; the plan's other runs would make every pickle as large as the study
+    alone = Plan(plan.study, (), (), plan.python)
     with executor.batch():
-        jobs = [executor.submit(StudyJob(plan, task)) for task in tasks]
+        jobs = [executor.submit(StudyJob(alone, task)) for task in tasks]
     for task, job in zip(tasks, jobs):
         state.record_submission(task, str(job.job_id))
     return [str(job.job_id) for job in jobs]
