@@ -1,6 +1,6 @@
 """``study run --executor local``: a study of 2 tiny CIFAR-100 configs x 2 seeds with teacher caches, in 2 slots,
-stopped with Ctrl-C mid-run and continued; the interrupted run ends bit-identical to its standalone command.
-Also: a failing run or cache build does not stop the others, and `study status` shows their error lines."""
+stopped with Ctrl-C mid-run and continued. Also: a failing run does not stop the others and `study status` shows
+its error line; a failed cache build fails the runs that read it."""
 import contextlib
 import io
 import json
@@ -158,36 +158,50 @@ def test_report_of_the_study_folder_aggregates_the_seeds(interrupted_then_finish
 
 
 # ---- failures stay local ----
-def test_a_failing_run_and_a_failing_cache_do_not_stop_the_others(tmp_path, monkeypatch, capsys):
+def test_a_failing_run_does_not_stop_the_others_and_status_shows_its_error_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     study_files.study_folder(str(tmp_path))
     text = open('configs/cifar100/wttm/tiny_from_tiny.yaml').read()
     os.makedirs('configs/cifar100/bad_loss')
-    os.makedirs('configs/cifar100/bad_teacher')
     with open('configs/cifar100/bad_loss/tiny_from_tiny.yaml', 'w') as fp:
         fp.write(text.replace('temperature: 5.0', 'temperature: -1.0'))
-    with open('configs/cifar100/bad_teacher/tiny_from_tiny.yaml', 'w') as fp:
-        fp.write(text.replace("src_ckpt: './teacher.pt'", "src_ckpt: './missing_teacher.pt'"))
-    study_files.write_study(str(tmp_path), seeds=[0], configs=['configs/cifar100/kd/tiny_from_tiny.yaml',
-                                                               'configs/cifar100/bad_loss/tiny_from_tiny.yaml',
-                                                               'configs/cifar100/bad_teacher/tiny_from_tiny.yaml'])
+    study_files.write_study(str(tmp_path), seeds=[0], runtime={'device_data': True},
+                            configs=['configs/cifar100/kd/tiny_from_tiny.yaml',
+                                     'configs/cifar100/bad_loss/tiny_from_tiny.yaml'])
     monkeypatch.setenv('PYTHONPATH', support.subprocess_env()['PYTHONPATH'])
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
     assert study_cli.main(STUDY[1:]) == 1
     capsys.readouterr()
     assert study_cli.main(['status', 'study.yaml']) == 0
     out = capsys.readouterr().out
-    assert 'study study: 3 runs: 1 done, 2 failed' in out
-    assert 'study study: 2 teacher caches: 1 done, 1 failed' in out
+    assert 'study study: 2 runs: 1 done, 1 failed' in out
     lines = out.splitlines()
-    bad_loss = lines[lines.index('failed:') + 1:]
-    text = '\n'.join(bad_loss)
-    assert '  cifar100/bad_loss/tiny_from_tiny/base/seed0: error: ' in text and 'temperature' in text
-    assert 'log: runs/tiny/runs/cifar100/bad_loss/tiny_from_tiny/base/seed0/console.log' in text
-    cache_line = next(line for line in bad_loss if line.startswith('  cache '))
-    assert 'missing_teacher.pt' in cache_line
-    cache_key = cache_line.split()[1].rstrip(':')
-    run_line = next(line for line in bad_loss if line.startswith('  cifar100/bad_teacher/'))
-    assert run_line.startswith(f'  cifar100/bad_teacher/tiny_from_tiny/base/seed0: error: teacher cache {cache_key} '
-                               'failed: error: ')
+    failed = lines[lines.index('failed:') + 1:lines.index('failed:') + 3]
+    assert failed[0].startswith('  cifar100/bad_loss/tiny_from_tiny/base/seed0: error: ') and 'temperature' in failed[0]
+    assert failed[1] == '    log: runs/tiny/runs/cifar100/bad_loss/tiny_from_tiny/base/seed0/console.log'
+    with open('runs/tiny/runs/cifar100/bad_loss/tiny_from_tiny/base/seed0/console.log') as fp:
+        assert failed[0].split(': ', 1)[1] in fp.read()  # the runner's own error line
     assert os.path.isfile(f'runs/tiny/runs/{KD}/base/seed0/student.json')
+
+
+def test_a_failed_cache_fails_the_runs_that_read_it_with_its_error_line(tmp_path, monkeypatch):
+    """Without starting anything: a cache whose build failed makes each of its runs fail at once, with a line
+    naming the cache, its error and its log; the plan's states say so."""
+    from ttm_torchdistill.study import attempt, state
+    from ttm_torchdistill.study.plan import make_plan
+    from ttm_torchdistill.study.schema import load_study
+    from ttm_torchdistill.study.slurm_queue import QueueSnapshot
+    monkeypatch.chdir(tmp_path)
+    study_files.study_folder(str(tmp_path))
+    plan = make_plan(load_study(study_files.write_study(str(tmp_path), seeds=[0])), python='no-such-python')
+    cache = plan.caches[0]
+    os.makedirs(cache.folder)
+    state.record_failure(cache, "error: models.teacher_model.src_ckpt: no such file './missing.pt'", 1)
+    assert attempt.attempt(plan.runs[0], plan) == attempt.FAILED
+    expected = (f"error: teacher cache {cache.key} failed: error: models.teacher_model.src_ckpt: no such file "
+                f"'./missing.pt' (log: {cache.folder}/console.log)")
+    assert state.failure(plan.runs[0])['error'] == expected
+    states = {state.task_id(s.task): s for s in state.plan_states(plan, QueueSnapshot(lambda: None))}
+    assert states[plan.runs[1].run_id].state == 'failed'  # not attempted yet: failed through its cache
+    assert states[plan.runs[1].run_id].detail.startswith(f'teacher cache {cache.key} failed: error: models.')
+    assert not os.path.exists(os.path.join(plan.runs[0].folder, 'console.log'))  # nothing was started

@@ -39,7 +39,7 @@ def error_line(log_path: str, exit_code: int) -> str:
     return f'error: the command ended with exit status {exit_code} without an error line (see the log)'
 
 
-def _header(task: Task, argv, resume: bool, job_id: Optional[str]) -> str:
+def _header(argv, resume: bool, job_id: Optional[str]) -> str:
     job = f' Slurm job {job_id}' if job_id else ''
     what = 'resuming from the last checkpoint' if resume else 'starting'
     return (f'=== attempt at {time.strftime("%Y-%m-%d %H:%M:%S")} on {socket.gethostname()} pid {os.getpid()}{job}: '
@@ -87,7 +87,7 @@ def attempt(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id
         state.clear_failure(task)
         argv, resume = command(task, plan)
         log_path = state.console_log(task)
-        header = _header(task, argv, resume, lock.record.get('job_id'))
+        header = _header(argv, resume, lock.record.get('job_id'))
         if lock.record.get('took_over'):
             header += f'=== took over the lock of {lock.record["took_over"]}\n'
         if isinstance(task, Run):
