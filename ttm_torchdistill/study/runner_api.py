@@ -12,7 +12,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..run.checkpoint import last_ckpt_path, summary_path
-from ..run.config import ConfigLoader, apply_override, compose_file, load_config
+from ..run.config import apply_override, compose_file, load_config
 from ..run.config_walk import iter_train_stage_configs, student_entry, teacher_entry
 from ..run.fast_data import check_teacher_hooks
 from ..run.runtime import split_runtime_overrides
@@ -88,7 +88,7 @@ def _node_kind(node: Node) -> str:
         return 'mapping' if node.tag == 'tag:yaml.org,2002:map' else 'tagged'
     if isinstance(node, SequenceNode):
         return 'list' if node.tag == 'tag:yaml.org,2002:seq' else 'tagged'
-    tag = ConfigLoader(node.value).resolve(ScalarNode, node.value, (True, False)) if node.tag is None else node.tag
+    tag = node.tag  # the composer has resolved plain scalars to their implicit tag
     return {'tag:yaml.org,2002:null': 'null', 'tag:yaml.org,2002:bool': 'bool', 'tag:yaml.org,2002:int': 'int',
             'tag:yaml.org,2002:float': 'float', 'tag:yaml.org,2002:str': 'str'}.get(tag, 'tagged')
 
