@@ -58,13 +58,17 @@ def interrupted_then_finished(tmp_path_factory):
     first.send_signal(signal.SIGINT)  # the executor passes it on to every command it started
     out, err = first.communicate(timeout=120)
     cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        status_after_stop = in_process(['status', 'study.yaml'])
-        second = support.run_cli(STUDY, cwd=folder, timeout=600)
-        third = in_process(STUDY[1:])
-    finally:
-        os.chdir(cwd)
+    with pytest.MonkeyPatch.context() as patch:
+        # the commands the executor starts import this worktree's package and the tests' hooks, on one thread
+        patch.setenv('PYTHONPATH', support.subprocess_env()['PYTHONPATH'])
+        patch.setenv('OMP_NUM_THREADS', '1')
+        os.chdir(folder)
+        try:
+            status_after_stop = in_process(['status', 'study.yaml'])
+            second = in_process(STUDY[1:])
+            third = in_process(STUDY[1:])
+        finally:
+            os.chdir(cwd)
     return {'folder': folder, 'first': (first.returncode, out, err), 'status': status_after_stop, 'second': second,
             'third': third}
 
@@ -78,11 +82,13 @@ def attempts(folder):
         return [line for line in fp if line.startswith('=== attempt')]
 
 
-def held_run(folder):
-    """The run folder whose first attempt was interrupted (two attempts in its console log)."""
-    held = [(e, s) for e in (KD, WTTM) for s in (0, 1) if len(attempts(run_folder(folder, e, s))) == 2]
-    assert len(held) >= 1, 'no run was interrupted mid-training'
-    return held
+def held_run(result):
+    """``(experiment, seed)`` of the run that waited at its second epoch: `study status` after the stop shows it as
+    interrupted after its first epoch (the other running one may have been stopped before its first)."""
+    found = re.findall(r'^  (\S+)/base/seed(\d): interrupted \(continues from its last checkpoint\), epoch 1/3$',
+                       result['status'][1], flags=re.M)
+    assert found, result['status'][1]
+    return found[0][0], int(found[0][1])
 
 
 def test_ctrl_c_stops_every_command_and_says_how_to_continue(interrupted_then_finished):
@@ -96,12 +102,11 @@ def test_ctrl_c_stops_every_command_and_says_how_to_continue(interrupted_then_fi
 
 
 def test_the_second_run_finishes_everything_and_the_third_runs_nothing(interrupted_then_finished):
-    second, third = interrupted_then_finished['second'], interrupted_then_finished['third']
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert 'study study: 4 runs: 4 done' in second.stdout
-    assert 'study study: 2 teacher caches: 2 done' in second.stdout
-    assert re.fullmatch(r'study study: \d+ done, 0 running, 0 failed, 0 waiting', second.stderr.splitlines()[-1])
-    code, out, err = third
+    code, out, err = interrupted_then_finished['second']
+    assert code == 0, err[-3000:]
+    assert 'study study: 4 runs: 4 done' in out and 'study study: 2 teacher caches: 2 done' in out
+    assert re.fullmatch(r'study study: \d+ done, 0 running, 0 failed, 0 waiting', err.splitlines()[-1])
+    code, out, err = interrupted_then_finished['third']
     assert code == 0, err
     assert 'study study: 4 runs and 2 teacher caches, 0 to do, 2 slot(s)' in err
     folder = interrupted_then_finished['folder']
@@ -114,7 +119,7 @@ def test_the_interrupted_run_resumed_and_both_logs_keep_every_attempt(interrupte
     # Bit-identity of a resumed study run to its standalone command is checked on Slurm (tests/test_study_slurm.py),
     # with the same attempt code; here: the second attempt resumed, and the logs keep both.
     folder = interrupted_then_finished['folder']
-    experiment, seed = held_run(folder)[0]
+    experiment, seed = held_run(interrupted_then_finished)
     run = run_folder(folder, experiment, seed)
     assert 'resuming from the last checkpoint' in attempts(run)[1]
     with open(os.path.join(run, 'console.log')) as fp:
