@@ -102,3 +102,33 @@ def test_readme_cifar100_table_is_the_experiment_table():
             if method not in ('kd', 'dist'):
                 assert numbers[1:] == [experiment.hyper['gamma'].value, experiment.hyper['beta'].value], (row, method)
         assert cells[1] == expected[(student, teacher, 'wttm')].reference.table
+
+
+def test_ci_starts_the_slurm_cluster_before_the_tests_and_the_readme_says_how():
+    ci_lines = (REPO_ROOT / '.ci' / 'run').read_text().splitlines()
+    start = 'bash tests/slurm/start.sh'
+    test_command = next(line for line in ci_lines if 'pytest' in line)
+    assert start in ci_lines and ci_lines.index(start) < ci_lines.index(test_command)
+    assert (REPO_ROOT / 'tests' / 'slurm' / 'start.sh').is_file()
+    assert start in README
+
+
+def test_extras_hold_what_the_study_needs():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_ROOT / 'setup.cfg')
+    extras = {name: {re.split(r'[<>=!\s]', line)[0] for line in value.split('\n') if line.strip()}
+              for name, value in cfg['options.extras_require'].items()}
+    assert 'submitit' in extras['slurm'] and 'submitit' in extras['test'] and 'matplotlib' in extras['test']
+
+
+def test_shipped_studies_name_configs_that_exist():
+    import glob
+
+    import yaml
+    studies = sorted((REPO_ROOT / 'configs' / 'studies').glob('*.yaml'))
+    assert [p.name for p in studies] == ['ttm_cifar100.yaml', 'ttm_ilsvrc2012.yaml']
+    for path in studies:
+        data = yaml.safe_load(path.read_text())
+        for pattern in data['configs']:
+            assert glob.glob(str(REPO_ROOT / pattern)), (path.name, pattern)
+    assert yaml.safe_load(studies[1].read_text())['resources']['gpus'] == 8

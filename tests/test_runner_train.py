@@ -24,7 +24,8 @@ TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'seed_drawn', 'world_size', 'epochs',
                 'best', 'overrides', 'config_sha256', 'planned_epochs',
                 'last', 'test', 'checkpoints', 'wall_time_s', 'session_time_s', 'runtime'}
-EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s'}
+EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s', 'train_time_s',
+              'train_images'}
 
 
 def ok(capsys, args):
@@ -66,6 +67,9 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     assert summary['experiment'] == 'runner_cifar100_wttm' and summary['dataset'] is None
     assert [e['epoch'] for e in summary['epochs']] == [1, 2]
     assert all(set(e) == EPOCH_KEYS for e in summary['epochs'])
+    # 40 training images, drop_last False: every image once per epoch; training is a part of the epoch
+    assert [e['train_images'] for e in summary['epochs']] == [40, 40]
+    assert all(0 < e['train_time_s'] <= e['epoch_time_s'] for e in summary['epochs'])
     best = max(summary['epochs'], key=lambda e: e['val_top1'])
     assert summary['best'] == {'epoch': best['epoch'], 'top1': best['val_top1'], 'top5': best['val_top5']}
     assert summary['last'] == {'epoch': 2, 'top1': summary['epochs'][-1]['val_top1'],

@@ -1,9 +1,10 @@
 """Command line of ``python -m ttm_torchdistill`` / ``ttm-torchdistill``: a dispatcher.
 
-The first argument names a subcommand (``fetch-teachers``, ``cache-teacher``, ``report``, ``generate-configs``),
-whose front in :mod:`ttm_torchdistill.commands` parses the rest; anything else is the runner's own command line
-(:mod:`ttm_torchdistill.commands.train`: ``--config X.yaml [...]``). Every front reports a problem with the user's
-input as one ``error: ...`` line on stderr and exit code 1 (2 for command-line syntax), without a traceback.
+The first argument names a subcommand (``fetch-teachers``, ``cache-teacher``, ``report``, ``study``,
+``generate-configs``), whose front in :mod:`ttm_torchdistill.commands` parses the rest; anything else is the
+runner's own command line (:mod:`ttm_torchdistill.commands.train`: ``--config X.yaml [...]``). Every front reports
+a problem with the user's input as one ``error: ...`` line on stderr and exit code 1 (2 for command-line syntax),
+without a traceback.
 """
 import importlib
 import sys
@@ -12,7 +13,8 @@ from typing import List, Optional
 #: Subcommand name -> the module of its front (a ``main(argv) -> int`` and a ``build_parser()``).
 SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.commands.fetch_teachers',
                'cache-teacher': 'ttm_torchdistill.commands.cache_teacher',
-               'report': 'ttm_torchdistill.report',
+               'report': 'ttm_torchdistill.commands.report',
+               'study': 'ttm_torchdistill.commands.study',
                'generate-configs': 'ttm_torchdistill.experiments.generate'}
 #: The front of the runner's command line (no subcommand).
 TRAIN = 'ttm_torchdistill.commands.train'

@@ -5,11 +5,16 @@ Schema (format 1)::
     {"format": 1, "config": str, "experiment": str, "dataset": str|null, "reference": dict|null,
      "seed": int, "seed_drawn": bool, "world_size": int, "overrides": [str], "config_sha256": str,
      "planned_epochs": int|null,
-     "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s"}],
+     "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s", "train_time_s",
+                 "train_images"}],
      "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
      "checkpoints": {"best": str, "last": str}, "wall_time_s": float, "session_time_s": float,
      "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"}}
+
+``epoch_time_s`` is the whole epoch (training and validation), ``train_time_s`` its training part, and
+``train_images`` the images trained on in the epoch over all processes (both absent from summaries written
+before they were recorded).
 """
 import json
 import os

@@ -133,7 +133,7 @@ def check_single_view(config: Dict[str, Any]) -> None:
                            'this config without --device-data and --teacher-cache')
 
 
-def _check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:
+def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:
     """A cache holds the teacher's logits only: a config that hooks the teacher's inner modules cannot use it."""
     teacher = stage_config.get('teacher') or dict()
     hooks = teacher.get('forward_hook') or dict()
@@ -151,7 +151,7 @@ def check_teacher_cache(config: Dict[str, Any], runtime: Runtime) -> None:
     if teacher_entry(config) is None:
         raise RunError('runtime.teacher_cache is set but the config has no models.teacher_model to stand in for')
     for where, stage in iter_train_stage_configs(config):
-        _check_teacher_hooks(stage, where)
+        check_teacher_hooks(stage, where)
 
 
 def check_device_data_datasets(loaded: LoadedConfig, config: Dict[str, Any]) -> None:

@@ -110,6 +110,7 @@ def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: Ru
         prepared.device_data.set_epoch(box, epoch)
     progress = train_one_epoch(box, session.step_fn, ctx, epoch, log_freq, session.recorder, session.tracker,
                                session.last_path, session.meter)
+    progress.train_time = time.time() - epoch_start  # the pre-epoch process and the training steps, not validation
     lr = box.optimizer.param_groups[0]['lr']
     top1, top5, _ = evaluate(prepared.student, box.val_data_loader, ctx, static_batches=prepared.runtime.compile)
     improved = _record(session, state, ctx, progress, epoch, lr, top1, top5, time.time() - epoch_start)
@@ -130,8 +131,9 @@ def _record(session: Session, state: RunState, ctx: DistContext, progress: Epoch
     train_loss = progress.mean_loss  # per-rank mean of the per-step losses, averaged over ranks
     if ctx.distributed:
         train_loss = all_reduce_sum([train_loss], ctx)[0] / ctx.world_size
-    state.history.append({'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss,
-                          'val_top1': top1, 'val_top5': top5, 'epoch_time_s': epoch_time})
+    state.history.append({'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'val_top1': top1,
+                          'val_top5': top5, 'epoch_time_s': epoch_time, 'train_time_s': progress.train_time,
+                          'train_images': progress.images * ctx.world_size})
     improved = top1 > state.best['top1']
     if improved:
         state.best = {'epoch': epoch + 1, 'top1': top1, 'top5': top5}

@@ -20,10 +20,13 @@ class EpochProgress:
         self.loss_sum, self.loss_count, self.skipped = 0.0, 0, 0
         self.window: Optional[Window] = None
         self.window_images, self.window_start = 0, time.time()
+        self.images = 0  # of this process in the epoch (the summary's train_images multiplies by the world size)
+        self.train_time = 0.0  # seconds of the pre-epoch process and the training steps, set when they are done
         self.temps: Optional[Tuple[float, float, float]] = None
 
     def count_images(self, batch_size: int) -> None:
         self.window_images += batch_size
+        self.images += batch_size
 
     def add_window(self, window: Window) -> None:
         """Take a window of steps read from the device."""
