@@ -6,7 +6,6 @@ read in the preparation stage; a kill between the last and the best checkpoint w
 import logging
 import os
 
-from ...errors import RunError
 from ..machine.context import DistContext
 from ..options import RunOptions
 from ..prepare import Prepared
@@ -35,7 +34,9 @@ def resume(box, prepared: Prepared, ctx: DistContext, state: RunState, scaler) -
     state.best = dict(ckpt['best'])
     state.previous_wall_time_s = float(ckpt.get('wall_time_s', 0.0))
     if ckpt['epoch'] >= box.num_epochs:
-        raise RunError(f'--resume: {last_path} already holds all {box.num_epochs} epochs; nothing to resume')
+        # a run stopped after its last checkpoint but before its summary (a kill, a requeue): finish it
+        logger.info(f'--resume: {last_path} holds all {box.num_epochs} epochs; testing the best student and writing '
+                    f'the summary')
     # A multi-stage box starts in stage 1: move it to the stage the saved optimizer and scheduler states belong to.
     fast_forward_stages(box, ckpt['epoch'])
     optional_state(box.optimizer, ckpt['optimizer'], 'optimizer', last_path)
