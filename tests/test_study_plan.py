@@ -41,8 +41,24 @@ def test_runs_are_configs_times_variants_times_seeds_with_the_runners_command(fo
     assert run.summary == f'{folder_}/student.json' and run.last_ckpt == f'{folder_}/student.last.pt'
 
 
-def test_one_cache_per_teacher_and_seed_shared_by_every_config_and_variant(folder):
+def test_auto_builds_one_complete_cache_per_teacher_for_every_seed_and_epoch_count(folder):
+    """The tiny configs' transform is RandomCrop + flip: every view can be listed, so one cache serves all runs."""
     plan = make(folder, grid={'train.num_epochs': [2, 5]})
+    assert len(plan.caches) == 1 and plan.caches[0].kind == 'complete'
+    cache = plan.caches[0]
+    assert cache.key.startswith('test_runner_tiny_bn_net-all-views-') and cache.epochs is None and cache.seed is None
+    assert {r.cache.key for r in plan.runs} == {cache.key}
+    assert cache.build_argv('PY') == ['PY', '-m', 'ttm_torchdistill', 'cache-teacher', '--config',
+                                      'configs/cifar100/kd/tiny_from_tiny.yaml', '--views', 'all', '--out',
+                                      f'runs/tiny/caches/{cache.key}/logits', '--dtype', 'float32',
+                                      '--set', 'train.num_epochs=2']
+    # a transform whose views cannot be listed (here: none at all) falls back to one cache per seed
+    listless = make(folder, set=['datasets.cifar100/train.init.kwargs.transform=null'])
+    assert {c.kind for c in listless.caches} == {'per_seed'} and len(listless.caches) == 2
+
+
+def test_one_cache_per_teacher_and_seed_shared_by_every_config_and_variant(folder):
+    plan = make(folder, grid={'train.num_epochs': [2, 5]}, runtime={'device_data': True, 'teacher_cache': 'per_seed'})
     assert len(plan.caches) == 2  # seeds 0 and 1; both configs and both variants read the same teacher
     for seed in (0, 1):
         keys = {r.cache.key for r in plan.runs if r.seed == seed}
@@ -61,6 +77,7 @@ def test_a_changed_teacher_or_data_is_another_cache(folder):
         before)
     os.utime('teacher.pt', ns=(1, 1))
     assert {c.key for c in make(folder).caches}.isdisjoint(before)
+    assert len(before) == 1
 
 
 def test_no_cache_without_auto_or_teacher_hooks_and_the_plan_says_why(folder, capsys):
@@ -85,7 +102,7 @@ def test_plan_lists_runs_states_and_the_caches_built_first(folder, capsys):
     lines = out.splitlines()
     assert lines[2].split() == ['run', 'experiment', 'variant', 'seed', 'state', 'teacher', 'cache']
     assert lines[3].split()[:5] == [f'{KD}/base/seed0', KD, 'base', '0', 'pending']
-    assert 'built first: 2 teacher cache(s)' in out
+    assert 'built first: 1 teacher cache(s)' in out
     assert not os.path.exists('runs')  # planning writes nothing
 
 
@@ -212,9 +229,9 @@ def test_shipped_studies_plan_the_readme_tables(monkeypatch):
     monkeypatch.chdir(support.REPO_ROOT)
     cifar = plan_mod.make_plan(load_study('configs/studies/ttm_cifar100.yaml'), python='PY')
     assert len(cifar.runs) == 13 * 6 * 5 and {r.seed for r in cifar.runs} == {0, 1, 2, 3, 4}
-    # 6 teachers (wrn_40_2, resnet56, resnet110, resnet32x4, vgg13, ResNet50) x 5 seeds; WTTM+CRD/ITRD hook the
-    # teacher and run it live
-    assert len(cifar.caches) == 30
+    # one complete cache per teacher (wrn_40_2, resnet56, resnet110, resnet32x4, vgg13, ResNet50) serves all 5
+    # seeds; WTTM+CRD/ITRD hook the teacher and run it live
+    assert len(cifar.caches) == 6 and {c.kind for c in cifar.caches} == {'complete'}
     assert {r.experiment.split('/')[1] for r in cifar.runs if r.cache is None} == {'wttm_crd', 'wttm_itrd'}
     imagenet = plan_mod.make_plan(load_study('configs/studies/ttm_ilsvrc2012.yaml'), python='PY')
     assert len(imagenet.runs) == 10 and not imagenet.caches

@@ -76,7 +76,9 @@ def wait_for(condition, what, timeout=300):
 def slurm_study(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp('slurm_study'))
     study_files.study_folder(folder)
-    study_files.write_study(folder, slurm={'array_parallelism': 2, 'additional': {'comment': 'ttm study test'}})
+    # per-seed caches here (the local test builds the complete one): one cache array, one run array per cache
+    study_files.write_study(folder, slurm={'array_parallelism': 2, 'additional': {'comment': 'ttm study test'}},
+                            runtime={'device_data': True, 'teacher_cache': 'per_seed'})
     hold = os.path.join(folder, 'hold.json')
     result = {'folder': folder}
     cwd = os.getcwd()

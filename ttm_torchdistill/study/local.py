@@ -106,8 +106,9 @@ class LocalExecutor:
         log = log or (lambda line: print(line, file=self.stream or sys.stderr, flush=True))
         todo: List[Task] = [t for t in list(self.plan.caches) + list(self.plan.runs) if not state.is_done(t)]
         total, threads = len(todo), []
-        log(f'study {self.plan.study.name}: {len(self.plan.runs)} runs and {len(self.plan.caches)} teacher caches, '
-            f'{total} to do, {self.slots} slot(s)')
+        caches = len(self.plan.caches)
+        log(f'study {self.plan.study.name}: {len(self.plan.runs)} runs and {caches} teacher '
+            f'cache{"" if caches == 1 else "s"}, {total} to do, {self.slots} slot(s)')
         last_line, last_time = '', 0.0
         try:
             while todo or self.started:

@@ -11,7 +11,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from torchvision.datasets import CIFAR10
+
+from ..errors import one_line
 from ..run.config import apply_override, compose_file, load_config
+from ..run.config.dataset_nodes import construct_optional, dataset_class, dataset_class_key, init_kwargs_node
+from ..run.config.loading import mapping_value_node
+from ..run.data.device_transforms import translate_transform
+from ..run.data.view_space import ViewSpace
 from ..run.config.preflight import check_teacher_hooks
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
@@ -40,6 +47,8 @@ class ConfigFacts:
     :param teacher_model: ``{'key', 'kwargs'}`` of the teacher as JSON-ready values (None without a teacher).
     :param train_data: the composed YAML of the first training stage's dataset (tags, transform, root), as text.
     :param cache_refusal: why the teacher cache cannot serve this config (None if it can).
+    :param views_refusal: why a complete cache (``cache-teacher --views all``) cannot serve it, when a per-seed
+        one can: a training dataset or transform whose views cannot all be listed (None if one can).
     :param student_name: ``'student_model'`` or ``'model'``: where ``dst_ckpt`` is set (``models.<name>.dst_ckpt``).
     """
     experiment: str
@@ -50,6 +59,7 @@ class ConfigFacts:
     train_data: Optional[str]
     cache_refusal: Optional[str]
     student_name: str
+    views_refusal: Optional[str] = None
 
 
 def check_overrides(config_path: str, overrides: Sequence[str]) -> None:
@@ -130,7 +140,29 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
         except Exception as exc:  # RunError: the runner's own words for why the cache cannot stand in
             refusal = str(exc)
     student_name = student_entry(config)[0]
-    return ConfigFacts(experiment, dataset, planned, teacher_ckpt, teacher_model, train_data, refusal, student_name)
+    views_refusal = _views_refusal(config_path, rest, dataset_id) if stages and dataset_id is not None else \
+        'no training loader'
+    return ConfigFacts(experiment, dataset, planned, teacher_ckpt, teacher_model, train_data, refusal, student_name,
+                       views_refusal)
+
+
+def _views_refusal(config_path: str, overrides: Sequence[str], dataset_id: str) -> Optional[str]:
+    """Why the training data's views cannot all be listed (None when they can): read from the dataset's class and its
+    transform, built without the dataset (nothing is read or downloaded)."""
+    loaded = load_config(config_path, overrides)
+    node = dict(loaded.dataset_nodes).get(dataset_id)
+    if node is None:
+        return f'no dataset {dataset_id!r}'
+    key = dataset_class_key(node)
+    cls = dataset_class(key)
+    if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
+        return f'its training dataset ({key or "no key"}) is not held in memory by the device data path'
+    try:
+        transform = construct_optional(loaded, mapping_value_node(init_kwargs_node(node), 'transform'))
+        ViewSpace(translate_transform(transform, image_shape=(32, 32, 3)))
+    except (ValueError, TypeError) as exc:
+        return f'its training transform has views that cannot all be listed ({one_line(exc, None)})'
+    return None
 
 
 def teacher_file_identity(path: str) -> Tuple[str, Optional[int], Optional[int]]:
@@ -166,11 +198,16 @@ def dst_ckpt_override(student_name: str, dst_ckpt: str) -> str:
     return f'models.{student_name}.dst_ckpt={dst_ckpt}'
 
 
-def cache_teacher_argv(python: str, config: str, seed: int, overrides: List[str], out: str, epochs: int,
-                       dtype: str) -> List[str]:
-    """``cache-teacher`` for the runs of one teacher, data and seed."""
-    argv = [python, '-m', runner_module(), 'cache-teacher', '--config', config, '--seed', str(seed), '--out', out,
-            '--epochs', str(epochs), '--dtype', dtype]
+def cache_teacher_argv(python: str, config: str, seed: Optional[int], overrides: List[str], out: str,
+                       epochs: Optional[int], dtype: str) -> List[str]:
+    """``cache-teacher`` for the runs of one teacher, data and seed, or (``seed`` None) every view of every image
+    (``--views all``: every seed, any number of epochs)."""
+    argv = [python, '-m', runner_module(), 'cache-teacher', '--config', config]
+    if seed is None:
+        argv += ['--views', 'all', '--out', out]
+    else:
+        argv += ['--seed', str(seed), '--out', out, '--epochs', str(epochs)]
+    argv += ['--dtype', dtype]
     for assignment in overrides:
         argv += ['--set', assignment]
     return argv

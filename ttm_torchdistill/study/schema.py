@@ -55,7 +55,8 @@ class SlurmOptions:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """The runner's speed options for every run; ``teacher_cache: auto`` makes the study build the caches."""
+    """The runner's speed options for every run; ``teacher_cache: auto`` makes the study build the caches (complete
+    ones where the training transform allows, else per seed), ``per_seed`` per-seed ones; a folder is read as is."""
     device_data: bool = False
     amp: str = 'off'
     channels_last: bool = False
@@ -73,7 +74,7 @@ class RuntimeOptions:
             argv.append('--channels-last')
         if self.compile:
             argv.append('--compile')
-        if self.teacher_cache not in (None, 'auto'):
+        if self.teacher_cache not in (None, 'auto', 'per_seed'):
             argv += ['--teacher-cache', self.teacher_cache]
         return argv
 

@@ -29,14 +29,15 @@ def format_plan(plan: Plan, states: List[TaskState]) -> str:
     lines += _table(rows)
     if plan.caches:
         lines += ['', f'built first: {len(plan.caches)} teacher cache(s), each read by the runs above that name it:']
-        rows = [['cache', 'state', 'epochs', 'runs', 'command']]
+        rows = [['cache', 'state', 'epochs', 'runs', 'command']]  # a complete cache serves every epoch: "all"
         for cache in plan.caches:
             readers = sum(run.cache is not None and run.cache.key == cache.key for run in plan.runs)
-            rows.append([cache.key, by_id[task_id(cache)].state, str(cache.epochs), str(readers),
+            rows.append([cache.key, by_id[task_id(cache)].state, 'all' if cache.epochs is None else str(cache.epochs),
+                         str(readers),
                          ' '.join(cache.build_argv('python')[1:])])
         lines += _table(rows)
     reasons = sorted({run.no_cache for run in plan.runs if run.cache is None and run.no_cache
-                      and plan.study.runtime.teacher_cache == 'auto'})
+                      and plan.study.runtime.teacher_cache in ('auto', 'per_seed')})
     for reason in reasons:
         names = [run.experiment for run in plan.runs if run.cache is None and run.no_cache == reason]
         lines.append(f'no teacher cache for {", ".join(sorted(set(names)))}: {reason}')
@@ -51,6 +52,7 @@ def format_status(plan: Plan, states: List[TaskState]) -> str:
     for what, group in (('runs', runs), ('teacher caches', caches)):
         if not group:
             continue
+        what = what if len(group) != 1 else what[:-1]  # 1 run, 1 teacher cache
         counts = ', '.join(f'{sum(s.state == name for s in group)} {name}' for name in STATES
                            if any(s.state == name for s in group))
         lines.append(f'study {plan.study.name}: {len(group)} {what}: {counts}')
