@@ -14,7 +14,7 @@ Three parts (``--parts``):
   per step an index of that table with 64 sample indices; for comparison a per-step gather of 64 rows straight
   from the file, and a per-seed cache's epoch load (50,000 x 100 float32).
 * ``steps``: training steps of resnet32x4 -> resnet8x4 WTTM built through the runner's own code (as
-  ``benchmarks/throughput.py`` does: ``prepare``, the box set-up and epoch start of ``training.train``), on the
+  ``benchmarks/throughput.py`` does: ``prepare``, ``open_session`` and ``Session.start_epoch``), on the
   ``build`` part's data and caches: device data with the live teacher, with the per-seed cache, with the complete
   cache, and both caches again with ``--amp bf16 --channels-last``. Configurations alternate every ``--chunk``
   steps for ``--rounds`` rounds (the order reversed every other round); a step that ends an epoch starts the next
@@ -203,13 +203,12 @@ def part_steps(args, work: Path, overrides):
     import torch
     from torchdistill.common.main_util import set_seed
 
-    from ttm_torchdistill.run import training
-    from ttm_torchdistill.run.machine.context import ensure_ddp, init_distributed
+    from ttm_torchdistill.run.train import loop
+    from ttm_torchdistill.run.machine.context import init_distributed
     from ttm_torchdistill.run.console import run_logging
     from ttm_torchdistill.run.options import RunOptions
     from ttm_torchdistill.run.prepare import prepare
-    from ttm_torchdistill.run.train.meter import LossTermRecorder, StepMeter, temperature_stats
-    from ttm_torchdistill.run.train.step import TrainStep, make_scaler
+    from ttm_torchdistill.run.train.meter import temperature_stats
 
     views, seeded = str(work / 'cache_views'), str(work / 'cache_seed0')
     for path in (views, seeded):
@@ -226,7 +225,7 @@ def part_steps(args, work: Path, overrides):
     configurations = [c for c in configurations if c[0] not in args.skip]
 
     class Bench:
-        """One configuration built through the runner, stepping through epochs as ``training.train`` does."""
+        """One configuration built through the runner, stepping through epochs as the runner's loop does."""
 
         def __init__(self, name, flags):
             self.name = name
@@ -234,23 +233,16 @@ def part_steps(args, work: Path, overrides):
             ctx = init_distributed('cpu', 1, 'env://')
             set_seed(0)
             self.prepared = prepared = prepare(opts, ctx)
-            cached = training._cached_teacher(prepared, ctx)
-            box = training._setup_box(prepared, ctx, 1, cached if cached is not None else prepared.teacher)
-            training._set_student(box, ensure_ddp(training._student_of(box), ctx))
-            self.step_fn = TrainStep(box, ctx, prepared.runtime, make_scaler(prepared.runtime, ctx), cached)
-            self.box, self.ctx = box, ctx
-            self.recorder = LossTermRecorder(box.criterion)
-            self.meter = StepMeter(ctx.device)
+            self.session = session = loop.open_session(prepared, opts, ctx)  # box, wrapped student, step, meter
+            self.box, self.ctx = session.box, ctx
+            self.step_fn, self.recorder, self.meter = session.step_fn, session.recorder, session.meter
             self.epoch = -1
             self.batches = iter(())
             self.rates, self.step_ms = [], []
 
         def start_epoch(self):
             self.epoch += 1
-            self.box.pre_epoch_process(epoch=self.epoch)
-            self.step_fn.box, self.step_fn.epoch = self.box, self.epoch
-            self.prepared.device_data.install(self.box, self.prepared.train_config, 'train')
-            self.prepared.device_data.set_epoch(self.box, self.epoch)
+            self.session.start_epoch(self.prepared, self.epoch)
             self.batches = iter(self.box.train_data_loader)
 
         def run(self, steps):

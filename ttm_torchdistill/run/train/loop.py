@@ -32,7 +32,7 @@ from .step import TrainStep, check_post_forward, make_scaler
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
-__all__ = ['RunState', 'train']
+__all__ = ['RunState', 'Session', 'open_session', 'train']
 
 
 @dataclass
@@ -47,6 +47,20 @@ class Session:
     last_path: str
     start: float
 
+    def start_epoch(self, prepared: Prepared, epoch: int) -> int:
+        """The set-up of epoch ``epoch`` (0-indexed): the pre-epoch process, the step told the epoch, the device
+        loaders installed (after a stage change too) at that epoch; returns the stage's ``log_freq``."""
+        box = self.box
+        if self.recorder.criterion is not box.criterion:  # a new stage built its own criterion
+            self.recorder.remove()
+            self.recorder = LossTermRecorder(box.criterion)
+        box.pre_epoch_process(epoch=epoch)
+        self.step_fn.box, self.step_fn.epoch = box, epoch
+        if prepared.device_data is not None:
+            prepared.device_data.install(box, stage_config(prepared.train_config, box), stage_where(box))
+            prepared.device_data.set_epoch(box, epoch)
+        return max(int(stage_config(prepared.train_config, box).get('log_freq', 100) or 1), 1)
+
     def close(self, state: RunState) -> None:
         self.recorder.remove()
         state.wall_time_s = state.previous_wall_time_s + time.time() - self.start
@@ -54,7 +68,7 @@ class Session:
             self.tracker.finish()
 
 
-def _open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Session:
+def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Session:
     """Build the box (with the cached teacher when the run reads one), wrap the student, the step and its scaler."""
     config = prepared.config
     tracker = setup_tracker(config.get('tracker'), run_config={'config': opts.config}) \
@@ -80,7 +94,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     """
     warn_teacher_mode(prepared)
     state = RunState()
-    session = _open_session(prepared, opts, ctx)
+    session = open_session(prepared, opts, ctx)
     box = session.box
     logger.info(f'Start training ({prepared.runtime.describe()})')
     first_epoch = start_epoch(box, prepared, opts, ctx, state, session.scaler)
@@ -99,15 +113,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
 def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: RunState, epoch: int) -> None:
     """One epoch: pre-epoch process, training steps, validation, post-epoch process, checkpoints."""
     box, epoch_start = session.box, time.time()
-    log_freq = max(int(stage_config(prepared.train_config, box).get('log_freq', 100) or 1), 1)
-    if session.recorder.criterion is not box.criterion:  # a new stage built its own criterion
-        session.recorder.remove()
-        session.recorder = LossTermRecorder(box.criterion)
-    box.pre_epoch_process(epoch=epoch)
-    session.step_fn.box, session.step_fn.epoch = box, epoch
-    if prepared.device_data is not None:
-        prepared.device_data.install(box, stage_config(prepared.train_config, box), stage_where(box))
-        prepared.device_data.set_epoch(box, epoch)
+    log_freq = session.start_epoch(prepared, epoch)
     progress = train_one_epoch(box, session.step_fn, ctx, epoch, log_freq, session.recorder, session.tracker,
                                session.last_path, session.meter)
     progress.train_time = time.time() - epoch_start  # the pre-epoch process and the training steps, not validation
