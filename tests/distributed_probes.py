@@ -55,9 +55,9 @@ def _install_rank_dirs_probe() -> None:
     os.chdir(f'rank{RANK}')
     original_evaluate = final_evaluation.evaluate
 
-    def recording_evaluate(model, loader, ctx, **kwargs):
+    def recording_evaluate(model, loader, ctx, *args, **kwargs):
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, 'tested_student.pt')
-        return original_evaluate(model, loader, ctx, **kwargs)
+        return original_evaluate(model, loader, ctx, *args, **kwargs)
     final_evaluation.evaluate = recording_evaluate
 
 

@@ -109,6 +109,48 @@ def test_bf16_channels_last_run_records_its_runtime(workdir, capsys):
     assert all(value.dtype != torch.bfloat16 for value in state.values())  # weights stay float32 under autocast
 
 
+def test_validation_runs_as_training_does_and_the_test_in_float32(workdir, capsys, monkeypatch):
+    from ttm_torchdistill.run import final_evaluation
+    from ttm_torchdistill.run.train import loop
+    seen = []
+    for where, module in (('validation', loop), ('test', final_evaluation)):
+        def recording(model, loader, ctx, runtime, where=where, evaluate=module.evaluate):
+            seen.append((where, runtime.amp, runtime.channels_last))
+            return evaluate(model, loader, ctx, runtime)
+        monkeypatch.setattr(module, 'evaluate', recording)
+    run_ok(capsys, ['--config', TINY, '--set', 'train.num_epochs=1', '--amp', 'bf16', '--channels-last'])
+    assert seen[0] == ('validation', 'bf16', True)
+    assert set(seen[1:]) == {('test', 'off', True)}  # teacher and student, measured as the papers measure them
+
+
+class AutocastRecorder(torch.nn.Module):
+    """Records, for each batch, the autocast dtype it ran under (None when off) and whether it came channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3 * 2 * 2, 10)
+        self.calls = []
+
+    def forward(self, images):
+        dtype = torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else None
+        self.calls.append((dtype, images.is_contiguous(memory_format=torch.channels_last)))
+        return self.linear(images.flatten(1))
+
+
+@pytest.mark.parametrize('runtime, expected', [
+    (Runtime(), (None, False)),
+    (Runtime(amp='bf16'), (torch.bfloat16, False)),
+    (Runtime(amp='bf16', channels_last=True), (torch.bfloat16, True)),
+], ids=['float32', 'bf16', 'bf16-channels-last'])
+def test_evaluate_runs_the_model_under_the_runtime(runtime, expected):
+    from ttm_torchdistill.run.machine.context import init_distributed
+    from ttm_torchdistill.run.train.evaluation import evaluate
+    model = AutocastRecorder()
+    batches = [(torch.randn(4, 3, 2, 2), torch.randint(0, 10, (4,))) for _ in range(2)]
+    top1, top5, seen = evaluate(model, batches, init_distributed('cpu', 1, 'env://'), runtime)
+    assert model.calls == [expected, expected] and seen == 8 and 0 <= top1 <= top5 <= 100
+
+
 def test_fp16_scaler_state_is_saved_and_restored_by_resume(workdir, capsys, monkeypatch):
     """The scaler path (CPU float16 autocast stands in for CUDA): its scale is in the last checkpoint and a
     resumed run starts from it."""

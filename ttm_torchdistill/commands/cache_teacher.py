@@ -8,7 +8,7 @@ import torch
 
 from ..errors import error_line
 from ..run.cache_teacher import cache_teacher
-from ..run.data.view_cache import AMP_MODES
+from ..run.config.runtime import AMP_MODES
 
 PROG = 'python -m ttm_torchdistill cache-teacher'
 

@@ -1,4 +1,5 @@
-"""The test stage: the best student (and the teacher) on the test loader, and the JSON summary of the run."""
+"""The test stage: the best student (and the teacher) on the test loader in float32, and the JSON summary of the run."""
+import dataclasses
 import logging
 import os
 import time
@@ -65,13 +66,14 @@ def test(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Dict[str, An
         return results
     cudnn.benchmark = False
     cudnn.deterministic = True
+    float32 = dataclasses.replace(prepared.runtime, amp='off')  # the reported top-1 as the papers measure it
     models = prepared.config['models']
     teacher = None if opts.student_only else prepared.teacher
     for role, model, entry in (('teacher', teacher, 'teacher_model'),
                                ('student', prepared.student, prepared.student_name)):
         if model is None:
             continue
-        top1, top5, _ = evaluate(model, test_loader, ctx, static_batches=prepared.runtime.compile)
+        top1, top5, _ = evaluate(model, test_loader, ctx, float32)
         results[role] = {'top1': top1, 'top5': top5}
         logger.info(f'[{role.capitalize()}: {models[entry]["key"]}] test top-1 {top1:.2f}  top-5 {top5:.2f}')
     return results

@@ -64,7 +64,6 @@ LOGITS_FILE = 'logits.npy'
 BUILD_FILE = 'build.json'
 PARTIAL = '.partial'  # suffix of a file being written; a kill may leave one behind, nothing reads it
 LAYOUT = 'logits.npy: N x V x C, sample-major; (sample i, view v) is row i * V + v of its N*V x C view'
-AMP_MODES = ('off', 'bf16', 'fp16')
 #: What a run compares with the cache, in this order (the first difference is reported).
 CHECKED_FIELDS = ('teacher_sha256', 'dataset_size', 'images_sha256', 'labels_sha256', 'image_shape', 'crop_size',
                   'padding', 'fill', 'flip', 'normalize', 'transform_order', 'num_views', 'num_classes')

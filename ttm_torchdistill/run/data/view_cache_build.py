@@ -19,21 +19,20 @@ cache, other files) is refused: nothing is overwritten.
 import logging
 import os
 import time
-from contextlib import nullcontext
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..config.runtime import AMP_MODES, autocast as amp_autocast
 from ..console import format_duration
 from .teacher_cache import DTYPES, METADATA_FILE
-from .view_cache import (AMP_MODES, BUILD_FIELDS, BUILD_FILE, FORMAT_VERSION, KIND, LAYOUT, LOGITS_FILE, PARTIAL,
-                         check_dtype, data_fields, first_difference, read_json, write_json)
+from .view_cache import (BUILD_FIELDS, BUILD_FILE, FORMAT_VERSION, KIND, LAYOUT, LOGITS_FILE, PARTIAL, check_dtype,
+                         data_fields, first_difference, read_json, write_json)
 from .view_space import ViewSpace
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
-AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 BAR_WIDTH = 20
 
 
@@ -161,7 +160,7 @@ def build_view_cache(teacher: torch.nn.Module, data, out: str, teacher_sha256: s
     n, views_per_image = len(data), space.num_views
     total = n * views_per_image
     device = torch.device(device) if device is not None else data.device
-    autocast = torch.autocast(device.type, dtype=AUTOCAST_DTYPES[amp]) if amp != 'off' else nullcontext()
+    autocast = amp_autocast(amp, device.type)
     build_path = os.path.join(out, BUILD_FILE)
     logits_file = flat = None
     if num_classes is not None:

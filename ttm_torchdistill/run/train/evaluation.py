@@ -1,18 +1,24 @@
-"""Top-1/top-5 accuracy of a model over a loader, counted on the device and reduced over ranks."""
+"""Top-1/top-5 accuracy of a model over a loader, counted on the device and reduced over ranks.
+
+The model runs as it trains: under the run's autocast, on channels-last batches, with static batch sizes when
+compiled (see :mod:`ttm_torchdistill.run.config.runtime`).
+"""
 from typing import Tuple
 
 import torch
 from torch import nn
 
+from ..config.runtime import Runtime
 from ..machine.context import DistContext
 from .step import mark_batch_static
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data_loader, ctx: DistContext, static_batches: bool = False) -> Tuple[float, float, int]:
+def evaluate(model: nn.Module, data_loader, ctx: DistContext, runtime: Runtime = Runtime()) -> Tuple[float, float, int]:
     """Top-1/top-5 accuracy (%) of ``model`` over ``data_loader``, summed over all ranks.
 
-    :param static_batches: mark each batch's size static for a compiled model (:func:`.step.mark_batch_static`).
+    :param runtime: the run's speed options: ``amp`` (autocast), ``channels_last`` (the batches' memory format) and
+        ``compile`` (each batch's size marked static, :func:`.step.mark_batch_static`).
     :return: ``(top1, top5, number of samples seen)``.
     """
     was_training = model.training
@@ -26,9 +32,12 @@ def evaluate(model: nn.Module, data_loader, ctx: DistContext, static_batches: bo
         images, targets = batch[0], batch[1]
         images = images.to(ctx.device, non_blocking=non_blocking)
         targets = targets.to(ctx.device, non_blocking=non_blocking)
-        if static_batches:
+        if runtime.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if runtime.compile:
             mark_batch_static(images)
-        outputs = model(images)
+        with runtime.autocast(ctx.device.type):
+            outputs = model(images)
         k = min(5, outputs.shape[1])
         hits = outputs.topk(k, dim=1).indices.eq(targets.view(-1, 1))
         hits1 += hits[:, :1].sum()

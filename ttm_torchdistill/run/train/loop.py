@@ -118,7 +118,7 @@ def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: Ru
                                session.last_path, session.meter)
     progress.train_time = time.time() - epoch_start  # the pre-epoch process and the training steps, not validation
     lr = box.optimizer.param_groups[0]['lr']
-    top1, top5, _ = evaluate(prepared.student, box.val_data_loader, ctx, static_batches=prepared.runtime.compile)
+    top1, top5, _ = evaluate(prepared.student, box.val_data_loader, ctx, prepared.runtime)
     improved = _record(session, state, ctx, progress, epoch, lr, top1, top5, time.time() - epoch_start)
     stage_before = getattr(box, 'stage_number', None)
     box.post_epoch_process(metrics=top1)

@@ -4,7 +4,6 @@ The step never reads a value back to the host (see :class:`ttm_torchdistill.run.
 ``amp: fp16`` the backward pass and optimizer step go through a gradient scaler, mirroring torchdistill's
 ``default_post_forward_process`` (gradient accumulation, clipping on unscaled gradients, step-wise scheduler).
 """
-from contextlib import nullcontext
 from typing import Optional
 
 import torch
@@ -14,7 +13,6 @@ from ...errors import RunError
 from ..config.runtime import Runtime
 from ..machine.context import DistContext
 
-AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 DEFAULT_POST_FORWARD = (None, 'default_post_forward_process')
 
 
@@ -109,11 +107,6 @@ class TrainStep:
         self.last_skipped: Optional[torch.Tensor] = None
         self.non_blocking = ctx.device.type == 'cuda'  # overlaps the copy with compute from pinned host memory
 
-    def autocast(self):
-        if self.runtime.amp == 'off':
-            return nullcontext()
-        return torch.autocast(device_type=self.ctx.device.type, dtype=AUTOCAST_DTYPES[self.runtime.amp])
-
     def __call__(self, sample_batch: torch.Tensor, targets: torch.Tensor, supp_dict) -> torch.Tensor:
         """Forward, backward and update; returns the (unscaled, undetached) loss without reading it."""
         if self.cached_teacher is not None:
@@ -124,7 +117,7 @@ class TrainStep:
             sample_batch = sample_batch.contiguous(memory_format=torch.channels_last)
         if self.runtime.compile:
             mark_batch_static(sample_batch)
-        with self.autocast():
+        with self.runtime.autocast(self.ctx.device.type):
             loss = self.box.forward_process(sample_batch, targets, supp_dict)
         if self.scaler is not None:
             self.last_skipped = scaled_post_forward(self.box, loss, self.scaler)
