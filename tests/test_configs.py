@@ -212,7 +212,8 @@ def expected_terms(exp: Experiment):
     raise AssertionError(f'{exp.name}: method {exp.method!r} has no expected criterion in expected_terms()')
 
 
-# Numbers typed from /work/shared/PAPERS.md (not from the table): (experiment, what, value, where in PAPERS.md).
+# Numbers typed from the papers (TTM: Zheng & Yang, ICLR 2024; DIST: Huang et al., NeurIPS 2022; ATKD's README), as
+# gathered in PAPERS.md beside the project, not from the table: (experiment, what, value, where in the papers).
 # ``what`` is 'top1' (reference block), 'gamma' (1/temperature of the TTM/WTTM term), 'beta' (its weight),
 # 'lr', or '<term>.weight' / '<term>.<kwarg>' of the criterion.
 SPOT_CHECKS = [
@@ -366,22 +367,27 @@ def test_plugin_registers_the_pre_epoch_process(plugin):
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_IDS)
-def test_config_header_gives_commands(path):
+def test_config_header_gives_the_reference_the_sources_and_one_command(path):
     text = (REPO_ROOT / path).read_text()
-    header = text.split('\ndependencies:')[0]
-    assert all(line.startswith('#') for line in header.strip().splitlines()), 'the header must be a comment block'
-    assert f'python -m ttm_torchdistill --config {path.as_posix()}\n' in header
-    assert f'torchrun --nproc_per_node=8 -m ttm_torchdistill --config {path.as_posix()} --world_size 8\n' in header
-    assert 'per process' in header
+    header = text.split('\ndependencies:')[0].strip().splitlines()
+    assert all(line.startswith('#') for line in header), 'the header must be a comment block'
+    assert len(header) <= 16, f'{path}: a header of {len(header)} lines; it holds what the run needs, no more'
     dataset, method, student, teacher, variant = describe(path)
-    if dataset == 'cifar100' and teacher is not None:
-        assert f'python -m ttm_torchdistill fetch-teachers --names {teacher}\n' in header
-        assert f'python -m ttm_torchdistill --config configs/cifar100/ce/{teacher}.yaml\n' in header
-    if dataset == 'ilsvrc2012':
-        assert 'IMAGENET1K_V1' in header and '256' in header
+    command = (f'python -m ttm_torchdistill --config {path.as_posix()}' if dataset == 'cifar100' else
+               f'torchrun --nproc_per_node=8 -m ttm_torchdistill --config {path.as_posix()} --world_size 8')
+    assert [line for line in header if '--config' in line] == [f'#   {command}'], f'{path}: one command, the run'
+    sources = [n for n, line in enumerate(header) if line.startswith('# Sources: the comment beside each value')]
+    assert len(sources) == 1 and header[1].startswith('# Reference: ')
+    reference = ' '.join(line.lstrip('# ') for line in header[1:sources[0]])  # the reference sentence, unwrapped
     top1 = row(path).reference.top1
     if top1 is not None:
-        assert f'{top1:.2f}' in header, f'{path}: the header should quote the paper number {top1:.2f}'
+        assert f'{top1:.2f}' in reference, f'{path}: the header should quote the paper number {top1:.2f}'
+    else:
+        assert 'reference.top1 is null' in reference
+    if dataset == 'cifar100' and teacher is not None:  # the teacher's source is said above its src_ckpt
+        assert f'fetch-teachers --names {teacher}\n' in text and f'configs/cifar100/ce/{teacher}.yaml' in text
+    if dataset == 'ilsvrc2012':
+        assert 'IMAGENET1K_V1' in text and '32 x 8 processes = 256' in text
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -72,9 +72,8 @@ def repdistiller_recipe(student: str, drop_last: Param = KEEP_LAST_BATCH) -> Rec
     else:
         lr = P(0.05, 'RepDistiller recipe (train_student.py defaults)')
     return Recipe(
-        summary="RepDistiller's",
         epochs=P(240, 'RepDistiller/CRD recipe shared by TTM, DIST and ATKD (train_student.py defaults)'),
-        lr=lr, weight_decay=5e-4,
+        lr=lr, momentum=P(0.9, 'RepDistiller recipe'), weight_decay=P(5e-4, 'RepDistiller recipe'),
         milestones=P([150, 180, 210], "x0.1 from epochs 151, 181 and 211, as RepDistiller's adjust_learning_rate"),
         batch_size=P(64, 'per process; the papers trained CIFAR-100 on 1 GPU (global batch 64)'),
         eval_batch_size=P(32, 'RepDistiller evaluates with batch_size / 2'),
@@ -84,10 +83,10 @@ def repdistiller_recipe(student: str, drop_last: Param = KEEP_LAST_BATCH) -> Rec
 def torchdistill_imagenet_recipe(drop_last: Param = P(False)) -> Recipe:
     """torchdistill's standard ImageNet recipe (rrpr2020 configs), which DIST's B1 setting matches."""
     return Recipe(
-        summary="torchdistill's standard ImageNet one",
         epochs=P(100, "torchdistill ImageNet recipe (rrpr2020 configs), also DIST's B1"),
-        lr=P(0.1, 'for the total batch 256 (torchdistill ImageNet recipe; DIST B1)'), weight_decay=1e-4,
-        milestones=P([30, 60, 90]),
+        lr=P(0.1, 'for the total batch 256 (torchdistill ImageNet recipe; DIST B1)'),
+        momentum=P(0.9, 'torchdistill ImageNet recipe'), weight_decay=P(1e-4, 'torchdistill ImageNet recipe'),
+        milestones=P([30, 60, 90], 'torchdistill ImageNet recipe'),
         batch_size=P(32, 'per process: 32 x 8 processes = 256 (DIST B1: 32 per GPU on 8 GPUs)'),
         eval_batch_size=P(128), drop_last=drop_last, log_freq=1000)
 
