@@ -13,6 +13,7 @@ from .blocks import loss, sourced, student_logits_ce
 from .feature_methods import CRD_BLOCKS, ITRD_BLOCKS, crd_term, itrd_term
 from .model_blocks import ModelBlocks
 from .schema import Experiment
+from .two_view_methods import TWO_VIEW_BLOCKS, mlkd_terms
 from .yaml_emit import Node, number
 
 SubTerms = Dict[str, Any]
@@ -113,6 +114,9 @@ class Method:
 
 _TTM_HYPER = ('gamma', 'beta', 'ce_weight')
 _DKD_HYPER = ('alpha', 'beta', 'temperature', 'standardize', 'warmup_epochs', 'ce_weight')
+_MLKD_HYPER = ('temperature', 'standardize', 'code_faithful', 'weight', 'ce_weight', 'num_ops')
+_MLKD_BATCH = "MLKD's batch- and class-level terms and its confidence medians use this per-process batch."
+_MAX_LOGIT = 'with standardised logits and the max-logit temperature'
 METHODS: Dict[str, Method] = {
     'ce': Method('Cross-entropy training', ce_terms, ('ce_weight',)),
     'kd': Method('KD (baseline)', kd_terms, ('temperature', 'alpha', 'beta')),
@@ -123,6 +127,10 @@ METHODS: Dict[str, Method] = {
     'atkd': Method('ATKD (max-logit adaptive temperature)', atkd_terms,
                    ('temperature', 'standardize', 'weight', 'ce_weight')),
     'dkd': Method('DKD', dkd_terms, _DKD_HYPER),
+    'dkd_at': Method(f'DKD {_MAX_LOGIT}', dkd_terms, _DKD_HYPER),
+    'mlkd': Method('MLKD', mlkd_terms, _MLKD_HYPER, batch_statistics=_MLKD_BATCH, blocks=TWO_VIEW_BLOCKS),
+    'mlkd_at': Method(f'MLKD {_MAX_LOGIT}', mlkd_terms, _MLKD_HYPER, batch_statistics=_MLKD_BATCH,
+                      blocks=TWO_VIEW_BLOCKS),
     # ITRD's batch statistics are said in the rows' notes.
     'wttm_crd': Method('WTTM+CRD', wttm_crd_terms,
                        _TTM_HYPER + ('mu', 'feat_dim', 'nce_k', 'nce_t', 'nce_m', 'nce_mode', 'n_data', 'nce_eps'),
