@@ -14,7 +14,6 @@ its body is compared but for ``models`` (its checkpoint path follows its name).
 """
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, Dict
 
 import pytest

@@ -4,7 +4,7 @@ The dataset templates (:mod:`.cifar100`, :mod:`.ilsvrc2012`), the methods and :m
 these pieces, so each YAML shape is written once. Every function returns plain nested data for
 :func:`.yaml_emit.emit`; a :class:`~.schema.Param` becomes its value with its source as the comment beside it.
 """
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .schema import Param
 from .yaml_emit import Node
@@ -18,22 +18,23 @@ def sourced(param: Param, as_float: bool = False) -> Node:
     return Node(value, comment=param.source)
 
 
-def import_call(key: str, kwargs: Any = None, *, before: Optional[Dict[str, Any]] = None, **node: Any) -> Node:
+def import_call(key: str, kwargs: Any = None, *, before: Optional[Dict[str, Any]] = None,
+                above: Tuple[str, ...] = ()) -> Node:
     """``!import_call`` of ``key`` with ``init: {kwargs: ...}``; an empty ``init:`` without kwargs (ToTensor).
 
     :param kwargs: the keyword arguments (a dict, a :class:`~.yaml_emit.Node` or an alias), or None.
     :param before: entries written before ``key`` (e.g. a dataset's anchored ``_root``).
-    :param node: decorations of the call itself (``comment``, ``above``, ``anchor``).
+    :param above: comment lines over the call's key.
     """
     body = dict(before or {})
     body['key'] = key
     body['init'] = None if kwargs is None else {'kwargs': kwargs}
-    return Node(body, tag='!import_call', **node)
+    return Node(body, above=above, tag='!import_call')
 
 
-def import_get(key: str, **node: Any) -> Node:
-    """``!import_get`` of ``key`` (a class or function, not called)."""
-    return Node({'key': key}, tag='!import_get', **node)
+def import_get(key: str, anchor: str = '', comment: str = '') -> Node:
+    """``!import_get`` of ``key`` (a class or function, not called), optionally anchored and commented."""
+    return Node({'key': key}, comment=comment, anchor=anchor, tag='!import_get')
 
 
 def transform(name: str, kwargs: Any = None) -> Node:
@@ -56,14 +57,14 @@ def model_entry(key: str, kwargs: Dict[str, Any], src_ckpt: Any = None, dst_ckpt
     return entry
 
 
-def sampler(class_path: str, **node: Any) -> Node:
+def sampler(class_path: str, anchor: str = '') -> Node:
     """A data loader's ``sampler:`` (torchdistill builds ``class_or_func(dataset, **kwargs)``; no kwargs here)."""
-    return Node({'class_or_func': import_get(class_path), 'kwargs': None}, **node)
+    return Node({'class_or_func': import_get(class_path), 'kwargs': None}, anchor=anchor)
 
 
-def loss(key: str, kwargs: Optional[Dict[str, Any]], **node: Any) -> Dict[str, Any]:
-    """``criterion:`` of a sub-term: a registered loss key and its kwargs."""
-    return {'criterion': {'key': Node(key, **node) if node else key, 'kwargs': kwargs}}
+def loss(key: str, kwargs: Optional[Dict[str, Any]], comment: str = '') -> Dict[str, Any]:
+    """``criterion:`` of a sub-term: a registered loss key (with ``comment`` beside it) and its kwargs."""
+    return {'criterion': {'key': Node(key, comment=comment), 'kwargs': kwargs}}
 
 
 def student_logits_ce(weight: Any, module_path: str = '.') -> Dict[str, Any]:

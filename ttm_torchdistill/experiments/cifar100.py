@@ -4,7 +4,7 @@ Every CIFAR-100 experiment follows RepDistiller's set-up (TTM, DIST, ATKD, DKD a
 torchvision's CIFAR100 with RepDistiller's augmentation and statistics, the test split as validation and test set,
 teachers from RepDistiller's checkpoints (``fetch-teachers``) or trained with the ``ce`` configs.
 """
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 from .blocks import compose, import_call, model_entry, transform
 from .schema import Experiment
@@ -30,10 +30,11 @@ def train_transform(middle: Sequence[Node] = (), normalize: Any = Alias(NORMALIZ
                     transform('Normalize', normalize)])
 
 
-def _cifar100(train: bool, transforms: Node, **node: Any) -> Node:
+def _cifar100(train: bool, transforms: Node, above: Tuple[str, ...]) -> Node:
+    """torchvision's CIFAR100 split; the training split writes the root once (``&root_dir``)."""
     return import_call('torchvision.datasets.CIFAR100',
                        {'root': Alias('root_dir'), 'train': train, 'download': True, 'transform': transforms},
-                       before={'_root': Node(ROOT, anchor='root_dir')} if train else None, **node)
+                       before={'_root': Node(ROOT, anchor='root_dir')} if train else None, above=above)
 
 
 def datasets() -> Dict[Key, Node]:

@@ -69,7 +69,7 @@ def crd_student(exp: Experiment) -> Block:
     return {'forward_proc': Node('forward_batch_supp_dict', comment='hands supp_dict (pos_idx, contrast_idx) to the '
                                                                    'wrapper'),
             'adaptations': None, 'sequential': [],
-            **trained(auxiliary_model_wrapper=head, forward_hook=forward_hook(['supp'], ['embed']))}
+            **trained({'auxiliary_model_wrapper': head, 'forward_hook': forward_hook(['supp'], ['embed'])})}
 
 
 def crd_term(exp: Experiment) -> Dict[str, Any]:
@@ -113,7 +113,7 @@ def itrd_student(exp: Experiment) -> Block:
     head = _embedding(exp, 'student', exp.param('embed_dim'), False,
                       "ITRD's embed: Linear(student width, teacher width), no normalisation")
     return {'forward_proc': 'forward_batch_only', 'adaptations': None, 'sequential': [],
-            **trained(auxiliary_model_wrapper=head, forward_hook=forward_hook([], ['features', 'embed']))}
+            **trained({'auxiliary_model_wrapper': head, 'forward_hook': forward_hook([], ['features', 'embed'])})}
 
 
 def itrd_term(exp: Experiment) -> Dict[str, Any]:

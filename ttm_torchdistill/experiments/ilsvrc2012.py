@@ -3,7 +3,7 @@
 torchdistill's standard ImageNet set-up: ImageFolder trees, RandomResizedCrop/flip for training and
 Resize(256)/CenterCrop(224) for evaluation; pretrained torchvision teachers; 32 per process on 8 processes.
 """
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from .blocks import compose, import_call, import_get, model_entry, transform
 from .schema import Experiment
@@ -19,10 +19,11 @@ ROOT = './resource/dataset/ilsvrc2012'
 NORMALIZE_ID = 'normalize_kwargs'
 
 
-def _image_folder(split: str, transforms: Node, **node: Any) -> Node:
+def _image_folder(split: str, transforms: Node, above: Tuple[str, ...] = ()) -> Node:
+    """An ImageFolder tree below the root (``!join``); the training split writes the root once (``&root_dir``)."""
     return import_call('torchvision.datasets.ImageFolder',
                        {'root': Node([Alias('root_dir'), f'/{split}'], tag='!join'), 'transform': transforms},
-                       before={'_root': Node(ROOT, anchor='root_dir')} if split == 'train' else None, **node)
+                       before={'_root': Node(ROOT, anchor='root_dir')} if split == 'train' else None, above=above)
 
 
 def datasets() -> Dict[Key, Node]:

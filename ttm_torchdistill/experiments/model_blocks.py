@@ -29,9 +29,10 @@ def forward_hook(inputs: Sequence[Any], outputs: Sequence[Any]) -> Block:
     return {'input': list(inputs), 'output': list(outputs)}
 
 
-def trained(**middle: Any) -> Block:
-    """The end of a trained model's block: ``wrapper``, ``requires_grad``, ``frozen_modules``, after ``middle``."""
-    return {**middle, 'wrapper': 'DistributedDataParallel', 'requires_grad': True, 'frozen_modules': []}
+def trained(middle: Optional[Block] = None) -> Block:
+    """``middle`` (e.g. an auxiliary wrapper and hooks), then the end of a trained model's block: the DDP wrapper
+    (the runner wraps the student whenever it runs distributed), ``requires_grad``, ``frozen_modules``."""
+    return {**(middle or {}), 'wrapper': 'DistributedDataParallel', 'requires_grad': True, 'frozen_modules': []}
 
 
 def plain_teacher() -> Block:

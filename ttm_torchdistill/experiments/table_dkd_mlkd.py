@@ -9,7 +9,7 @@ logit-standardisation paper (Sun et al., CVPR 2024) and its fork (sunshangquan/l
 ``distiller_zoo/{dkd,mlkd}.py``, ``helper/loops.py``). :mod:`.table` builds the rows with :func:`dkd_rows` and
 :func:`mlkd_rows`; docs/mlkd.md explains the sources per pair.
 """
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from .references import ATKD_NO_TABLES, ATKD_PAPER, TTM_PAPER
 from .schema import Experiment, Param, Reference

@@ -43,7 +43,8 @@ def two_view_teacher(exp: Experiment) -> Block:
 def two_view_student(exp: Experiment) -> Block:
     """The student, once per view; its checkpoint holds the student alone (the wrapper has no parameters)."""
     return {'forward_proc': 'forward_batch_only', 'adaptations': None, 'sequential': [],
-            **trained(auxiliary_model_wrapper=_two_view_model('student'), forward_hook=forward_hook([], VIEWS))}
+            **trained({'auxiliary_model_wrapper': _two_view_model('student'),
+                       'forward_hook': forward_hook([], VIEWS)})}
 
 
 def mlkd_terms(exp: Experiment) -> Dict[str, Any]:

@@ -13,6 +13,7 @@ Example::
     'train:\\n  lr: 0.05  # RepDistiller recipe\\n'
 """
 import dataclasses
+import re
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 INDENT = 2
@@ -88,14 +89,6 @@ def _unwrap(value: Any) -> Tuple[Any, Node]:
     return value, Node(value)
 
 
-def _flow_item(value: Any) -> str:
-    if isinstance(value, Alias):
-        return f'*{value.name}'
-    if isinstance(value, (Node, dict, list, tuple)):
-        raise TypeError(f'a flow sequence holds scalars and aliases only, got {value!r}')
-    return scalar(value)
-
-
 def _inline(value: Any) -> Optional[str]:
     """The text of a value written on its key's line, or None for a block mapping or sequence."""
     if isinstance(value, Alias):
@@ -103,8 +96,8 @@ def _inline(value: Any) -> Optional[str]:
     if isinstance(value, dict):
         return '{}' if not value else None
     if isinstance(value, (list, tuple)):
-        if all(not isinstance(item, (Node, dict, list, tuple)) for item in value):
-            return '[' + ', '.join(_flow_item(item) for item in value) + ']'
+        if all(not isinstance(item, (Node, dict, list, tuple)) for item in value):  # scalars and aliases only
+            return '[' + ', '.join('null' if item is None else _inline(item) for item in value) + ']'
         return None
     return scalar(value)
 
@@ -122,12 +115,20 @@ def _head(text: str, decorations: Node, inline: Optional[str]) -> str:
     return line + f'  # {decorations.comment}' if decorations.comment else line
 
 
+_PLAIN_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_./-]*')
+# Words YAML 1.1 (PyYAML) reads as booleans or null when unquoted
+_RESERVED_KEYS = {'null', 'true', 'false', 'yes', 'no', 'on', 'off'}
+
+
 def _key_text(key: Any) -> str:
-    if isinstance(key, Key):
-        return f'&{key.anchor} {key.text}'
-    if isinstance(key, str):
-        return key
-    raise TypeError(f'a mapping key must be a str or a Key, got {key!r}')
+    """Keys are written plain, so each must read back as the same string."""
+    text = key.text if isinstance(key, Key) else key
+    if not isinstance(text, str):
+        raise TypeError(f'a mapping key must be a str or a Key, got {key!r}')
+    if not _PLAIN_KEY.fullmatch(text) or text.lower() in _RESERVED_KEYS:
+        raise ValueError(f'a mapping key is written unquoted, so it must be a name (letters, digits, _ . / -, not '
+                         f'starting with a digit) and not a YAML 1.1 boolean or null; got {text!r}')
+    return f'&{key.anchor} {text}' if isinstance(key, Key) else text
 
 
 def _children(value: Any, indent: int) -> List[str]:
