@@ -17,6 +17,7 @@ from .schema import Experiment, Param, Reference
 P = Param
 #: ``cifar(method, student, teacher, hyper, reference, notes=...)``: the table's CIFAR-100 row builder.
 CifarRow = Callable[..., Experiment]
+LS_PAPER = 'Logit standardisation (CVPR 2024)'
 LS_README = 'the logit-standardisation README'
 
 # ------------------------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ DKD_INFERRED_BETA = {
                                  '(cfg.py), as for ResNet50->MobileNetV2'),
 }
 DKD_OTHER_REFERENCES = {
-    ('resnet20', 'resnet110'): Reference('LS (CVPR 2024)', 'README', 71.06, f'DKD row of {LS_README}',
+    ('resnet20', 'resnet110'): Reference(LS_PAPER, 'README', 71.06, 'DKD row',
                                          note='TTM Table 1 has no DKD number for this pair'),
     ('vgg8', 'ResNet50'): Reference(TTM_PAPER, 'Table 3', None, note='no published DKD number for this pair was found '
                                     '(n/a in TTM Table 3)'),
@@ -161,7 +162,7 @@ def _mlkd_reference(top1: Optional[float], recipe: Optional[Tuple[int, float]]) 
                 'max-logit code does')
     else:
         note = f'the MLKD code trains this pair for {recipe[0]} epochs: not comparable with this 240-epoch run'
-    return Reference('MLKD (CVPR 2023)', 'as quoted by the LS README', top1, f'MLKD row of {LS_README}', note=note)
+    return Reference('MLKD (CVPR 2023)', f'as quoted by {LS_README}', top1, 'MLKD row', note=note)
 
 
 def _mlkd_at_reference(ls_top1: Optional[float]) -> Reference:
