@@ -49,7 +49,8 @@ def main() -> int:
     from torchvision import transforms as T
 
     from runner_support import write_tiny_cifar100
-    from ttm_torchdistill.run.device_data import DeviceDataset, DeviceLoader
+    from ttm_torchdistill.run.data.device_dataset import DeviceDataset
+    from ttm_torchdistill.run.data.device_loader import DeviceLoader
 
     torch.set_num_threads(args.threads)
     cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)  # generated files: no md5 to match

@@ -8,10 +8,10 @@ configuration of the shipped ``configs/cifar100/wttm/resnet8x4_from_resnet32x4.y
 through the runner's own code:
 
 * ``prepare(opts, ctx)`` (config, ``--set`` overrides, runtime flags, datasets, models, channels-last, compile),
-* the box set-up of ``training.train`` (``_cached_teacher``, ``_setup_box``, ``make_scaler``, ``TrainStep``),
-* the epoch start of ``training.train`` (``pre_epoch_process``, device loaders installed, ``set_epoch(0)``),
+* the runner's own session (``run.train.loop.open_session``: box, wrapped student, ``TrainStep``, meter) and epoch
+  start (``Session.start_epoch``: pre-epoch process, device loaders installed, ``set_epoch(0)``),
 
-and then times that configuration's training steps exactly as ``training._train_one_epoch`` runs them: the next
+and then times that configuration's training steps exactly as ``run.train.epoch.train_one_epoch`` runs them: the next
 batch from the box's training loader, ``TrainStep`` (forward, backward, SGD step), ``StepMeter.add`` with the
 per-term losses, and one ``StepMeter.read`` at the end of each timed chunk (on the CPU every operation is
 synchronous, so a chunk's wall time is its compute). Validation is not run.
@@ -86,13 +86,12 @@ def main() -> int:
     from runner_support import write_tiny_cifar100
     from ttm_torchdistill import cli
     from ttm_torchdistill.models.cifar_resnet import resnet32x4
-    from ttm_torchdistill.run import training
-    from ttm_torchdistill.run.distributed import ensure_ddp, init_distributed
-    from ttm_torchdistill.run.logging_setup import run_logging
+    from ttm_torchdistill.run.train import loop
+    from ttm_torchdistill.run.machine.context import init_distributed
+    from ttm_torchdistill.run.console import run_logging
     from ttm_torchdistill.run.options import RunOptions
     from ttm_torchdistill.run.prepare import prepare
-    from ttm_torchdistill.run.progress import LossTermRecorder, StepMeter, temperature_stats
-    from ttm_torchdistill.run.step import TrainStep, make_scaler
+    from ttm_torchdistill.run.train.meter import temperature_stats
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -159,18 +158,11 @@ def main() -> int:
             ctx = init_distributed('cpu', 1, 'env://')
             set_seed(args.seed)
             prepared = prepare(opts, ctx)
-            cached = training._cached_teacher(prepared, ctx)
-            box = training._setup_box(prepared, ctx, 1, cached if cached is not None else prepared.teacher)
-            training._set_student(box, ensure_ddp(training._student_of(box), ctx))
-            self.step_fn = TrainStep(box, ctx, prepared.runtime, make_scaler(prepared.runtime, ctx), cached)
-            box.pre_epoch_process(epoch=0)
-            self.step_fn.box, self.step_fn.epoch = box, 0
-            if prepared.device_data is not None:
-                prepared.device_data.install(box, prepared.train_config, 'train')
-                prepared.device_data.set_epoch(box, 0)
+            session = loop.open_session(prepared, opts, ctx)  # the runner's box, wrapped student, step and meter
+            session.start_epoch(prepared, 0)
+            box = session.box
+            self.step_fn, self.recorder, self.meter = session.step_fn, session.recorder, session.meter
             self.box, self.ctx, self.runtime = box, ctx, prepared.runtime
-            self.recorder = LossTermRecorder(box.criterion)
-            self.meter = StepMeter(ctx.device)
             self.batches = iter(box.train_data_loader)
             self.loader_name = type(box.train_data_loader).__name__
             self.rates, self.steps = [], 0

@@ -1,9 +1,9 @@
 """Test-only hooks for the torchrun tests, imported by their configs through ``dependencies:``.
 
 ``TTM_TEST_PROBE=download``: CIFAR-100's download is replaced by one that takes ``$TTM_TEST_DOWNLOAD_SECONDS``
-(default 0.5) and writes the tiny CIFAR-100 of ``runner_support`` (torchvision's md5 check reduced to "the file exists", nothing else), and every rank appends
-``<rank> <event>`` lines to ``$TTM_TEST_EVENTS`` around each download and each dataset construction (O_APPEND
-writes: the file order is the order of events across processes).
+(default 0.5) and writes the tiny CIFAR-100 of ``runner_support`` (torchvision's md5 check reduced to "the file
+exists", nothing else), and every rank appends ``<rank> <event>`` lines to ``$TTM_TEST_EVENTS`` around each
+download and each dataset construction (O_APPEND writes: the file order is the order of events across processes).
 
 ``TTM_TEST_PROBE=no_md5``: torchvision's md5 check of CIFAR files is reduced to "the file exists" (for the tiny
 CIFAR-100 of ``runner_support``).
@@ -55,9 +55,9 @@ def _install_rank_dirs_probe() -> None:
     os.chdir(f'rank{RANK}')
     original_evaluate = final_evaluation.evaluate
 
-    def recording_evaluate(model, loader, ctx):
+    def recording_evaluate(model, loader, ctx, **kwargs):
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, 'tested_student.pt')
-        return original_evaluate(model, loader, ctx)
+        return original_evaluate(model, loader, ctx, **kwargs)
     final_evaluation.evaluate = recording_evaluate
 
 

@@ -177,8 +177,8 @@ def run_cli(args: List[str], cwd: str, timeout: float = 120, extra_env=None) -> 
 
 @pre_epoch_process('test_runner_dump_pre_epoch_process')
 def dump_student_pre_epoch_process(self, epoch=None, **kwargs):
-    """eval_teacher_and_set_loss_epoch, then save this rank's student and teacher states (``params_rank{r}_epoch{e}.pt``,
-    ``teacher_rank{r}_epoch{e}.pt``)."""
+    """eval_teacher_and_set_loss_epoch, then save this rank's student and teacher states
+    (``params_rank{r}_epoch{e}.pt``, ``teacher_rank{r}_epoch{e}.pt``)."""
     from torch import distributed as dist
     from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
     eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)

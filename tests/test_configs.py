@@ -43,8 +43,10 @@ CONFIG_ROOT = REPO_ROOT / 'configs'
 
 
 def config_paths():
-    """Every YAML under configs/, sorted, as paths relative to the repository root."""
-    return sorted(p.relative_to(REPO_ROOT) for p in CONFIG_ROOT.rglob('*.yaml'))
+    """Every experiment YAML under configs/ (not the study files of configs/studies/), sorted, as paths relative to
+    the repository root."""
+    return sorted(p.relative_to(REPO_ROOT) for p in CONFIG_ROOT.rglob('*.yaml')
+                  if p.relative_to(CONFIG_ROOT).parts[0] != 'studies')
 
 
 def experiment_name(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The device data path (ttm_torchdistill.run.device_data / device_transforms) against torchvision and torch.
+"""The device data path (ttm_torchdistill.run.data: device_dataset, device_loader, device_transforms) against
+torchvision and torch.
 
 * pixels: for the same crop offsets and flip decisions, the batched device pipeline equals torchvision's PIL
   pipeline (uint8-exact before Normalize, float tolerance after);
@@ -21,8 +22,9 @@ from torchvision.transforms import v2 as T2
 from torchvision.transforms import functional as TF
 
 import runner_support as support
-from ttm_torchdistill.run.device_data import DeviceDataset, DeviceLoader, derive_seed, epoch_order, shard
-from ttm_torchdistill.run.device_transforms import translate_transform
+from ttm_torchdistill.run.data.device_dataset import DeviceDataset, derive_seed
+from ttm_torchdistill.run.data.device_loader import DeviceLoader, epoch_order, shard
+from ttm_torchdistill.run.data.device_transforms import translate_transform
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -9,9 +9,9 @@ from torch import nn
 import runner_support as support
 from ttm_torchdistill import cli
 from ttm_torchdistill.errors import RunError
-from ttm_torchdistill.run import device_policy as policy
-from ttm_torchdistill.run.distributed import DistContext
-from ttm_torchdistill.run.model_builder import build_model
+from ttm_torchdistill.run.machine import fit as policy
+from ttm_torchdistill.run.machine.context import DistContext
+from ttm_torchdistill.run.models.build import build_model
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 
@@ -134,7 +134,8 @@ def test_gpu_recipe_config_trains_unwrapped_in_one_cpu_process_without_pin_warni
     monkeypatch.setattr(policy, 'cores_available', lambda: 1)
     loader = '{batch_size: 8, num_workers: 8, pin_memory: True, persistent_workers: True}'
     code = cli.main(['--config', TINY, '--device', 'cpu', '--set', 'train.num_epochs=1',
-                     '--set', 'train.student={forward_proc: forward_batch_only, requires_grad: True, wrapper: DataParallel}',
+                     '--set', 'train.student={forward_proc: forward_batch_only, requires_grad: True, '
+                              'wrapper: DataParallel}',
                      '--set', 'train.teacher={forward_proc: forward_batch_only, requires_grad: False, '
                               'wrapper: {key: DistributedDataParallel, kwargs: {}}}',
                      '--set', f'train.train_data_loader.kwargs={loader}'])
@@ -148,7 +149,7 @@ def test_gpu_recipe_config_trains_unwrapped_in_one_cpu_process_without_pin_warni
 
 
 def test_a_failure_on_rank_0_stops_the_other_ranks_instead_of_leaving_them_waiting(monkeypatch):
-    from ttm_torchdistill.run import distributed
+    from ttm_torchdistill.run.machine import context as distributed
     votes = []
 
     def fake_any_rank(flag, ctx, long_wait=False):  # the all-reduce, as seen by one rank: True when any voted True
@@ -181,7 +182,7 @@ def test_a_failure_on_rank_0_stops_the_other_ranks_instead_of_leaving_them_waiti
 
 
 def test_one_process_on_cuda_k_makes_k_the_current_device(monkeypatch):
-    from ttm_torchdistill.run.distributed import init_distributed
+    from ttm_torchdistill.run.machine.context import init_distributed
     monkeypatch.delenv('RANK', raising=False)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     current = []

@@ -5,6 +5,7 @@ cache format in tests/test_teacher_cache.py; here they run inside real training 
 in torchvision's on-disk format.
 """
 import os
+import re
 import sys
 
 import pytest
@@ -14,7 +15,7 @@ from torchdistill.models.registry import get_model
 
 import runner_support as support
 from ttm_torchdistill import cli
-from ttm_torchdistill.run import training
+from ttm_torchdistill.run.train import loop as training
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -70,8 +71,10 @@ def test_device_data_refuses_a_dataset_without_uint8_arrays(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
     line = run_error(capsys, ['--config', TINY, '--device', 'cpu', '--seed', '0', '--device-data'])
-    assert line.startswith("error: runtime.device_data: dataset 'tiny/train' (train.train_data_loader): ")
-    assert 'TinyTensorDataset' in line
+    assert line == ("error: runtime.device_data: dataset 'tiny/train' (runner_support.TinyTensorDataset, "
+                    "train.train_data_loader) is not supported by the device data path: expected "
+                    "torchvision.datasets.CIFAR10 or CIFAR100 (in-memory uint8 images), or "
+                    "ttm_torchdistill.datasets.CIFAR100Format/CIFAR10Format; run this config without --device-data")
 
 
 def test_teacher_cache_in_float64_gives_the_live_teacher_trajectory(tiny_cifar, capsys):
@@ -109,6 +112,10 @@ def test_teacher_cache_of_another_run_is_refused(tiny_cifar, capsys):
                               '--teacher-cache', 'cache'])
     assert line == ('error: runtime.teacher_cache: teacher cache cache: the cache has fewer epochs than the run: '
                     'the cache has 1, the run has 2')
+    line = run_error(capsys, ['--config', CIFAR, '--device', 'cpu', '--device-data', '--teacher-cache', 'cache'])
+    assert re.fullmatch(r'error: runtime.teacher_cache: teacher cache cache: seed differs: the cache has 0, the run '
+                        r'has \d{1,10}; no --seed was given, so the run drew seed \d{1,10}: add --seed 0 to use this '
+                        r'cache', line), line
     line = run_error(capsys, ['--config', CIFAR, '--seed', '0', '--device', 'cpu', '--teacher-cache', 'cache'])
     assert 'runtime.teacher_cache needs runtime.device_data' in line
 
@@ -187,7 +194,7 @@ def test_training_steps_and_evaluation_read_the_device_once_per_window(tmp_path,
     monkeypatch.chdir(tmp_path)
     torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
     epochs, evaluations, created = [], [], []
-    _counted(training, '_train_one_epoch', sync_counter, epochs, monkeypatch)
+    _counted(training, 'train_one_epoch', sync_counter, epochs, monkeypatch)
     _counted(training, 'evaluate', sync_counter, evaluations, monkeypatch)
     original_tensor = torch.tensor
 

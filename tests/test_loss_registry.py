@@ -138,7 +138,7 @@ def _representative_kwargs():
                                id=f'{key}-max_logit' + ('-teacher_only_max' if teacher_only_max else ''))
 
 
-@pytest.mark.parametrize('key, kwargs', _representative_kwargs())
+@pytest.mark.parametrize('key, kwargs', list(_representative_kwargs()))
 def test_adapter_step_reads_nothing_back_to_the_host(key, kwargs, monkeypatch):
     """No host-device synchronisation per training step: forward and backward read no tensor value."""
     criterion = get_mid_level_loss({'key': key, 'kwargs': kwargs})

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import slow_reference_mlkd as slow
-from ttm_torchdistill import strong_augment as SA
+from ttm_torchdistill.views import augment as SA
 
 REFERENCE_OPS = {op.__name__: (op, low, high) for op, low, high in slow.AUGMENT_LIST}
 

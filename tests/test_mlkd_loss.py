@@ -6,7 +6,7 @@ from torchdistill.losses.registry import get_mid_level_loss
 
 import slow_reference_mlkd as slow
 import ttm_torchdistill.functional as F
-from ttm_torchdistill import _mlkd
+from ttm_torchdistill._core import mlkd as _mlkd
 
 # the authors' --kd_T, and their --logit_stand --mlogit_temp (plus this plugin's max-logit on raw logits)
 MODES = [
@@ -222,7 +222,7 @@ def test_function_errors(args, kwargs, error, message):
 
 
 @pytest.mark.parametrize('kwargs, error, message', [
-    ({'temprature': 4.0}, TypeError, r"unexpected keyword argument 'temprature'"),
+    ({'temprature': 4.0}, TypeError, r"^MLKDLoss has no argument 'temprature' \(did you mean 'temperature'\?\)"),
     ({'temperature': -2}, ValueError, r"temperature must be a positive number or 'max_logit', got -2"),
     ({'code_faithful': None}, TypeError, r'code_faithful must be True or False, got None'),
     ({'standardize': 'True'}, TypeError, r"standardize must be True or False, got 'True'"),

@@ -15,7 +15,7 @@ from torchdistill.models.registry import get_auxiliary_model_wrapper
 
 import runner_support as support
 from ttm_torchdistill import cli
-from ttm_torchdistill.two_view import TwoViewDataset, TwoViewModel
+from ttm_torchdistill.views.two_view import TwoViewDataset, TwoViewModel
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -51,18 +51,15 @@ def _readme_commands(text=README):
 def _parse(command):
     import shlex
 
-    from ttm_torchdistill import cli, report, teachers
-    from ttm_torchdistill.experiments import generate
-    from ttm_torchdistill.run import cache_teacher
+    import importlib
+
+    from ttm_torchdistill import cli
     # shell variables of the seed-sweep loop stand for a config path and a seed
     argv = shlex.split(command.replace('$cfg', 'configs/x.yaml').replace('$s', '1'))
-    parsers = {'fetch-teachers': teachers.build_parser, 'report': report.build_parser,
-               'cache-teacher': cache_teacher.build_parser, 'generate-configs': generate.build_parser}
-    assert set(parsers) == set(cli.SUBCOMMANDS), 'a subcommand without a parser check here'
-    if argv[0] in parsers:
-        parsers[argv[0]]().parse_args(argv[1:])
+    if argv[0] in cli.SUBCOMMANDS:  # every subcommand's front has a parser
+        importlib.import_module(cli.SUBCOMMANDS[argv[0]]).build_parser().parse_args(argv[1:])
     else:
-        cli.build_parser().parse_args(argv)
+        importlib.import_module(cli.TRAIN).build_parser().parse_args(argv)
 
 
 def test_every_docs_command_parses():
@@ -136,3 +133,33 @@ def test_readme_dkd_mlkd_table_is_the_experiment_table():
                 assert float(written.group(1)) == param.value, (line, method)
                 # '*': inferred for the pair (no config or log of the authors for it), as its source says first
                 assert bool(written.group(2)) == param.source.startswith('inferred'), (line, method, param.source)
+
+
+def test_ci_starts_the_slurm_cluster_before_the_tests_and_the_readme_says_how():
+    ci_lines = (REPO_ROOT / '.ci' / 'run').read_text().splitlines()
+    start = 'bash tests/slurm/start.sh'
+    test_command = next(line for line in ci_lines if 'pytest' in line)
+    assert start in ci_lines and ci_lines.index(start) < ci_lines.index(test_command)
+    assert (REPO_ROOT / 'tests' / 'slurm' / 'start.sh').is_file()
+    assert start in README
+
+
+def test_extras_hold_what_the_study_needs():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_ROOT / 'setup.cfg')
+    extras = {name: {re.split(r'[<>=!\s]', line)[0] for line in value.split('\n') if line.strip()}
+              for name, value in cfg['options.extras_require'].items()}
+    assert 'submitit' in extras['slurm'] and 'submitit' in extras['test'] and 'matplotlib' in extras['test']
+
+
+def test_shipped_studies_name_configs_that_exist():
+    import glob
+
+    import yaml
+    studies = sorted((REPO_ROOT / 'configs' / 'studies').glob('*.yaml'))
+    assert [p.name for p in studies] == ['ttm_cifar100.yaml', 'ttm_ilsvrc2012.yaml']
+    for path in studies:
+        data = yaml.safe_load(path.read_text())
+        for pattern in data['configs']:
+            assert glob.glob(str(REPO_ROOT / pattern)), (path.name, pattern)
+    assert yaml.safe_load(studies[1].read_text())['resources']['gpus'] == 8

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from ttm_torchdistill import report
+from ttm_torchdistill import report as report_lib
+from ttm_torchdistill.commands import report
 
 
 def write_summary(folder, name, experiment, seed, best_top1, last_top1, dataset='cifar100', reference=None, curve=None,
@@ -34,14 +35,27 @@ WTTM = 'cifar100/wttm/wrn_16_2_from_wrn_40_2'
 WTTM_REF = {'paper': 'TTM (ICLR 2024)', 'table': 'Table 1', 'top1': 76.37}
 
 
-def table_rows(text):
-    """{experiment: [cells]} of every Markdown table row in ``text``."""
-    rows = {}
+def table_dicts(text):
+    """Every Markdown table row of ``text`` as ``{column: cell}``."""
+    rows, header = [], None
     for line in text.splitlines():
-        if line.startswith('| ') and not line.startswith('| experiment') and not line.startswith('|---'):
-            cells = [c.strip() for c in line.strip().strip('|').split('|')]
-            rows[cells[0]] = cells
+        if not line.startswith('| ') or line.startswith('|---'):
+            continue
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if cells[0] == 'experiment':
+            header = cells
+        else:
+            rows.append(dict(zip(header, cells)))
     return rows
+
+
+# the columns these tests were written for; runtime, epoch time and img/s are checked by name below
+CORE = ('experiment', 'n', 'seeds', 'epochs', 'best top-1', 'last top-1', 'paper top-1', 'last - paper', 'paper source')
+
+
+def table_rows(text):
+    """{experiment: [cells of CORE]} of every Markdown table row in ``text``."""
+    return {row['experiment']: [row[c] for c in CORE] for row in table_dicts(text)}
 
 
 @pytest.fixture
@@ -115,10 +129,10 @@ def test_experiment_outside_the_table_uses_its_recorded_reference(tmp_path, caps
 
 def test_mean_std_is_sample_not_population():
     values = [1.0, 2.0, 3.0, 4.0]
-    mean, std = report.mean_std(values)
+    mean, std = report_lib.mean_std(values)
     assert mean == 2.5
     assert math.isclose(std, math.sqrt(sum((v - 2.5) ** 2 for v in values) / 3))  # n - 1 = 3, not n = 4
-    assert report.mean_std([5.0]) == (5.0, None)
+    assert report_lib.mean_std([5.0]) == (5.0, None)
 
 
 def test_unseeded_runs_are_counted_and_listed(tmp_path, capsys):
@@ -191,7 +205,9 @@ def test_json_that_is_not_an_object(tmp_path, capsys):
 
 
 def test_directory_instead_of_files(tmp_path, capsys):
-    assert 'is a directory; pass run-summary files' in run_error([tmp_path], capsys)
+    err = run_error([tmp_path], capsys)
+    assert 'is a directory without plan.json (not a study folder written by `study run`); pass run-summary files' \
+        in err
 
 
 def test_same_file_twice(tmp_path, capsys):
@@ -203,7 +219,8 @@ def test_duplicate_seed_of_one_experiment(tmp_path, capsys):
     a = write_summary(tmp_path, 'a.json', WTTM, 1, 70.0, 70.0)
     b = write_summary(tmp_path, 'b.json', WTTM, 1, 71.0, 71.0)
     err = run_error([a, b], capsys)
-    assert 'b.json: same experiment' in err and 'seed 1' in err and 'a.json' in err
+    assert "b.json: same experiment 'cifar100/wttm/wrn_16_2_from_wrn_40_2', runtime 'not recorded' and seed 1 as" \
+        in err and 'a.json' in err
 
 
 def test_inconsistent_reference_of_one_experiment(tmp_path, capsys):
@@ -216,7 +233,7 @@ def test_no_arguments_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         report.main([])
     assert exit_.value.code == 2
-    assert 'RUN_SUMMARY' in capsys.readouterr().err
+    assert 'RUN_SUMMARY|STUDY_OUT' in capsys.readouterr().err
 
 
 # ---- --plot ----
@@ -263,3 +280,122 @@ def test_feature_distillation_rows_sit_next_to_the_papers_numbers(tmp_path, caps
     assert (paper, diff, source) == ('76.65', '-0.05', 'TTM (ICLR 2024) Table 11')
     assert rows[itrd][6:] == ['71.56', '-0.56', 'TTM (ICLR 2024) Table 12']
     assert rows['cifar100/wttm/resnet8x4_from_resnet32x4'][6:] == ['76.06', '-0.06', 'TTM (ICLR 2024) Table 1']
+
+
+# ---- comparing speed options: runtime as a column, epoch time and images/s ----
+STOCK = {'device_data': False, 'amp': 'off', 'channels_last': False, 'compile': False, 'teacher_cache': None}
+FAST = {'device_data': True, 'amp': 'bf16', 'channels_last': True, 'compile': False, 'teacher_cache': 'cache/s0'}
+
+
+def _timed_epochs(curve, epoch_time, train_time, images):
+    return [{'epoch': i + 1, 'lr': 0.05, 'train_loss': 1.0, 'val_top1': v, 'val_top5': 90.0,
+             'epoch_time_s': epoch_time, 'train_time_s': train_time, 'train_images': images}
+            for i, v in enumerate(curve)]
+
+
+def test_runs_differing_only_in_runtime_are_two_rows_with_speed_columns(tmp_path, capsys):
+    stock = write_summary(tmp_path, 'stock.json', WTTM, 0, 76.0, 75.0, runtime=STOCK,
+                          epochs=_timed_epochs([74.0, 76.0, 75.0], 10.0, 8.0, 50000))
+    fast = write_summary(tmp_path, 'fast.json', WTTM, 0, 76.2, 75.1, runtime=FAST,
+                         epochs=_timed_epochs([74.1, 76.2, 75.1], 2.5, 2.0, 50000))
+    assert report.main([str(stock), str(fast)]) == 0
+    rows = table_dicts(capsys.readouterr().out)
+    assert [(r['experiment'], r['runtime']) for r in rows] == [(WTTM, 'stock'),
+                                                               (WTTM, 'device_data, amp=bf16, channels_last, '
+                                                                      'teacher_cache')]
+    # 50000 images in 8 s of training -> 6250 img/s; in 2 s -> 25000 img/s; epoch times are the mean over epochs
+    assert [(r['epoch time (s)'], r['img/s']) for r in rows] == [('10.0', '6250'), ('2.5', '25000')]
+    assert [r['n'] for r in rows] == ['1', '1']
+
+
+def test_summaries_without_speed_fields_show_na(tmp_path, capsys):
+    path = write_summary(tmp_path, 'old.json', WTTM, 0, 76.0, 75.0)  # no runtime block, no train_images
+    assert report.main([str(path)]) == 0
+    row = table_dicts(capsys.readouterr().out)[0]
+    assert (row['runtime'], row['epoch time (s)'], row['img/s']) == ('not recorded', '1.0', 'n/a')
+
+
+def test_csv_and_json_formats_carry_unrounded_numbers(tmp_path, capsys):
+    paths = [write_summary(tmp_path, f's{s}.json', WTTM, s, b, l, reference=WTTM_REF, runtime=STOCK)
+             for s, b, l in ((1, 76.0, 75.0), (2, 77.0, 75.5))]
+    assert report.main([*map(str, paths), '--format', 'csv']) == 0
+    import csv
+    lines = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert len(lines) == 1 and lines[0]['status'] == 'done' and lines[0]['runtime'] == 'stock'
+    assert float(lines[0]['last_top1_mean']) == 75.25 and float(lines[0]['paper_top1']) == 76.37
+    assert math.isclose(float(lines[0]['last_top1_std']), math.sqrt(0.125))  # (0.25^2 * 2) / (2 - 1)
+    assert report.main([*map(str, paths), '--format', 'json']) == 0
+    data = json.loads(capsys.readouterr().out)
+    row = data['rows'][0]
+    assert row['seeds'] == [1, 2] and row['best_top1'] == {'mean': 76.5, 'std': math.sqrt(0.5)}
+    assert math.isclose(row['last_minus_paper'], 75.25 - 76.37)
+    assert data['failed'] == [] and data['missing'] == []
+
+
+def _study_folder(tmp_path):
+    """A study folder as `study run` leaves it: plan.json, one finished run, one failed, one started, one not."""
+    out = tmp_path / 'study'
+    runs = []
+    for seed in range(4):
+        folder = f'runs/{WTTM}/base/seed{seed}'
+        (out / folder).mkdir(parents=True)
+        runs.append({'id': f'{WTTM}/base/seed{seed}', 'experiment': WTTM, 'variant': 'base', 'seed': seed,
+                     'config': 'c.yaml', 'overrides': [], 'summary': f'{folder}/student.json', 'folder': folder})
+    write_summary(out / runs[0]['folder'], 'student.json', WTTM, 0, 76.0, 75.0, reference=WTTM_REF, runtime=STOCK)
+    (out / runs[1]['folder'] / 'failed.json').write_text(json.dumps(
+        {'error': 'error: non-finite loss (nan or inf) in epoch 3', 'log': 'x/console.log'}))
+    (out / runs[2]['folder'] / 'console.log').write_text('=== attempt\n')
+    (out / 'plan.json').write_text(json.dumps({'format': 1, 'runs': runs}))
+    return out
+
+
+def test_study_folder_lists_missing_and_failed_runs(tmp_path, capsys):
+    out = _study_folder(tmp_path)
+    assert report.main([str(out)]) == 0
+    text = capsys.readouterr().out
+    assert table_rows(text)[WTTM][1:3] == ['1', '0']
+    assert f'**Failed runs (1)**\n\n- {WTTM}/base/seed1: error: non-finite loss (nan or inf) in epoch 3 ' \
+           f'(log: x/console.log)' in text
+    assert f'**Missing runs (2)**\n\n- {WTTM}/base/seed2: started, not finished\n- {WTTM}/base/seed3: not started' \
+        in text
+    assert report.main([str(out), '--format', 'json']) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [f['run'] for f in data['failed']] == [f'{WTTM}/base/seed1']
+    assert [m['state'] for m in data['missing']] == ['started, not finished', 'not started']
+
+
+def test_study_folder_with_a_broken_plan(tmp_path, capsys):
+    (tmp_path / 'plan.json').write_text(json.dumps({'runs': [{'id': 'x'}]}))
+    assert "plan.json: every run needs 'id', 'summary' and 'folder' strings" in run_error([tmp_path], capsys)
+
+
+def _captured_figure(monkeypatch):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda fig=None: (figures.append(fig), close(fig)))
+    return figures
+
+
+def test_plot_draws_one_epoch_runs_keeps_legends_off_the_axes_and_warns_nothing(tmp_path, capsys, monkeypatch):
+    pytest.importorskip('matplotlib', reason='matplotlib (the optional "plot" extra) is not installed')
+    long_set = 'train.criterion.kwargs.sub_terms.wttm.criterion.kwargs.temperature=' + '1' * 40
+    paths = [write_summary(tmp_path, 'one.json', WTTM, 0, 70.0, 70.0, curve=[70.0]),
+             write_summary(tmp_path, 'a.json', WTTM, 1, 70.0, 70.0, overrides=[long_set], curve=[60.0, 70.0]),
+             write_summary(tmp_path, 'b.json', WTTM, 2, 72.0, 72.0, overrides=[long_set], curve=[62.0, 72.0])]
+    figures = _captured_figure(monkeypatch)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert report.main([*map(str, paths), '--plot', str(tmp_path / 'p.png')]) == 0
+    assert not [w for w in caught if 'layout' in str(w.message).lower()], [str(w.message) for w in caught]
+    axis = figures[0].axes[0]
+    labels = [t.get_text() for t in axis.get_legend().get_texts()]
+    assert labels[0] == f'{WTTM} (n=1)' and len(labels) == 2 and all(len(label) <= 70 for label in labels)
+    one_epoch = axis.get_lines()[0]
+    assert list(one_epoch.get_xdata()) == [1] and one_epoch.get_marker() == 'o'  # a single epoch is a visible point
+    assert axis.get_legend().get_bbox_to_anchor().y1 < axis.get_window_extent().y0  # the legend is below the axes
+    assert len(axis.collections) == 1  # the band over the two seeds of the variant
+    capsys.readouterr()

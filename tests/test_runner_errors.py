@@ -14,7 +14,8 @@ from ttm_torchdistill import cli
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
-NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=teacher.pt']  # an existing file: the dataset is the first problem
+# an existing file: the dataset is the first problem
+NO_TEACHER_CKPT = ['--set', 'models.teacher_model.src_ckpt=teacher.pt']
 
 
 @pytest.fixture
@@ -226,8 +227,9 @@ def test_pickled_checkpoint_is_one_plain_sentence(workdir, capsys):
 
 
 @pytest.mark.parametrize('download', [False, True])
-def test_corrupt_cifar100_files_are_called_corrupt(workdir, capsys, monkeypatch, download):
-    # The tiny CIFAR-100 files have the right names but not the real archive's md5: torchvision's checksum fails.
+def test_cifar100_files_that_fail_the_checksum_ask_official_or_own(workdir, capsys, monkeypatch, download):
+    """Files with CIFAR-100's names but not the official archive's md5: damaged official files, or one's own data.
+    The message offers both ways out and never advises deleting files the runner did not download."""
     support.write_tiny_cifar100('resource/dataset/cifar100')
 
     def offline(*args, **kwargs):
@@ -236,10 +238,58 @@ def test_corrupt_cifar100_files_are_called_corrupt(workdir, capsys, monkeypatch,
     line = run_error(capsys, ['--config', CIFAR, '--set', f'datasets.cifar100/train.init.kwargs.download={download}']
                      + NO_TEACHER_CKPT)
     folder = os.path.abspath('resource/dataset/cifar100/cifar-100-python')
-    assert 'the files are there but corrupt (checksum mismatch): ' in line
+    assert "the files there are not torchvision's official CIFAR100 (checksum mismatch: " in line
     assert os.path.join(folder, 'train') in line and os.path.join(folder, 'meta') in line
-    assert f'delete them (rm -r {folder} ' in line and 'download again' in line
-    assert 'not there' not in line
+    assert 'if they are the official files, they are damaged: download them again' in line
+    assert ("if they are your own data in CIFAR100's format (a subset, a relabelled copy, another data set exported "
+            "to it), use key 'ttm_torchdistill.datasets.CIFAR100Format' for this dataset, which reads them without "
+            "the checksum") in line
+    assert 'rm ' not in line and 'delete' not in line and 'not there' not in line
+
+
+OWN_DATA = ['--set', 'datasets.*.key=ttm_torchdistill.datasets.CIFAR100Format']
+
+
+def _own_cifar100_with_a_resnet20_teacher():
+    from torchdistill.models.registry import get_model
+    support.write_tiny_cifar100('resource/dataset/cifar100')
+    torch.manual_seed(1)
+    torch.save({'model': get_model('resnet20', num_classes=100).state_dict()}, 'teacher.pt')
+
+
+@pytest.mark.parametrize('runtime', [[], ['--device-data']], ids=['stock', 'device-data'])
+def test_own_data_in_cifar100_format_trains_with_its_key(workdir, capsys, runtime):
+    """The same files read with the plugin's key (set for both splits with one wildcard --set): no checksum, no
+    patching of torchvision, the stock and the device data paths."""
+    _own_cifar100_with_a_resnet20_teacher()
+    code = cli.main(['--config', CIFAR, '--device', 'cpu', '--seed', '0', '--set', 'train.num_epochs=1']
+                    + OWN_DATA + NO_TEACHER_CKPT + runtime)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert 'Epoch 1/1 done' in captured.out
+
+
+def test_own_data_feeds_cache_teacher(workdir, capsys):
+    _own_cifar100_with_a_resnet20_teacher()
+    code = cli.main(['cache-teacher', '--config', CIFAR, '--device', 'cpu', '--seed', '0', '--epochs', '1',
+                     '--out', 'cache'] + OWN_DATA + NO_TEACHER_CKPT)
+    assert code == 0, capsys.readouterr().err
+    assert os.path.isfile(os.path.join('cache', 'metadata.json'))
+
+
+def test_device_data_refuses_an_image_folder_before_building_anything(workdir, capsys, monkeypatch):
+    """The dataset class is read from the config: no folder scan first, and under --smoke the message still names
+    ImageFolder (not the synthetic stand-in)."""
+    built = []
+    monkeypatch.setattr('ttm_torchdistill.run.prepare.build_real_datasets', lambda loaded: built.append(1))
+    monkeypatch.setattr('ttm_torchdistill.run.prepare.build_smoke_datasets', lambda *a, **k: built.append(1))
+    imagenet = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
+    for extra in ([], ['--smoke']):
+        line = run_error(capsys, ['--config', imagenet, '--device-data'] + extra)
+        assert line.startswith("error: runtime.device_data: dataset 'ilsvrc2012/train' "
+                               "(torchvision.datasets.ImageFolder, train.train_data_loader) is not supported by the "
+                               "device data path: expected torchvision.datasets.CIFAR10 or CIFAR100"), line
+    assert built == []
 
 
 def test_teacher_without_any_weights_is_an_error(workdir, capsys):
@@ -365,3 +415,25 @@ def test_itrd_nan_from_a_constant_feature_column_names_eps(workdir, capsys):
     assert line.startswith('error: non-finite loss (nan or inf) in epoch 1, steps 1-2 of 4; ')
     assert line.endswith("; ITRDLoss with eps 0 divides by zero when a feature column is constant over the batch (a "
                          "dead ReLU channel, as in the authors' code); set eps > 0 (e.g. 1e-6) in its kwargs")
+
+
+def test_an_offline_torchvision_weights_download_says_which_file_goes_where(workdir, monkeypatch):
+    """torchvision downloads pretrained weights when the model is built; offline, the message names the model, the
+    weights enum, the file and the hub-cache folder torch looks in first."""
+    from ttm_torchdistill.errors import RunError
+    from ttm_torchdistill.run.models.build import build_model
+    monkeypatch.setenv('TORCH_HOME', str(workdir / 'torch_home'))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('[Errno -2] Name or service not known')
+    monkeypatch.setattr(urllib.request, 'urlopen', offline)
+    entry = {'key': 'resnet18', 'kwargs': {'weights': 'IMAGENET1K_V1'}}
+    with pytest.raises(RunError) as raised:
+        build_model(entry, 'models.teacher_model', {'models': {'teacher_model': entry}}, False)
+    folder = os.path.join(str(workdir / 'torch_home'), 'hub', 'checkpoints')
+    assert str(raised.value) == (
+        "models.teacher_model: torchvision's pretrained weights ResNet18_Weights.IMAGENET1K_V1 for resnet18 could not "
+        "be downloaded (URLError: <urlopen error [Errno -2] Name or service not known>); without network, copy "
+        "resnet18-f37072fd.pth (from https://download.pytorch.org/models/resnet18-f37072fd.pth) into "
+        f"{folder} (the hub cache, $TORCH_HOME/hub/checkpoints with TORCH_HOME ~/.cache/torch by default), where "
+        "torch looks before downloading")

@@ -12,9 +12,10 @@ from torchdistill.models.registry import get_model
 
 import runner_support as support
 from ttm_torchdistill import cli
-from ttm_torchdistill.run.config import load_config
-from ttm_torchdistill.run.distributed import DistContext
-from ttm_torchdistill.run.progress import EpochProgress, StepMeter, temperature_stats
+from ttm_torchdistill.run.config.loading import load_config
+from ttm_torchdistill.run.machine.context import DistContext
+from ttm_torchdistill.run.train.meter import StepMeter, temperature_stats
+from ttm_torchdistill.run.train.progress import EpochProgress
 
 CIFAR = os.path.join(support.CONFIG_DIR, 'runner_cifar100_wttm.yaml')
 CIFAR_CE = os.path.join(support.CONFIG_DIR, 'runner_cifar100_ce.yaml')
@@ -22,8 +23,9 @@ IMAGENET = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'seed_drawn', 'world_size', 'epochs',
                 'best', 'overrides', 'config_sha256', 'planned_epochs',
-                'last', 'test', 'checkpoints', 'wall_time_s', 'runtime'}
-EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s'}
+                'last', 'test', 'checkpoints', 'wall_time_s', 'session_time_s', 'runtime'}
+EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s', 'train_time_s',
+              'train_images'}
 
 
 def ok(capsys, args):
@@ -65,13 +67,16 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     assert summary['experiment'] == 'runner_cifar100_wttm' and summary['dataset'] is None
     assert [e['epoch'] for e in summary['epochs']] == [1, 2]
     assert all(set(e) == EPOCH_KEYS for e in summary['epochs'])
+    # 40 training images, drop_last False: every image once per epoch; training is a part of the epoch
+    assert [e['train_images'] for e in summary['epochs']] == [40, 40]
+    assert all(0 < e['train_time_s'] <= e['epoch_time_s'] for e in summary['epochs'])
     best = max(summary['epochs'], key=lambda e: e['val_top1'])
     assert summary['best'] == {'epoch': best['epoch'], 'top1': best['val_top1'], 'top5': best['val_top5']}
     assert summary['last'] == {'epoch': 2, 'top1': summary['epochs'][-1]['val_top1'],
                                'top5': summary['epochs'][-1]['val_top5']}
     assert set(summary['test']) == {'student', 'teacher'} and set(summary['test']['teacher']) == {'top1', 'top5'}
     assert summary['checkpoints'] == {'best': dst, 'last': last}
-    assert summary['wall_time_s'] > 0
+    assert 0 < summary['wall_time_s'] < summary['session_time_s']  # training only; the session adds start-up, test
     assert summary['runtime'] == {'device_data': False, 'amp': 'off', 'channels_last': False, 'compile': False,
                                   'teacher_cache': None}
     saved = torch.load(last, weights_only=False)
@@ -109,12 +114,13 @@ def test_smoke_runs_offline_and_writes_nothing_in_place(config, tmp_path, monkey
     assert 'Smoke run of' in out and 'passed' in out
     assert 'step 2/2' in out and 'Epoch 1/1 done' in out
     if config == CIFAR:  # its teacher checkpoint does not exist here: a warning, not an error
-        assert 'smoke: models.teacher_model.src_ckpt: ' in out and 'ckpt_epoch_240.pth not available; random weights' in out
+        assert 'smoke: models.teacher_model.src_ckpt: ' in out
+        assert 'ckpt_epoch_240.pth not available; random weights' in out
     assert os.listdir(tmp_path) == []  # no data folder, no checkpoint, no log in the working folder
 
 
 def test_smoke_uses_configured_input_size_and_classes(tmp_path, monkeypatch):
-    from ttm_torchdistill.run.data import build_smoke_datasets
+    from ttm_torchdistill.run.data.synthetic import build_smoke_datasets
     monkeypatch.chdir(tmp_path)
     loaded = load_config(IMAGENET)
     datasets = build_smoke_datasets(loaded, 1000, {'ilsvrc2012/train'})

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import runner_support as support
-from ttm_torchdistill.run import checkpoint
-from ttm_torchdistill.run.config import load_config
+from ttm_torchdistill.run.train import checkpoint
+from ttm_torchdistill.run.config.loading import load_config
 from ttm_torchdistill.errors import RunError
-from ttm_torchdistill.run.weights import load_weights
-from ttm_torchdistill.run.smoke import smoke_config
+from ttm_torchdistill.run.models.weights import load_weights
+from ttm_torchdistill.run.config.smoke import smoke_config
 from ttm_torchdistill.run.summary import experiment_name
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
@@ -225,7 +225,7 @@ def test_config_loader_has_every_tag_torchdistill_registers(tmp_path):
     """ConfigLoader takes its tags from torchdistill itself; compare with what torchdistill puts on FullLoader."""
     import yaml
     from torchdistill.common import yaml_util
-    from ttm_torchdistill.run.config import ConfigLoader, torchdistill_constructors
+    from ttm_torchdistill.run.config.loading import ConfigLoader, torchdistill_constructors
     probe = tmp_path / 'empty.yaml'
     probe.write_text('{}\n')
     yaml_util.load_yaml_file(str(probe))  # registers torchdistill's tags on the global FullLoader

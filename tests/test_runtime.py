@@ -11,8 +11,8 @@ import torch
 import runner_support as support
 from ttm_torchdistill import cli
 from ttm_torchdistill.errors import RunError
-from ttm_torchdistill.run import runtime as runtime_module
-from ttm_torchdistill.run.runtime import Runtime, resolve_runtime, split_runtime_overrides
+from ttm_torchdistill.run.config import runtime as runtime_module
+from ttm_torchdistill.run.config.runtime import Runtime, resolve_runtime, split_runtime_overrides
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -140,7 +140,7 @@ def test_compiled_models_train_and_save_plain_keys(workdir, capsys):
 def test_checkpoint_of_a_compiled_wrapper_loads_into_the_plain_model(tmp_path):
     """A checkpoint saved from ``torch.compile(model)`` (keys prefixed ``_orig_mod.``) loads either way."""
     import logging
-    from ttm_torchdistill.run.weights import load_weights
+    from ttm_torchdistill.run.models.weights import load_weights
     model = support.TinyBNNet(10, width=4)
     path = str(tmp_path / 'compiled.pt')
     torch.save({'model': {f'_orig_mod.{k}': v for k, v in model.state_dict().items()}}, path)
@@ -188,8 +188,8 @@ def test_cudnn_benchmark_is_on_while_training_unless_disabled(workdir, capsys, m
 
 def test_batches_are_copied_without_blocking_only_to_cuda():
     """non_blocking copies overlap with compute from pinned host memory on CUDA; on the CPU they are plain copies."""
-    from ttm_torchdistill.run.distributed import DistContext
-    from ttm_torchdistill.run.step import TrainStep
+    from ttm_torchdistill.run.machine.context import DistContext
+    from ttm_torchdistill.run.train.step import TrainStep
     cpu = TrainStep(None, DistContext(False, 0, 1, torch.device('cpu'), None), Runtime(), None)
     cuda = TrainStep(None, DistContext(False, 0, 1, torch.device('cuda', 0), None), Runtime(), None)
     assert (cpu.non_blocking, cuda.non_blocking) == (False, True)
@@ -216,7 +216,7 @@ def test_fp16_run_whose_every_step_is_skipped_stops(workdir, capsys, monkeypatch
 
 def test_fp16_scaler_skips_are_seen_without_reading_the_device():
     """scaled_post_forward reports a skipped update as a device tensor (the scaler lowers its scale exactly then)."""
-    from ttm_torchdistill.run.step import scaled_post_forward
+    from ttm_torchdistill.run.train.step import scaled_post_forward
 
     class Box:
         stage_grad_count, grad_accum_step, max_grad_norm, lr_scheduler, scheduling_step = 0, 1, None, None, 0
@@ -234,7 +234,7 @@ def test_fp16_scaler_skips_are_seen_without_reading_the_device():
 
 def test_compiled_models_keep_one_static_graph_per_batch_size():
     """A last partial batch would otherwise send every later batch through a graph with a symbolic batch size."""
-    from ttm_torchdistill.run.step import mark_batch_static
+    from ttm_torchdistill.run.train.step import mark_batch_static
 
     def run(mark):
         torch._dynamo.reset()
@@ -257,9 +257,9 @@ def test_distributed_student_is_compiled_inside_ddp_not_before(tmp_path):
     inside it; one gloo process stands in for a torchrun rank."""
     from torch import distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-    from ttm_torchdistill.run import training
-    from ttm_torchdistill.run.distributed import DistContext
-    from ttm_torchdistill.run.runtime import Runtime, apply_model_runtime
+    from ttm_torchdistill.run.train import box as training_box
+    from ttm_torchdistill.run.machine.context import DistContext
+    from ttm_torchdistill.run.config.runtime import Runtime, apply_model_runtime
     dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
     try:
         ctx = DistContext(True, 0, 1, torch.device('cpu'), None)
@@ -271,10 +271,10 @@ def test_distributed_student_is_compiled_inside_ddp_not_before(tmp_path):
             pass
         box = Box()
         box.student_model = student
-        training._wrap_student(box, ctx, runtime)
+        training_box.wrap_student(box, ctx, runtime)
         assert isinstance(box.student_model, DistributedDataParallel) and box.student_model.module is student
         assert box.student_model._compiled_call_impl is not None and student._compiled_call_impl is None
-        training._wrap_student(box, ctx, runtime)  # after a stage change: already wrapped and compiled
+        training_box.wrap_student(box, ctx, runtime)  # after a stage change: already wrapped and compiled
         assert box.student_model.module is student
     finally:
         dist.destroy_process_group()

@@ -7,8 +7,8 @@ from torchdistill.models.registry import MODEL_DICT
 
 from ttm_torchdistill.errors import RunError
 from ttm_torchdistill.losses import ATKDLoss, WTTMLoss
-from ttm_torchdistill.run import component_errors
-from ttm_torchdistill.run.signature_check import accepted_arguments, argument_problem
+from ttm_torchdistill.run.config import component_errors
+from ttm_torchdistill.checks.signatures import accepted_arguments, argument_problem
 
 PATHS = ['student_module_path', 'student_module_io', 'teacher_module_path', 'teacher_module_io']
 
@@ -63,7 +63,8 @@ def test_components_of_a_multi_stage_config_and_kwargs_that_are_not_a_mapping():
 
 
 def test_model_failure_fallback_names_the_key_not_a_private_class():
-    error = component_errors.explain_model_failure(
+    from ttm_torchdistill.run.models.build import explain_model_failure
+    error = explain_model_failure(
         TypeError("_Private.__init__() got an unexpected keyword argument 'x'"), 'models.student_model', 'net',
         None, {'x': 1})
     assert str(error) == ("cannot build model 'net' from models.student_model.kwargs={'x': 1}: TypeError: net got an "

@@ -1,9 +1,9 @@
 """``--smoke`` fits CRD and ITRD to the synthetic data: the edits on a config copy and what the datasets offer."""
 import copy
 
-from ttm_torchdistill.run.data import SyntheticImageDataset
-from ttm_torchdistill.run.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
-from ttm_torchdistill.run.smoke_features import SMOKE_CRD_NEGATIVES, SMOKE_ITRD_EPS
+from ttm_torchdistill.run.data.synthetic import SyntheticImageDataset
+from ttm_torchdistill.run.config.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
+from ttm_torchdistill.run.config.smoke_features import SMOKE_CRD_NEGATIVES, SMOKE_ITRD_EPS
 
 
 def _feature_config():

@@ -14,7 +14,8 @@ import torch
 
 from torchdistill.models.registry import MODEL_DICT
 from ttm_torchdistill import teachers
-from ttm_torchdistill.teachers import FetchError, fetch_teachers, main
+from ttm_torchdistill.commands.fetch_teachers import main
+from ttm_torchdistill.teachers import FetchError, fetch_teachers
 
 # Smallest public teachers; both are real registered architectures.
 SMALL = ('resnet56', 'resnet110')
@@ -213,6 +214,10 @@ def test_no_network(tmp_path, capsys):
     status, _, err = _run(['--url', f'http://127.0.0.1:{port}/x.tar', '--dest', str(tmp_path),
                            '--names', 'resnet56', '--timeout', '5'], capsys)
     assert status == 1 and err.startswith('error: cannot reach http://127.0.0.1:')
+    assert err.strip().endswith(f'; without network, copy cifar_teachers.tar from a machine that has it (it is '
+                                f'http://127.0.0.1:{port}/x.tar) and give its path: python -m ttm_torchdistill '
+                                f'fetch-teachers --url /path/to/cifar_teachers.tar (or set '
+                                f'TTM_TORCHDISTILL_TEACHERS_URL=/path/to/cifar_teachers.tar)')
     assert len(err.strip().splitlines()) == 1
 
 

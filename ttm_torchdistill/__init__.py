@@ -9,4 +9,5 @@ from . import functional, losses  # noqa: E402,F401  (importing losses registers
 from . import models  # noqa: E402,F401  (importing models registers them)
 from . import processes  # noqa: E402,F401  (registers eval_teacher_and_set_loss_epoch)
 from . import feature_losses  # noqa: E402,F401  (registers PenultimateEmbedding and ITRDLoss)
-from . import two_view  # noqa: E402,F401  (registers TwoViewDataset and TwoViewModel)
+from . import views  # noqa: E402,F401  (registers TwoViewDataset and TwoViewModel)
+from . import datasets  # noqa: E402,F401  (registers CIFAR100Format and CIFAR10Format)

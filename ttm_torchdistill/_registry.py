@@ -14,13 +14,16 @@ import torchdistill.datasets  # noqa: F401  (CRDDatasetWrapper, SSKDDatasetWrapp
 import torchdistill.losses  # noqa: F401  (KDLoss, DISTLoss, WeightedSumLoss, ...)
 import torchdistill.models  # noqa: F401  (resnet20, wide_resnet, densenet, ...)
 from torchdistill.core.interfaces.registry import PRE_EPOCH_PROC_FUNC_DICT, register_pre_epoch_proc_func
-from torchdistill.datasets.registry import DATASET_WRAPPER_DICT, register_dataset_wrapper
+from torchdistill.datasets.registry import (
+    DATASET_DICT, DATASET_WRAPPER_DICT, register_dataset, register_dataset_wrapper,
+)
 from torchdistill.losses.registry import (
     HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT, register_mid_level_loss,
 )
 from torchdistill.models.registry import (
     AUXILIARY_MODEL_WRAPPER_DICT, MODEL_DICT, register_auxiliary_model_wrapper, register_model,
 )
+from .checks.signatures import checked_keywords
 
 
 def _same_definition(a: object, b: object) -> bool:
@@ -30,8 +33,13 @@ def _same_definition(a: object, b: object) -> bool:
 
 
 def register_unique(registry: MutableMapping[str, object], key: str, obj: object, kind: str,
-                    register: Callable, taken: Optional[Callable[[str], Optional[str]]] = None) -> object:
+                    register: Callable, taken: Optional[Callable[[str], Optional[str]]] = None,
+                    check_keywords: bool = True) -> object:
     """Register ``obj`` under ``key`` unless another object already owns the key.
+
+    A registered class or model function is built by torchdistill (or by a user) from keyword arguments; with
+    ``check_keywords`` it refuses a wrong one with a message naming itself, the argument and the closest valid one
+    (:func:`ttm_torchdistill.checks.signatures.checked_keywords`) instead of Python's, which may name a private base.
 
     :param registry: the torchdistill dict written by ``register``.
     :param key: the registry key.
@@ -39,6 +47,9 @@ def register_unique(registry: MutableMapping[str, object], key: str, obj: object
     :param kind: what is registered, for the error message (e.g. ``'mid-level loss'``).
     :param register: torchdistill's decorator factory for this registry (called as ``register(key=key)(obj)``).
     :param taken: optional extra check returning a description of a conflicting owner, or ``None``.
+    :param check_keywords: wrap ``obj`` with ``checked_keywords`` (False for processes, which torchdistill calls with
+        arguments of its own).
+    :return: what was registered (``obj``, or its checked wrapper for a function).
     :raises KeyError: if ``key`` is already registered to a different object.
     """
     existing = registry.get(key)
@@ -50,6 +61,8 @@ def register_unique(registry: MutableMapping[str, object], key: str, obj: object
         owner = taken(key)
         if owner is not None:
             raise KeyError(f'{kind} key {key!r} would be shadowed by {owner}; choose another key.')
+    if check_keywords:
+        obj = checked_keywords(obj, name=key)
     register(key=key)(obj)
     return obj
 
@@ -91,7 +104,7 @@ def pre_epoch_process(key: Optional[str] = None):
     """Decorator: register a ``pre_epoch_process`` function under ``key``, never overwriting."""
     def decorator(obj):
         return register_unique(PRE_EPOCH_PROC_FUNC_DICT, key or obj.__name__, obj, 'pre-epoch process',
-                               register_pre_epoch_proc_func)
+                               register_pre_epoch_proc_func, check_keywords=False)
     return decorator
 
 
@@ -109,4 +122,11 @@ def dataset_wrapper(key: Optional[str] = None):
     def decorator(obj):
         return register_unique(DATASET_WRAPPER_DICT, key or obj.__name__, obj, 'dataset wrapper',
                                register_dataset_wrapper)
+    return decorator
+
+
+def dataset(key: Optional[str] = None):
+    """Decorator: register a dataset class (torchdistill's ``get_dataset(key)``), never overwriting."""
+    def decorator(obj):
+        return register_unique(DATASET_DICT, key or obj.__name__, obj, 'dataset', register_dataset)
     return decorator

@@ -1,6 +1,7 @@
 r"""Math of the feature-level losses combined with WTTM: ITRD's two terms and the embedding normalisation.
 
-Plain functions of tensors (imports only torch), used by :mod:`ttm_torchdistill.feature_losses`.
+Plain functions of tensors (imports only torch, and the checks of :mod:`ttm_torchdistill.checks`), used by
+:mod:`ttm_torchdistill.feature_losses`.
 
 * ITRD: Miles, Lopez-Rodriguez & Mikolajczyk, "Information Theoretic Representation Distillation", BMVC 2022
   (arXiv:2112.00459). Authors' code: https://github.com/roymiles/ITRD (``distiller_zoo/IT.py``), copied unchanged
@@ -12,53 +13,13 @@ Plain functions of tensors (imports only torch), used by :mod:`ttm_torchdistill.
 CRD's memory-bank NCE loss itself is torchdistill's ``CRDLoss``, which computes what RepDistiller computes (see
 ``docs/crd_itrd.md``).
 """
-import math
-from numbers import Real
 import torch
 from torch import Tensor
 
-__all__ = ['l2_normalize', 'itrd_correlation_loss', 'itrd_mutual_information_loss', 'itrd_loss',
-           'check_non_negative', 'check_alpha_it']
+from .checks.tensors import check_feature_pair
+from .checks.values import check_alpha_it, check_non_negative
 
-
-def check_non_negative(value: float, name: str) -> float:
-    """``value`` as a float if it is a finite, non-negative real number (not a bool); else TypeError/ValueError."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f'{name} must be a non-negative real number, got {value!r} ({type(value).__name__})')
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f'{name} must be a finite, non-negative number, got {value!r}')
-    return float(value)
-
-
-def check_alpha_it(alpha_it: float) -> float:
-    """Renyi's order of ITRD's correlation term: a finite number > 0."""
-    value = check_non_negative(alpha_it, 'alpha_it')
-    if value == 0:
-        raise ValueError(f'alpha_it must be positive (1.01 and 1.5 in the TTM runs), got {alpha_it!r}')
-    return value
-
-
-def _check_features(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f'{name} must be a tensor, got {type(x).__name__}')
-    if x.dim() != 2:
-        raise ValueError(f'{name} must have shape (N, D) (flattened penultimate features), got {tuple(x.shape)}')
-    if not x.is_floating_point():
-        raise TypeError(f'{name} must be a floating-point tensor, got {x.dtype}')
-
-
-def _check_pair(student: Tensor, teacher: Tensor, same_width: bool) -> None:
-    _check_features(student, 'student features')
-    _check_features(teacher, 'teacher features')
-    if student.shape[0] != teacher.shape[0]:
-        raise ValueError(f'student and teacher features must have the same batch size, got {student.shape[0]} '
-                         f'and {teacher.shape[0]}')
-    if student.shape[0] < 2:
-        raise ValueError(f'ITRD needs at least 2 samples per batch (batch statistics), got {student.shape[0]}')
-    if same_width and student.shape[1] != teacher.shape[1]:
-        raise ValueError(f'the embedded student features must have the teacher feature width: got '
-                         f'{tuple(student.shape)} and {tuple(teacher.shape)} (set the embedding head\'s '
-                         f'out_features to the teacher width {teacher.shape[1]})')
+__all__ = ['l2_normalize', 'itrd_correlation_loss', 'itrd_mutual_information_loss', 'itrd_loss']
 
 
 def l2_normalize(x: Tensor, power: float = 2.0) -> Tensor:
@@ -84,7 +45,7 @@ def itrd_correlation_loss(student: Tensor, teacher: Tensor, alpha_it: float, eps
         gives NaN there too).
     :return: the scalar loss.
     """
-    _check_pair(student, teacher, same_width=True)
+    check_feature_pair(student, teacher, same_width=True)
     alpha_it = check_alpha_it(alpha_it)
     eps = check_non_negative(eps, 'eps')
     n = student.shape[0]
@@ -109,7 +70,7 @@ def itrd_mutual_information_loss(student: Tensor, teacher: Tensor) -> Tensor:
     :param teacher: :math:`(N, D_t)` teacher features; :math:`D_s` and :math:`D_t` may differ.
     :return: the scalar loss.
     """
-    _check_pair(student, teacher, same_width=False)
+    check_feature_pair(student, teacher, same_width=False)
     s = torch.nn.functional.normalize(student, dim=1)
     t = torch.nn.functional.normalize(teacher, dim=1)
     g_s = s @ s.t()

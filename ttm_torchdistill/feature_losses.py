@@ -21,39 +21,12 @@ import torch
 from torch import Tensor, nn
 from torchdistill.models.wrapper import AuxiliaryModelWrapper
 
-from . import feature_functional as FF
-from ._io_dict import read_io
+from . import feature_functional
+from ._core.io_dict import read_io
 from ._registry import auxiliary_model_wrapper, mid_level_loss
+from .checks.values import check_alpha_it, check_flag, check_io, check_non_negative, check_positive_int, check_string
 
 __all__ = ['EmbeddingHead', 'PenultimateEmbedding', 'ITRDLoss']
-
-_IOS = ('input', 'output')
-
-
-def _check_string(value, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f'{name} must be a non-empty string, got {value!r}')
-    return value
-
-
-def _check_io(value, name: str) -> str:
-    if value not in _IOS:
-        raise ValueError(f"{name} must be 'input' or 'output', got {value!r}")
-    return value
-
-
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f'{name} must be True or False, got {value!r}')
-    return value
-
-
-def _check_size(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f'{name} must be a positive integer, got {value!r} ({type(value).__name__})')
-    if value <= 0:
-        raise ValueError(f'{name} must be a positive integer, got {value!r}')
-    return value
 
 
 class EmbeddingHead(nn.Module):
@@ -71,13 +44,14 @@ class EmbeddingHead(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, normalize: bool = True, bias: bool = True):
         super().__init__()
-        self.linear = nn.Linear(_check_size(in_features, 'in_features'), _check_size(out_features, 'out_features'),
-                                bias=_check_flag(bias, 'bias'))
-        self.normalize = _check_flag(normalize, 'normalize')
+        self.linear = nn.Linear(check_positive_int(in_features, 'in_features'),
+                                check_positive_int(out_features, 'out_features'),
+                                bias=check_flag(bias, 'bias'))
+        self.normalize = check_flag(normalize, 'normalize')
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.linear(x.flatten(1))
-        return FF.l2_normalize(x) if self.normalize else x
+        return feature_functional.l2_normalize(x) if self.normalize else x
 
     def extra_repr(self) -> str:
         return f'normalize={self.normalize}'
@@ -165,9 +139,9 @@ class PenultimateEmbedding(AuxiliaryModelWrapper):
         if not isinstance(model, nn.Module):
             raise TypeError(f'the wrapped model must be an nn.Module, got {type(model).__name__}')
         self.is_teacher = teacher_model is not None
-        self.input_module_path = _check_string(input_module_path, 'input_module_path')
-        self.input_module_io = _check_io(input_module_io, 'input_module_io')
-        self.trainable = _check_flag(trainable, 'trainable')
+        self.input_module_path = check_string(input_module_path, 'input_module_path')
+        self.input_module_io = check_io(input_module_io, 'input_module_io')
+        self.trainable = check_flag(trainable, 'trainable')
         modules = dict(model.named_modules())
         if input_module_path not in modules:
             children = [name for name, _ in model.named_children()]
@@ -308,19 +282,19 @@ class ITRDLoss(nn.Module):
                  student_embed_module_path: str = 'embed', student_embed_module_io: str = 'output',
                  student_module_path: str = 'features', student_module_io: str = 'output'):
         super().__init__()
-        self.lambda_corr = FF.check_non_negative(lambda_corr, 'lambda_corr')
-        self.lambda_mutual = FF.check_non_negative(lambda_mutual, 'lambda_mutual')
-        self.alpha_it = FF.check_alpha_it(alpha_it)
+        self.lambda_corr = check_non_negative(lambda_corr, 'lambda_corr')
+        self.lambda_mutual = check_non_negative(lambda_mutual, 'lambda_mutual')
+        self.alpha_it = check_alpha_it(alpha_it)
         if mutual_uses_embedding is not None:
-            _check_flag(mutual_uses_embedding, 'mutual_uses_embedding')
+            check_flag(mutual_uses_embedding, 'mutual_uses_embedding')
         self.mutual_uses_embedding = mutual_uses_embedding
-        self.eps = FF.check_non_negative(eps, 'eps')
-        self.teacher_module_path = _check_string(teacher_module_path, 'teacher_module_path')
-        self.teacher_module_io = _check_io(teacher_module_io, 'teacher_module_io')
-        self.student_embed_module_path = _check_string(student_embed_module_path, 'student_embed_module_path')
-        self.student_embed_module_io = _check_io(student_embed_module_io, 'student_embed_module_io')
-        self.student_module_path = _check_string(student_module_path, 'student_module_path')
-        self.student_module_io = _check_io(student_module_io, 'student_module_io')
+        self.eps = check_non_negative(eps, 'eps')
+        self.teacher_module_path = check_string(teacher_module_path, 'teacher_module_path')
+        self.teacher_module_io = check_io(teacher_module_io, 'teacher_module_io')
+        self.student_embed_module_path = check_string(student_embed_module_path, 'student_embed_module_path')
+        self.student_embed_module_io = check_io(student_embed_module_io, 'student_embed_module_io')
+        self.student_module_path = check_string(student_module_path, 'student_module_path')
+        self.student_module_io = check_io(student_module_io, 'student_module_io')
 
     def nonfinite_hint(self) -> str:
         """What most likely made this loss NaN, for the runner's non-finite-loss error."""
@@ -349,5 +323,5 @@ class ITRDLoss(nn.Module):
                 mutual = raw
             elif raw.shape[1] == teacher.shape[1]:
                 mutual = raw  # the authors' code: embed only when the widths differ
-        return FF.itrd_loss(embedded, mutual, teacher, self.lambda_corr, self.lambda_mutual, self.alpha_it,
-                            eps=self.eps)
+        return feature_functional.itrd_loss(embedded, mutual, teacher, self.lambda_corr, self.lambda_mutual,
+                                            self.alpha_it, eps=self.eps)

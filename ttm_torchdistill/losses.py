@@ -17,9 +17,15 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from . import functional as F
-from ._io_dict import read_io
+from ._core import kernels
+from ._core import mlkd as _mlkd
+from ._core.io_dict import read_io
 from ._registry import mid_level_loss
+from .checks.tensors import assert_target_range_on_device, check_logits, check_targets, check_two_views
+from .checks.values import (
+    MAX_LOGIT, Temperature, check_epoch, check_flag, check_non_negative, check_teacher_only_max, check_temperature,
+    check_view_temperature, check_warmup_epochs,
+)
 
 __all__ = ['TTMLoss', 'WTTMLoss', 'ATDISTLoss', 'ATKDLoss', 'DKDLoss', 'MLKDLoss']
 
@@ -42,11 +48,11 @@ class _LogitDistillationLoss(nn.Module):
     :param teacher_module_io: ``'input'`` or ``'output'`` of that module.
     """
 
-    def __init__(self, temperature: F.Temperature, teacher_only_max: bool, *, student_module_path: str = '.',
+    def __init__(self, temperature: Temperature, teacher_only_max: bool, *, student_module_path: str = '.',
                  student_module_io: str = 'output', teacher_module_path: str = '.', teacher_module_io: str = 'output'):
         super().__init__()
-        self.temperature = F.check_temperature(temperature)
-        self.teacher_only_max = F.check_teacher_only_max(teacher_only_max, self.temperature)
+        self.temperature = check_temperature(temperature)
+        self.teacher_only_max = check_teacher_only_max(teacher_only_max, self.temperature)
         for name, value in (('student_module_path', student_module_path), ('student_module_io', student_module_io),
                             ('teacher_module_path', teacher_module_path), ('teacher_module_io', teacher_module_io)):
             if not isinstance(value, str):
@@ -65,7 +71,7 @@ class _LogitDistillationLoss(nn.Module):
         """The logits of this batch, their types and shapes checked (metadata only: nothing is read back)."""
         student = self._read(student_io_dict, self.student_module_path, self.student_module_io, 'student')
         teacher = self._read(teacher_io_dict, self.teacher_module_path, self.teacher_module_io, 'teacher')
-        F._check_logits(student, teacher)
+        check_logits(student, teacher)
         return student, teacher.detach()
 
     def _evaluate(self, kernel, student: Tensor, teacher: Tensor, standardize: bool = False,
@@ -76,7 +82,7 @@ class _LogitDistillationLoss(nn.Module):
         ``'max_logit'`` the per-sample temperature the kernel used is kept, as a device tensor, in
         :attr:`last_temperature`.
         """
-        loss, temperature = F._evaluate(kernel, student, teacher, self.temperature, self.teacher_only_max,
+        loss, temperature = kernels.evaluate(kernel, student, teacher, self.temperature, self.teacher_only_max,
                                         standardize, **hyperparameters)
         if isinstance(self.temperature, str):  # 'max_logit'
             self.last_temperature = temperature.reshape(-1)  # computed under no_grad: already detached
@@ -117,13 +123,13 @@ class TTMLoss(_LogitDistillationLoss):
           weight: 45.0  # beta, vgg13 -> vgg8 (TTM Table 8)
     """
 
-    def __init__(self, temperature: F.Temperature, teacher_only_max: bool = False, **paths: str):
+    def __init__(self, temperature: Temperature, teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
 
     _weighted = False
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._evaluate(F._ttm, *self._logits(student_io_dict, teacher_io_dict), weighted=self._weighted)
+        return self._evaluate(kernels.ttm, *self._logits(student_io_dict, teacher_io_dict), weighted=self._weighted)
 
 
 @mid_level_loss()
@@ -131,7 +137,8 @@ class WTTMLoss(TTMLoss):
     r"""Weighted TTM (WTTM): TTM with each sample weighted by the teacher's power sum :math:`U_\gamma(p^t)`.
 
     .. math::
-        \mathcal{L}_{WTTM} = \frac{1}{N}\sum_i U_\gamma(p^t_i)\, D_{KL}\left(\sigma(\gamma v_i) \,\|\, \sigma(z_i)\right),
+        \mathcal{L}_{WTTM} = \frac{1}{N}\sum_i U_\gamma(p^t_i)\,
+        D_{KL}\left(\sigma(\gamma v_i) \,\|\, \sigma(z_i)\right),
         \qquad U_\gamma(p) = \sum_j p_j^\gamma,\ p^t_i = \sigma(v_i),\ \gamma = 1/T
 
     Zheng & Yang, ICLR 2024 (Eq. 23). Authors' code: https://github.com/zkxufo/TTM.
@@ -160,7 +167,8 @@ class ATDISTLoss(_LogitDistillationLoss):
     r"""DIST relation loss with the authors' eps, and optionally the max-logit adaptive temperature.
 
     .. math::
-        \mathcal{L}_{DIST} = \tau^2\left(\beta\,\big(1 - \overline{\rho}_{inter}\big) + \gamma\,\big(1 - \overline{\rho}_{intra}\big)\right)
+        \mathcal{L}_{DIST} = \tau^2\left(\beta\,\big(1 - \overline{\rho}_{inter}\big)
+        + \gamma\,\big(1 - \overline{\rho}_{intra}\big)\right)
 
     with Pearson correlations of :math:`\sigma(Z/\tau)` between student and teacher per sample (inter-class)
     and per class across the batch (intra-class). Registered as ``ATDISTLoss`` because torchdistill already
@@ -193,16 +201,16 @@ class ATDISTLoss(_LogitDistillationLoss):
           weight: 2.0
     """
 
-    def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: F.Temperature = 1.0,
+    def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: Temperature = 1.0,
                  teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
-        self.beta, self.gamma = F.check_weight(beta, 'beta'), F.check_weight(gamma, 'gamma')
+        self.beta, self.gamma = check_non_negative(beta, 'beta'), check_non_negative(gamma, 'gamma')
 
     _hyperparameters = ('beta', 'gamma', 'temperature', 'teacher_only_max')
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._evaluate(F._dist, *self._logits(student_io_dict, teacher_io_dict), beta=self.beta,
-                              gamma=self.gamma, eps=F.DIST_EPS)
+        return self._evaluate(kernels.dist, *self._logits(student_io_dict, teacher_io_dict), beta=self.beta,
+                              gamma=self.gamma, eps=kernels.DIST_EPS)
 
 
 @mid_level_loss()
@@ -210,7 +218,8 @@ class ATKDLoss(_LogitDistillationLoss):
     r"""KD with the max-logit adaptive temperature on standardised logits (Matsuyama et al., 2025).
 
     .. math::
-        \mathcal{L} = \frac{1}{N}\sum_i T_i^2\, D_{KL}\left(\sigma(\hat z^t_i / T_i) \,\|\, \sigma(\hat z^s_i / T_i)\right),
+        \mathcal{L} = \frac{1}{N}\sum_i T_i^2\,
+        D_{KL}\left(\sigma(\hat z^t_i / T_i) \,\|\, \sigma(\hat z^s_i / T_i)\right),
         \qquad T_i = \frac{1+\sqrt{3}}{2}\max_j \max(|\hat z^s_{ij}|, |\hat z^t_{ij}|)
 
     where :math:`\hat z` are the z-scored logits. The defaults are the paper's method; ``temperature: 4.0,
@@ -243,15 +252,15 @@ class ATKDLoss(_LogitDistillationLoss):
           weight: 9.0  # with CE weight 0.1 (authors' README, resnet32x4 -> resnet8x4)
     """
 
-    def __init__(self, temperature: F.Temperature = F.MAX_LOGIT, standardize: bool = True,
+    def __init__(self, temperature: Temperature = MAX_LOGIT, standardize: bool = True,
                  teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
-        self.standardize = F.check_flag(standardize, 'standardize')
+        self.standardize = check_flag(standardize, 'standardize')
 
     _hyperparameters = ('temperature', 'standardize', 'teacher_only_max')
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
-        return self._evaluate(F._kd, *self._logits(student_io_dict, teacher_io_dict), self.standardize)
+        return self._evaluate(kernels.kd, *self._logits(student_io_dict, teacher_io_dict), self.standardize)
 
 
 @mid_level_loss()
@@ -259,14 +268,15 @@ class DKDLoss(_LogitDistillationLoss):
     r"""Decoupled KD (target and non-target terms), optionally standardised with the max-logit temperature.
 
     .. math::
-        \mathcal{L}_{DKD} = \min(e / E_w, 1)\, \frac{1}{N}\sum_i T_i^2\left(\alpha\,\mathrm{TCKD}_i + \beta\,\mathrm{NCKD}_i\right)
+        \mathcal{L}_{DKD} = \min(e / E_w, 1)\,
+        \frac{1}{N}\sum_i T_i^2\left(\alpha\,\mathrm{TCKD}_i + \beta\,\mathrm{NCKD}_i\right)
 
     Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022 (https://github.com/megvii-research/mdistiller);
     the adaptive temperature inside DKD as in https://github.com/kei813121/atkd. Math:
     :func:`ttm_torchdistill.functional.dkd_loss`.
 
     The warm-up needs the epoch, which torchdistill does not pass to losses: the plugin's
-    ``eval_teacher_pre_epoch_process`` calls :meth:`set_epoch` before every epoch. With ``warmup_epochs > 0``
+    ``eval_teacher_and_set_loss_epoch`` calls :meth:`set_epoch` before every epoch. With ``warmup_epochs > 0``
     and no epoch set, :meth:`forward` raises instead of silently skipping the warm-up.
 
     :meth:`forward` checks the targets' dtype and shape, and asserts their range on the device
@@ -296,19 +306,19 @@ class DKDLoss(_LogitDistillationLoss):
           weight: 1.0
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: F.Temperature = 4.0,
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: Temperature = 4.0,
                  standardize: bool = False, warmup_epochs: int = 20, teacher_only_max: bool = False, **paths: str):
         super().__init__(temperature, teacher_only_max, **paths)
-        self.alpha, self.beta = F.check_weight(alpha, 'alpha'), F.check_weight(beta, 'beta')
-        self.standardize = F.check_flag(standardize, 'standardize')
-        self.warmup_epochs = F.check_warmup_epochs(warmup_epochs)
+        self.alpha, self.beta = check_non_negative(alpha, 'alpha'), check_non_negative(beta, 'beta')
+        self.standardize = check_flag(standardize, 'standardize')
+        self.warmup_epochs = check_warmup_epochs(warmup_epochs)
         self.epoch: Optional[int] = None
 
     _hyperparameters = ('alpha', 'beta', 'temperature', 'standardize', 'warmup_epochs', 'teacher_only_max')
 
     def set_epoch(self, epoch: int) -> None:
         """Set the current epoch, counted from 1 as in the authors' code (warm-up factor epoch / warmup_epochs)."""
-        self.epoch = F.check_epoch(epoch)
+        self.epoch = check_epoch(epoch)
 
     def forward(self, student_io_dict: dict, teacher_io_dict: dict, targets: Optional[Tensor] = None) -> Tensor:
         if targets is None:
@@ -316,14 +326,14 @@ class DKDLoss(_LogitDistillationLoss):
         if self.warmup_epochs > 0 and self.epoch is None:
             raise RuntimeError(
                 f'DKDLoss(warmup_epochs={self.warmup_epochs}) needs the current epoch: set '
-                "train.pre_epoch_process: 'eval_teacher_pre_epoch_process' (it calls set_epoch), call set_epoch() "
+                "train.pre_epoch_process: 'eval_teacher_and_set_loss_epoch' (it calls set_epoch), call set_epoch() "
                 'yourself, or set warmup_epochs: 0')
         student, teacher = self._logits(student_io_dict, teacher_io_dict)
         n, c = student.shape
-        F._check_targets(targets, n, c)
-        F._assert_target_range_on_device(targets, c)
-        return self._evaluate(F._dkd, student, teacher, self.standardize, targets=targets, alpha=self.alpha,
-                              beta=self.beta, factor=F._warmup_factor(self.epoch, self.warmup_epochs))
+        check_targets(targets, n, c)
+        assert_target_range_on_device(targets, c)
+        return self._evaluate(kernels.dkd, student, teacher, self.standardize, targets=targets, alpha=self.alpha,
+                              beta=self.beta, factor=kernels.warmup_factor(self.epoch, self.warmup_epochs))
 
 
 #: Where :class:`MLKDLoss` reads each view by default: the identity taps of ``TwoViewModel`` (``two_view.py``).
@@ -384,15 +394,15 @@ class MLKDLoss(_LogitDistillationLoss):
           weight: 9.0  # beta, with 0.1 on each view's CE (logit-standardisation default)
     """
 
-    def __init__(self, temperature: F.Temperature = 4.0, standardize: bool = False, teacher_only_max: bool = False,
+    def __init__(self, temperature: Temperature = 4.0, standardize: bool = False, teacher_only_max: bool = False,
                  code_faithful: bool = True, *, student_strong_module_path: str = 'strong',
                  student_strong_module_io: str = 'output', teacher_strong_module_path: str = 'strong',
                  teacher_strong_module_io: str = 'output', **paths: str):
         super().__init__(temperature, teacher_only_max, **{**_WEAK_VIEW_PATHS, **paths})
         if isinstance(self.temperature, Tensor):
-            F._check_mlkd_temperature(self.temperature, self.teacher_only_max)
-        self.standardize = F.check_flag(standardize, 'standardize')
-        self.code_faithful = F.check_flag(code_faithful, 'code_faithful')
+            check_view_temperature(self.temperature, self.teacher_only_max)
+        self.standardize = check_flag(standardize, 'standardize')
+        self.code_faithful = check_flag(code_faithful, 'code_faithful')
         for name, value in (('student_strong_module_path', student_strong_module_path),
                             ('student_strong_module_io', student_strong_module_io),
                             ('teacher_strong_module_path', teacher_strong_module_path),
@@ -413,8 +423,8 @@ class MLKDLoss(_LogitDistillationLoss):
                                     'student')
         teacher_strong = self._read(teacher_io_dict, self.teacher_strong_module_path, self.teacher_strong_module_io,
                                     'teacher')
-        F._check_mlkd_views(student_weak, teacher_weak, student_strong, teacher_strong)
-        loss, (t_weak, t_strong) = F._evaluate_mlkd(student_weak, teacher_weak, student_strong, teacher_strong,
+        check_two_views(student_weak, teacher_weak, student_strong, teacher_strong)
+        loss, (t_weak, t_strong) = _mlkd.evaluate(student_weak, teacher_weak, student_strong, teacher_strong,
                                                     self.temperature, self.teacher_only_max, self.standardize,
                                                     self.code_faithful)
         if isinstance(self.temperature, str):  # 'max_logit': (N, 1) each, computed under no_grad

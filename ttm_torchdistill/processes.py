@@ -5,31 +5,10 @@ a freshly built teacher distils in train mode: BatchNorm normalises with batch s
 statistics, dropout is active. The authors' code of every method in this package (TTM/WTTM, DIST, DKD, ATKD)
 distils from a teacher in eval mode.
 """
-from typing import Iterator
-
-from torch import nn
 from torchdistill.core.interfaces.pre_epoch_proc import default_pre_epoch_process_with_teacher
 
 from ._registry import pre_epoch_process
-
-
-def iter_loss_modules(criterion: nn.Module) -> Iterator[nn.Module]:
-    """Every module of a (possibly high-level) torchdistill criterion, including its sub-term criteria.
-
-    ``WeightedSumLoss`` keeps its sub-terms in a plain ``dict`` (``term_dict``), so ``criterion.modules()`` alone
-    does not reach them.
-    """
-    seen = set()
-    roots = [criterion]
-    for term in getattr(criterion, 'term_dict', dict()).values():
-        roots.append(term[0] if isinstance(term, tuple) else term)
-    for root in roots:
-        if not isinstance(root, nn.Module):
-            continue
-        for module in root.modules():
-            if id(module) not in seen:
-                seen.add(id(module))
-                yield module
+from ._core.criterion_walk import iter_loss_modules
 
 
 @pre_epoch_process('eval_teacher_and_set_loss_epoch')

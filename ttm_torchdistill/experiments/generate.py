@@ -29,6 +29,10 @@ def default_out() -> Optional[Path]:
     return SOURCE_ROOT / 'configs' if (SOURCE_ROOT / 'setup.cfg').is_file() else None
 
 
+#: Study files (``python -m ttm_torchdistill study``) live in configs/studies/; they name experiments, are none.
+STUDIES_DIR = 'studies'
+
+
 def expected_files(experiments: Sequence[Experiment] = EXPERIMENTS) -> Dict[str, str]:
     """{path below the output folder: text} for every row, e.g. ``'cifar100/ce/resnet20.yaml'``."""
     return {f'{exp.name}.yaml': render(exp) for exp in experiments}
@@ -44,6 +48,7 @@ def compare(out: Path, expected: Dict[str, str]) -> List[str]:
         elif path.read_text(encoding='utf-8') != text:
             problems.append(f'{relative}: differs from the table')
     present = sorted(p.relative_to(out).as_posix() for p in out.rglob('*.yaml')) if out.is_dir() else []
+    present = [relative for relative in present if not relative.startswith(f'{STUDIES_DIR}/')]
     problems += [f'{relative}: not produced by the table (add a row or delete the file)'
                  for relative in present if relative not in expected]
     return problems

@@ -28,7 +28,7 @@ def two_view_dataset(exp: Experiment) -> Node:
     if exp.dataset != cifar100.DATASET:
         raise ValueError(f'{exp.name}: MLKD configs are written for {cifar100.DATASET} only (the strong view is the '
                          f"authors' CIFAR pipeline), not {exp.dataset}")
-    augment = import_call('ttm_torchdistill.strong_augment.StrongAugment', {'num_ops': sourced(exp.param('num_ops'))})
+    augment = import_call('ttm_torchdistill.views.StrongAugment', {'num_ops': sourced(exp.param('num_ops'))})
     return Node({'key': 'TwoViewDataset', 'kwargs': {'strong_transform': cifar100.train_transform((augment,))}},
                 comment="items (weak and strong view, target): the dataset's own transform is the weak view")
 

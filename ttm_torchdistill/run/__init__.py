@@ -1,4 +1,6 @@
-"""The ``python -m ttm_torchdistill`` runner: config loading, data, models, checkpoints, progress, summary.
+"""The ``python -m ttm_torchdistill`` runner, in rooms by concern.
 
-:func:`ttm_torchdistill.run.runner.run` is the entry point; :mod:`ttm_torchdistill.cli` parses the command line.
+:mod:`.runner` reads as the story of a run in stages: :mod:`.prepare` (config, checks, seed, datasets, models),
+:mod:`.train` (the epochs), :mod:`.final_evaluation` (test and summary). The stages draw on :mod:`.config`,
+:mod:`.models`, :mod:`.data` and :mod:`.machine`; :mod:`ttm_torchdistill.commands.train` parses the command line.
 """

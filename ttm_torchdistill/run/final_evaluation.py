@@ -1,20 +1,22 @@
 """The test stage: the best student (and the teacher) on the test loader, and the JSON summary of the run."""
 import logging
 import os
+import time
 from typing import Any, Dict, Optional
 
 from torch.backends import cudnn
 from torchdistill.datasets.util import build_data_loader
 
 from ..errors import RunError
-from .checkpoint import last_ckpt_path, summary_path
-from .distributed import DistContext, all_reduce_sum, broadcast_state, on_leaders
+from .machine.context import DistContext, all_reduce_sum, broadcast_state, on_leaders
+from .models.weights import load_weights
 from .options import RunOptions
 from .prepare import Prepared
-from .progress import evaluate, format_duration
 from .summary import build_summary, write_summary
-from .training import RunState
-from .weights import load_weights
+from .train.checkpoint import last_ckpt_path, summary_path
+from .train.evaluation import evaluate
+from .console import format_duration
+from .train.state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -82,18 +84,22 @@ def _format_metrics(metrics: Optional[Dict[str, Any]]) -> str:
 
 
 def summarise(prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState,
-              test_results: Dict[str, Any]) -> None:
-    """Log the end-of-run summary and write it as JSON next to the best checkpoint."""
+              test_results: Dict[str, Any], started: float) -> None:
+    """Log the end-of-run summary and write it as JSON next to the best checkpoint.
+
+    :param started: ``time.time()`` when this invocation started (for ``session_time_s``).
+    """
     dst_ckpt = prepared.dst_ckpt
     checkpoints = {'best': dst_ckpt, 'last': last_ckpt_path(dst_ckpt)}
     summary = build_summary(opts.config, prepared.config.get('reference'), prepared.identity, ctx.world_size,
                             state.planned_epochs, state.history, state.best, test_results, checkpoints,
-                            state.wall_time_s, prepared.runtime.as_dict())
+                            state.wall_time_s, prepared.runtime.as_dict(), time.time() - started)
     json_path = summary_path(dst_ckpt)
     write_summary(json_path, summary)
     logger.info(f'Summary: student best val {_format_metrics(summary["best"])} (epoch {summary["best"]["epoch"]}); '
                 f'last val {_format_metrics(summary["last"])} (epoch {summary["last"]["epoch"]}); '
                 f'test {_format_metrics(test_results["student"])}; '
                 f'teacher test {_format_metrics(test_results["teacher"])}; '
-                f'wall time {format_duration(state.wall_time_s)}')
+                f'training time {format_duration(state.wall_time_s)} (this session with start-up and test '
+                f'{format_duration(summary["session_time_s"])})')
     logger.info(f'Checkpoints: best {dst_ckpt}  last {checkpoints["last"]}  summary {json_path}')

@@ -27,6 +27,9 @@ class RunOptions:
     smoke: bool = False
     allow_pickle: bool = False
     data_parallel: bool = False
+    #: log what the run's config copy was fitted to the machine (loaders, wrappers); off for ``cache-teacher``,
+    #: which uses neither
+    log_fitting: bool = True
     #: runtime options given as flags (``--amp bf16`` -> ``{'amp': 'bf16'}``); absent flags are not in it
     runtime_flags: Dict[str, Any] = field(default_factory=dict)
 

@@ -1,34 +1,37 @@
 """The first stage of a run: read the config, check it, build the datasets and the models.
 
 Everything a later stage needs is returned in one :class:`Prepared` object; the config is not edited after this
-stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.smoke`).
+stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.config.smoke`).
 """
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torchdistill.common.main_util import import_dependencies, set_seed
 
 from ..errors import RunError
-from . import preflight
-from .checkpoint import last_ckpt_path, load_last_on_rank0, run_identity
-from .config import LoadedConfig, load_config
-from .config_walk import student_entry, student_num_classes, teacher_entry, train_dataset_ids
-from .data import build_real_datasets, build_smoke_datasets
-from .device_policy import box_device_ids, fit_config_to_machine, sync_bn_applies
-from .distributed import DistContext, rank0_first
-from .fast_data import DeviceData, check_single_view
-from .model_builder import build_model
+from .config import preflight
+from .config.loading import LoadedConfig, load_config
+from .config.runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
+from .config.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
+from .config.walk import (
+    iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry, train_dataset_ids,
+)
+from .data.datasets import build_real_datasets
+from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache
+from .data.synthetic import build_smoke_datasets
+from .machine.context import DistContext, rank0_first
+from .machine.fit import box_device_ids, fit_config_to_machine, sync_bn_applies
+from .machine.seeding import RunSeed, resolve_seed
+from .models.build import build_model
+from .models.weights import load_weights
 from .options import RunOptions
-from .runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
-from .seeding import RunSeed, resolve_seed
-from .smoke import SMOKE_TRAIN_SAMPLES, smoke_config
-from .weights import load_weights
+from .train.checkpoint import last_ckpt_path, load_last_on_rank0, run_identity
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -49,9 +52,11 @@ class Prepared:
         holds the same content), else None.
     :param runtime: the speed options of the run (``runtime:`` block, ``--set runtime.*``, flags).
     :param device_data: the device-resident datasets (``runtime.device_data``), else None.
+    :param cached_teacher: the stand-in teacher reading ``runtime.teacher_cache`` (checked against this run), else
+        None.
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
-        (:func:`~ttm_torchdistill.run.device_policy.box_device_ids`).
+        (:func:`~ttm_torchdistill.run.machine.fit.box_device_ids`).
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]
@@ -64,6 +69,7 @@ class Prepared:
     resume_checkpoint: Optional[Dict[str, Any]] = None
     runtime: Runtime = Runtime()
     device_data: Optional[DeviceData] = None
+    cached_teacher: Optional[CachedTeacher] = None
     smoke_dir: Optional[str] = None
     device_ids: Optional[Sequence[int]] = None
 
@@ -103,6 +109,20 @@ def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext, s
     return DeviceData(datasets, ctx, seed, memory_format)
 
 
+def _cached_teacher(runtime: Runtime, config: Dict[str, Any], device_data: Optional[DeviceData],
+                    ctx: DistContext, seed: RunSeed) -> Optional[CachedTeacher]:
+    """The stand-in teacher reading ``runtime.teacher_cache``, checked against this run's data (None without a cache;
+    the config was checked by ``preflight.check_teacher_cache``)."""
+    if not runtime.teacher_cache:
+        return None
+    where, first = next(iter_train_stage_configs(config))
+    train_data = device_data.dataset(first['train_data_loader']['dataset_id'], f'{where}.train_data_loader')
+    cache = open_teacher_cache(runtime.teacher_cache, config, train_data, planned_epochs(config), ctx, seed.drawn)
+    logger.info(f'Teacher logits read from the cache {runtime.teacher_cache} (the teacher network is not run while '
+                f'training)')
+    return CachedTeacher(cache)
+
+
 def _seed_the_run(opts: RunOptions, ctx: DistContext, resume_checkpoint: Optional[Dict[str, Any]]) -> RunSeed:
     """Resolve the run's one seed and seed python, numpy and torch with it (before any model is built)."""
     seed = resolve_seed(opts.seed, (resume_checkpoint or dict()).get('identity'), ctx)
@@ -139,6 +159,30 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         config, notes = smoke_config(config, smoke_dir)
         for note in notes:
             logger.info(f'smoke: {note}')
+    student_name, dst_ckpt = _check_config(config, opts, runtime)
+    if runtime.device_data:
+        preflight.check_device_data_datasets(loaded, config)
+    # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a
+    # cheap error, and a run started without --seed continues with the seed it recorded.
+    resume_checkpoint = load_last_on_rank0(last_ckpt_path(dst_ckpt), ctx) if opts.resume else None
+    seed = _seed_the_run(opts, ctx, resume_checkpoint)
+    for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
+        if opts.log_fitting:
+            logger.info(f'fitted to this machine: {note}')
+    datasets = _build_datasets(loaded, config, opts, ctx)
+    teacher, student = _build_models(config, student_name, runtime, opts, ctx)
+    if opts.log_config:
+        logger.info(f'config: {config}')
+    device_data = _device_data(runtime, datasets, ctx, seed.value)
+    return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
+                    dst_ckpt=dst_ckpt, identity=run_identity(opts.config, seed.value, opts.overrides, seed.drawn),
+                    seed=seed, resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
+                    cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
+                    device_ids=box_device_ids(ctx, opts.data_parallel))
+
+
+def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) -> Tuple[str, str]:
+    """Every check that reads the config alone; returns the student's entry name and its ``dst_ckpt`` (expanded)."""
     student_name, student_config = student_entry(config)
     dst_ckpt = student_config.get('dst_ckpt')
     if not dst_ckpt:
@@ -147,15 +191,13 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     preflight.check_checkpoint_paths(config)
     preflight.check_loss_keys(config)
     preflight.check_components(config)
-    # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a
-    # cheap error, and a run started without --seed continues with the seed it recorded.
-    last_path = last_ckpt_path(os.path.expanduser(dst_ckpt))
-    resume_checkpoint = load_last_on_rank0(last_path, ctx) if opts.resume else None
-    seed = _seed_the_run(opts, ctx, resume_checkpoint)
-    for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
-        logger.info(f'fitted to this machine: {note}')
     if runtime.device_data:
-        check_single_view(config)
+        preflight.check_single_view(config)
+    preflight.check_teacher_cache(config, runtime)
+    return student_name, os.path.expanduser(dst_ckpt)
+
+
+def _build_datasets(loaded: LoadedConfig, config: Dict[str, Any], opts: RunOptions, ctx: DistContext):
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
                                         train_samples=SMOKE_TRAIN_SAMPLES)
@@ -163,18 +205,17 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
         datasets = rank0_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')
     preflight.check_dataset_ids(config, datasets)
+    return datasets
+
+
+def _build_models(config: Dict[str, Any], student_name: str, runtime: Runtime, opts: RunOptions,
+                  ctx: DistContext) -> Tuple[Optional[nn.Module], nn.Module]:
     teacher_config = teacher_entry(config)
     teacher = None if teacher_config is None else \
         _build_and_load(teacher_config, 'models.teacher_model', config, ctx, opts.allow_pickle)
-    student = _build_and_load(student_config, f'models.{student_name}', config, ctx, opts.allow_pickle)
+    student = _build_and_load(config['models'][student_name], f'models.{student_name}', config, ctx,
+                              opts.allow_pickle)
     apply_model_runtime(student, runtime, compile_now=not ctx.distributed)  # else compiled inside DDP (training)
     if teacher is not None:
         apply_model_runtime(teacher, runtime)
-    if opts.log_config:
-        logger.info(f'config: {config}')
-    return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
-                    dst_ckpt=os.path.expanduser(dst_ckpt),
-                    identity=run_identity(opts.config, seed.value, opts.overrides, seed.drawn), seed=seed,
-                    resume_checkpoint=resume_checkpoint, runtime=runtime,
-                    device_data=_device_data(runtime, datasets, ctx, seed.value), smoke_dir=smoke_dir,
-                    device_ids=box_device_ids(ctx, opts.data_parallel))
+    return teacher, student

@@ -4,7 +4,7 @@ A run is four stages, read top to bottom in :func:`run`:
 
 1. :func:`~ttm_torchdistill.run.prepare.prepare`: config (with ``--set`` and ``--smoke``), checks, the
    ``--resume`` checkpoint, the seed, datasets, teacher and student;
-2. :func:`~ttm_torchdistill.run.training.train`: epochs, validation, best/last checkpoints, ``--resume``;
+2. :func:`~ttm_torchdistill.run.train.loop.train`: epochs, validation, best/last checkpoints, ``--resume``;
 3. :func:`~ttm_torchdistill.run.final_evaluation.test`: the best student (and the teacher) on the test loader;
 4. :func:`~ttm_torchdistill.run.final_evaluation.summarise`: the JSON run summary.
 
@@ -18,12 +18,13 @@ from datetime import timedelta
 
 from torch.backends import cudnn
 
-from .distributed import cleanup, init_distributed
+from .machine.context import cleanup, init_distributed
 from .final_evaluation import summarise, test
-from .logging_setup import run_logging
+from .console import run_logging
 from .options import RunOptions
 from .prepare import prepare
-from .training import RunState, train
+from .train.loop import train
+from .train.state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -44,7 +45,7 @@ def run(opts: RunOptions) -> int:
             state = RunState() if opts.test_only else train(prepared, opts, ctx)
             test_results = test(prepared, opts, ctx)
             if not opts.test_only and ctx.is_main:
-                summarise(prepared, opts, ctx, state, test_results)
+                summarise(prepared, opts, ctx, state, test_results, wall_start)
             if opts.smoke:
                 logger.info(f'Smoke run of {opts.config} passed in {time.time() - wall_start:.1f}s '
                             f'(nothing written outside a temporary folder)')

@@ -5,11 +5,16 @@ Schema (format 1)::
     {"format": 1, "config": str, "experiment": str, "dataset": str|null, "reference": dict|null,
      "seed": int, "seed_drawn": bool, "world_size": int, "overrides": [str], "config_sha256": str,
      "planned_epochs": int|null,
-     "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s"}],
+     "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s", "train_time_s",
+                 "train_images"}],
      "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
-     "checkpoints": {"best": str, "last": str}, "wall_time_s": float,
+     "checkpoints": {"best": str, "last": str}, "wall_time_s": float, "session_time_s": float,
      "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"}}
+
+``epoch_time_s`` is the whole epoch (training and validation), ``train_time_s`` its training part, and
+``train_images`` the images trained on in the epoch over all processes (both absent from summaries written
+before they were recorded).
 """
 import json
 import os
@@ -38,8 +43,14 @@ def experiment_name(config_path: str) -> Tuple[str, Optional[str]]:
 def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identity: Dict[str, Any],
                   world_size: int, planned_epochs: Optional[int], epochs: List[Dict[str, Any]],
                   best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
-                  wall_time_s: float, runtime: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                  wall_time_s: float, runtime: Optional[Dict[str, Any]] = None,
+                  session_time_s: Optional[float] = None) -> Dict[str, Any]:
     """Assemble the summary dict with exactly the keys of the schema above.
+
+    :param wall_time_s: training time, all sessions of a resumed run added up (the epochs, validation and
+        checkpoints; not start-up or the final test).
+    :param session_time_s: this invocation from start-up to the summary (building, the epochs it trained, the final
+        test).
 
     :param identity: ``{'seed', 'config_sha256', 'overrides'}`` of the run (``checkpoint.run_identity``).
     :param runtime: the run's speed options (``Runtime.as_dict()``).
@@ -50,13 +61,15 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
     return {
         'format': SUMMARY_FORMAT, 'config': config_path, 'experiment': experiment, 'dataset': dataset,
         'reference': reference if isinstance(reference, dict) else None, 'seed': identity['seed'],
-        'seed_drawn': bool(identity.get('seed_drawn', False)), 'world_size': world_size, 'overrides': list(identity['overrides']),
+        'seed_drawn': bool(identity.get('seed_drawn', False)), 'world_size': world_size,
+        'overrides': list(identity['overrides']),
         'config_sha256': identity['config_sha256'], 'planned_epochs': planned_epochs, 'epochs': epochs,
         'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')}
         if best.get('epoch') is not None else {'epoch': None, 'top1': None, 'top5': None},
         'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
         {'epoch': None, 'top1': None, 'top5': None},
-        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'runtime': runtime,
+        'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'session_time_s': session_time_s,
+        'runtime': runtime,
     }
 
 

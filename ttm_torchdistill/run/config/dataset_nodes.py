@@ -1,0 +1,52 @@
+"""A config's dataset entries read as YAML nodes, before any of them is built: class, root, transform nodes.
+
+Datasets are constructed one by one, late (:mod:`ttm_torchdistill.run.data.datasets`); what can be known of them
+earlier, for checks and messages, is read here without running their ``!import_call``.
+"""
+import importlib
+import os
+from typing import Any, Optional
+
+from yaml.nodes import Node, ScalarNode
+
+from .loading import LoadedConfig, mapping_value_node
+
+
+def _scalar(node: Optional[Node]) -> Optional[str]:
+    return node.value if isinstance(node, ScalarNode) else None
+
+
+def init_kwargs_node(dataset_node: Node) -> Optional[Node]:
+    """The ``init.kwargs`` node of a dataset entry, or None."""
+    init = mapping_value_node(dataset_node, 'init')
+    return mapping_value_node(init, 'kwargs') if init is not None else None
+
+
+def construct_optional(loaded: LoadedConfig, node: Optional[Node]) -> Any:
+    """``node`` constructed (its tags run), or None for no node."""
+    if node is None:
+        return None
+    return loaded.loader.construct_document(node)
+
+
+def dataset_class_key(dataset_node: Node) -> str:
+    """The ``key:`` of an ``!import_call`` dataset entry (e.g. 'torchvision.datasets.CIFAR100'), or ''."""
+    return _scalar(mapping_value_node(dataset_node, 'key')) or ''
+
+
+def dataset_root(loaded: LoadedConfig, dataset_node: Node) -> Optional[str]:
+    """The entry's ``init.kwargs.root`` as an absolute path, or None when there is none or it cannot be built."""
+    try:
+        root = construct_optional(loaded, mapping_value_node(init_kwargs_node(dataset_node), 'root'))
+    except Exception:  # the root itself could not be built: the caller reports the original failure
+        return None
+    return None if root is None else os.path.abspath(os.path.expanduser(str(root)))
+
+
+def dataset_class(class_key: str) -> Optional[type]:
+    """The class a dataset entry's key names (imported, not called), or None when it cannot be imported."""
+    module_name, _, name = class_key.rpartition('.')
+    try:
+        return getattr(importlib.import_module(module_name), name) if module_name else None
+    except Exception:  # an unknown class is reported by the caller with the original failure
+        return None

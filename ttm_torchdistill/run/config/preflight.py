@@ -1,0 +1,172 @@
+"""Every check made before anything expensive is built, each in one place with one message.
+
+A config problem should cost seconds: checkpoints, loss keys and the student entry are checked before datasets
+are built (or downloaded) and models constructed; dataset ids once the datasets exist.
+"""
+import logging
+import os
+from typing import Any, Dict
+
+from torchdistill.losses.registry import HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT
+from torchvision.datasets import CIFAR10
+
+from ...errors import RunError
+from ...views.two_view import TWO_VIEW_DATASET
+from ..models.lookup import registry_hint
+from ..models.weights import how_to_get_weights, is_remote, missing_checkpoint
+from .component_errors import check_components  # noqa: F401  (the signature check of every component)
+from .dataset_nodes import dataset_class, dataset_class_key
+from .loading import LoadedConfig
+from .runtime import Runtime
+from .walk import STUDENT_ENTRIES, iter_loader_configs, iter_train_stage_configs, teacher_entry
+
+logger = logging.getLogger('ttm_torchdistill.run')
+
+
+def iter_checkpoint_sources(config: Dict[str, Any]):
+    """``(where, path)`` of every checkpoint the run reads: ``models.*.src_ckpt`` and the training stages'
+    ``teacher``/``student`` ``src_ckpt`` (which torchdistill loads itself, silently skipping missing files)."""
+    for name, model_config in (config.get('models') or dict()).items():
+        if isinstance(model_config, dict):
+            yield f'models.{name}.src_ckpt', model_config.get('src_ckpt')
+    for where, stage in iter_train_stage_configs(config):
+        for role in ('teacher', 'student'):
+            block = stage.get(role)
+            if isinstance(block, dict):
+                yield f'{where}.{role}.src_ckpt', block.get('src_ckpt')
+
+
+def _model_key_of_source(config: Dict[str, Any], where: str) -> Any:
+    """The model key a checkpoint source is loaded into (``models.<name>.key``; a stage's teacher/student block
+    loads into the teacher/student model)."""
+    models = config.get('models') or dict()
+    parts = where.split('.')
+    if parts[0] == 'models':
+        name = parts[1]
+    elif parts[-2] == 'teacher':
+        name = 'teacher_model'
+    else:
+        name = next((n for n in STUDENT_ENTRIES if isinstance(models.get(n), dict)), None)
+    entry = models.get(name)
+    return entry.get('key') if isinstance(entry, dict) else None
+
+
+def check_checkpoint_paths(config: Dict[str, Any]) -> None:
+    """Every local checkpoint the run reads must exist (remote ones are downloaded and checked when loaded)."""
+    for where, path in iter_checkpoint_sources(config):
+        if isinstance(path, str) and path and not is_remote(path) and not os.path.isfile(os.path.expanduser(path)):
+            raise missing_checkpoint(path, where, _model_key_of_source(config, where))
+
+
+def check_teacher_has_weights(config: Dict[str, Any], smoke: bool) -> None:
+    """A teacher without src_ckpt, box-level src_ckpt or pretrained weights would distil random logits.
+
+    Call it on the config as written (before ``--smoke`` switches pretrained weights off); under ``--smoke`` it
+    only warns.
+    """
+    teacher = teacher_entry(config)
+    if teacher is None:
+        return
+    kwargs = teacher.get('kwargs') or dict()
+    sources = [kwargs.get('weights'), kwargs.get('pretrained')]
+    sources += [path for where, path in iter_checkpoint_sources(config)
+                if where == 'models.teacher_model.src_ckpt' or where.endswith('.teacher.src_ckpt')]
+    if any(source not in (None, '', False) for source in sources):
+        return
+    message = ('models.teacher_model has no src_ckpt and no pretrained weights: the student would distil from a '
+               'randomly initialised teacher')
+    if smoke:
+        logger.warning(message + ' (smoke run: allowed)')
+        return
+    raise RunError(message + f'; set models.teacher_model.src_ckpt: '
+                   f'{how_to_get_weights(teacher.get("key"), "models.teacher_model.src_ckpt")}')
+
+
+def check_loss_keys(config: Dict[str, Any]) -> None:
+    """Every criterion key of the training stage(s) is registered (before torchdistill's bare KeyError)."""
+    for where, stage in iter_train_stage_configs(config):
+        criterion = stage.get('criterion')
+        if not isinstance(criterion, dict):
+            continue
+        high_key = criterion.get('key')
+        if high_key not in HIGH_LEVEL_LOSS_DICT:
+            raise RunError(f'unknown high-level loss key {high_key!r} in {where}.criterion.key; '
+                           f'available: {", ".join(sorted(HIGH_LEVEL_LOSS_DICT))}')
+        sub_terms = (criterion.get('kwargs') or dict()).get('sub_terms') or dict()
+        for name, term in sub_terms.items():
+            sub = (term or dict()).get('criterion')
+            if not isinstance(sub, dict):
+                continue
+            key = sub.get('key')
+            if key not in MIDDLE_LEVEL_LOSS_DICT and key not in LOSS_DICT and key not in LOW_LEVEL_LOSS_DICT:
+                raise RunError(f'unknown loss key {key!r} in {where}.criterion.kwargs.sub_terms.{name}; '
+                               f'{registry_hint(config, MIDDLE_LEVEL_LOSS_DICT)}')
+            if key in MIDDLE_LEVEL_LOSS_DICT and 'kwargs' not in sub:
+                raise RunError(f'{where}.criterion.kwargs.sub_terms.{name}.criterion needs `kwargs:` '
+                               f'(torchdistill requires it for mid-level loss {key!r})')
+
+
+def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:
+    """Every data loader's ``dataset_id`` names a built dataset (torchdistill would silently skip the loader)."""
+    for where, loader_config in iter_loader_configs(config):
+        dataset_id = loader_config.get('dataset_id')
+        if dataset_id is not None and dataset_id not in datasets:
+            raise RunError(f'{where}.dataset_id is {dataset_id!r}, but the config defines only '
+                           f'{", ".join(map(repr, datasets)) or "no datasets"}')
+
+
+def check_trainable(config: Dict[str, Any], test_only: bool) -> None:
+    """A training run needs a ``train:`` block."""
+    if not test_only and not isinstance(config.get('train'), dict):
+        raise RunError('the config has no `train:` block (use -test_only to only evaluate)')
+
+
+def check_single_view(config: Dict[str, Any]) -> None:
+    """The device data path makes one view per image from the dataset's own transform: a loader that adds MLKD's
+    strongly augmented second view is refused before anything is built (this covers the teacher cache, which needs
+    the device data path, and ``cache-teacher``)."""
+    for where, loader_config in iter_loader_configs(config):
+        wrapper = loader_config.get('dataset_wrapper')
+        if isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET:
+            raise RunError(f'runtime.device_data: {where}.dataset_wrapper is {TWO_VIEW_DATASET!r}, whose strong view '
+                           '(its strong_transform, e.g. StrongAugment) the device data path does not translate; run '
+                           'this config without --device-data and --teacher-cache')
+
+
+def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:
+    """A cache holds the teacher's logits only: a config that hooks the teacher's inner modules cannot use it."""
+    teacher = stage_config.get('teacher') or dict()
+    hooks = teacher.get('forward_hook') or dict()
+    asked = [path for io in ('input', 'output') for path in (hooks.get(io) or [])]
+    if asked or teacher.get('auxiliary_model_wrapper'):
+        raise RunError(f'runtime.teacher_cache holds the teacher\'s logits only, but {where}.teacher asks for '
+                       f'{"its modules " + ", ".join(asked) if asked else "an auxiliary model wrapper"}; '
+                       f'run this config without the cache')
+
+
+def check_teacher_cache(config: Dict[str, Any], runtime: Runtime) -> None:
+    """``runtime.teacher_cache`` needs a teacher to stand in for, whose logits are all the config reads of it."""
+    if not runtime.teacher_cache:
+        return
+    if teacher_entry(config) is None:
+        raise RunError('runtime.teacher_cache is set but the config has no models.teacher_model to stand in for')
+    for where, stage in iter_train_stage_configs(config):
+        check_teacher_hooks(stage, where)
+
+
+def check_device_data_datasets(loaded: LoadedConfig, config: Dict[str, Any]) -> None:
+    """``runtime.device_data`` keeps in-memory uint8 images on the device: every dataset a loader reads must be a
+    torchvision CIFAR class (or a subclass, such as ``ttm_torchdistill.datasets.CIFAR100Format``). Checked on the
+    config's dataset keys before any dataset is built (an ImageFolder would otherwise be scanned first)."""
+    nodes = dict(loaded.dataset_nodes)
+    for where, loader_config in iter_loader_configs(config):
+        dataset_id = loader_config.get('dataset_id')
+        if dataset_id not in nodes:
+            continue  # reported by check_dataset_ids once the datasets are built
+        key = dataset_class_key(nodes[dataset_id])
+        cls = dataset_class(key)
+        if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
+            raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({key or "no key"}, {where}) is not '
+                           f'supported by the device data path: expected torchvision.datasets.CIFAR10 or CIFAR100 '
+                           f'(in-memory uint8 images), or ttm_torchdistill.datasets.CIFAR100Format/CIFAR10Format; run '
+                           f'this config without --device-data')

@@ -1,0 +1,168 @@
+"""The training stage: epochs with validation, best/last checkpoints, exact ``--resume``, progress lines.
+
+The epoch loop follows torchdistill's example runner (pre-epoch process, train steps, validate, save when best
+improves, post-epoch process) around torchdistill's Distillation-/TrainingBox; what it adds is in docs/running.md:
+strict checks, the last-epoch checkpoint written before the best one, a stop on a non-finite loss before it
+reaches a checkpoint, and per-term progress.
+"""
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torchdistill.misc.log import setup_tracker
+
+from ...errors import RunError
+from ..config.walk import iter_train_stage_configs
+from ..machine.context import DistContext, all_gather_objects, all_reduce_sum
+from ..options import RunOptions
+from ..prepare import Prepared
+from .box import check_trainable_heads, setup_box, stage_config, stage_where, warn_teacher_mode, wrap_student
+from .box_state import capture_box_state
+from .checkpoint import capture_rng_state, last_ckpt_path, save_best, save_last
+from .epoch import train_one_epoch
+from .evaluation import evaluate
+from .meter import LossTermRecorder, StepMeter
+from ..console import format_duration
+from .progress import EpochProgress
+from .resume import start_epoch
+from .state import RunState
+from .step import TrainStep, check_post_forward, make_scaler
+
+logger = logging.getLogger('ttm_torchdistill.run')
+
+__all__ = ['RunState', 'Session', 'open_session', 'train']
+
+
+@dataclass
+class Session:
+    """What the epochs of this process's training share (a resumed run starts a new session)."""
+    box: Any
+    step_fn: TrainStep
+    scaler: Optional[torch.amp.GradScaler]
+    recorder: LossTermRecorder
+    meter: StepMeter  # one for the session: fp16's count of steps skipped in a row spans epochs
+    tracker: Any
+    last_path: str
+    start: float
+
+    def start_epoch(self, prepared: Prepared, epoch: int) -> int:
+        """The set-up of epoch ``epoch`` (0-indexed): the pre-epoch process, the step told the epoch, the device
+        loaders installed (after a stage change too) at that epoch; returns the stage's ``log_freq``."""
+        box = self.box
+        if self.recorder.criterion is not box.criterion:  # a new stage built its own criterion
+            self.recorder.remove()
+            self.recorder = LossTermRecorder(box.criterion)
+        box.pre_epoch_process(epoch=epoch)
+        self.step_fn.box, self.step_fn.epoch = box, epoch
+        if prepared.device_data is not None:
+            prepared.device_data.install(box, stage_config(prepared.train_config, box), stage_where(box))
+            prepared.device_data.set_epoch(box, epoch)
+        return max(int(stage_config(prepared.train_config, box).get('log_freq', 100) or 1), 1)
+
+    def close(self, state: RunState) -> None:
+        self.recorder.remove()
+        state.wall_time_s = state.previous_wall_time_s + time.time() - self.start
+        if self.tracker is not None:
+            self.tracker.finish()
+
+
+def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Session:
+    """Build the box (with the cached teacher when the run reads one), wrap the student, the step and its scaler."""
+    config = prepared.config
+    tracker = setup_tracker(config.get('tracker'), run_config={'config': opts.config}) \
+        if config.get('tracker') else None
+    lr_factor = ctx.world_size if ctx.distributed and opts.adjust_lr else 1
+    teacher = prepared.cached_teacher if prepared.cached_teacher is not None else prepared.teacher
+    box = setup_box(prepared, ctx, lr_factor, teacher)
+    check_trainable_heads(box, stage_where(box))
+    wrap_student(box, ctx, prepared.runtime)
+    scaler = make_scaler(prepared.runtime, ctx)
+    for where, stage in iter_train_stage_configs(config):
+        check_post_forward(stage, scaler, where)
+    step_fn = TrainStep(box, ctx, prepared.runtime, scaler, prepared.cached_teacher)
+    return Session(box, step_fn, scaler, LossTermRecorder(box.criterion), StepMeter(ctx.device), tracker,
+                   last_ckpt_path(prepared.dst_ckpt), time.time())
+
+
+def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
+    """Train the student for the configured epochs (or the rest of them with ``--resume``).
+
+    The student as built from ``models:`` is what is validated and saved, even when the box trains a redesigned
+    module around it (``sequential``, auxiliary wrappers), as in torchdistill's example runner.
+    """
+    warn_teacher_mode(prepared)
+    state = RunState()
+    session = open_session(prepared, opts, ctx)
+    box = session.box
+    logger.info(f'Start training ({prepared.runtime.describe()})')
+    first_epoch = start_epoch(box, prepared, opts, ctx, state, session.scaler)
+    if box.val_data_loader is None:
+        raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
+    try:
+        for epoch in range(first_epoch, box.num_epochs):
+            _run_epoch(session, prepared, ctx, state, epoch)
+    finally:
+        session.close(state)
+    state.planned_epochs = box.num_epochs
+    box.clean_modules()
+    return state
+
+
+def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: RunState, epoch: int) -> None:
+    """One epoch: pre-epoch process, training steps, validation, post-epoch process, checkpoints."""
+    box, epoch_start = session.box, time.time()
+    log_freq = session.start_epoch(prepared, epoch)
+    progress = train_one_epoch(box, session.step_fn, ctx, epoch, log_freq, session.recorder, session.tracker,
+                               session.last_path, session.meter)
+    progress.train_time = time.time() - epoch_start  # the pre-epoch process and the training steps, not validation
+    lr = box.optimizer.param_groups[0]['lr']
+    top1, top5, _ = evaluate(prepared.student, box.val_data_loader, ctx, static_batches=prepared.runtime.compile)
+    improved = _record(session, state, ctx, progress, epoch, lr, top1, top5, time.time() - epoch_start)
+    stage_before = getattr(box, 'stage_number', None)
+    box.post_epoch_process(metrics=top1)
+    if getattr(box, 'stage_number', None) != stage_before:  # a new stage built its own modules and optimizer
+        check_trainable_heads(box, stage_where(box))
+    # A multi-stage box builds the next stage's student module at a stage change, unwrapped on CPU.
+    wrap_student(box, ctx, prepared.runtime)
+    _save(session, prepared, ctx, state, epoch, improved)
+    if ctx.distributed:
+        torch.distributed.barrier()
+
+
+def _record(session: Session, state: RunState, ctx: DistContext, progress: EpochProgress, epoch: int, lr: float,
+            top1: float, top5: float, epoch_time: float) -> bool:
+    """Add the epoch to the history, log it, tell the tracker; returns whether validation top-1 improved."""
+    train_loss = progress.mean_loss  # per-rank mean of the per-step losses, averaged over ranks
+    if ctx.distributed:
+        train_loss = all_reduce_sum([train_loss], ctx)[0] / ctx.world_size
+    state.history.append({'epoch': epoch + 1, 'lr': lr, 'train_loss': train_loss, 'val_top1': top1,
+                          'val_top5': top5, 'epoch_time_s': epoch_time, 'train_time_s': progress.train_time,
+                          'train_images': progress.images * ctx.world_size})
+    improved = top1 > state.best['top1']
+    if improved:
+        state.best = {'epoch': epoch + 1, 'top1': top1, 'top5': top5}
+    logger.info(f'Epoch {epoch + 1}/{session.box.num_epochs} done in {format_duration(epoch_time)}: train loss '
+                f'{train_loss:.4f}  val top-1 {top1:.2f}  top-5 {top5:.2f}  (best top-1 '
+                f'{state.best["top1"]:.2f} at epoch {state.best["epoch"]}' + (', saved' if improved else '') + ')')
+    if session.tracker is not None:
+        session.tracker.log({'val/acc1': top1, 'val/acc5': top5, 'epoch': epoch + 1})
+    return improved
+
+
+def _save(session: Session, prepared: Prepared, ctx: DistContext, state: RunState, epoch: int,
+          improved: bool) -> None:
+    """The last-epoch checkpoint, then the best one when validation improved (rank 0 writes both)."""
+    rng_per_rank = all_gather_objects(capture_rng_state(), ctx)  # a collective: every rank takes part
+    if not ctx.is_main:
+        return
+    # last before best: see resume.resume for how a kill between the two is repaired
+    box, student = session.box, prepared.student
+    wall = state.previous_wall_time_s + time.time() - session.start
+    save_last(session.last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1, state.best,
+              state.history, ctx.world_size, wall, prepared.identity, session.scaler,
+              capture_box_state(box, student), rng_per_rank)
+    if improved:
+        best = state.best
+        save_best(prepared.dst_ckpt, student.state_dict(), epoch + 1, best['top1'], best['top5'])

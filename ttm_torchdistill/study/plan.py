@@ -1,0 +1,222 @@
+"""From a study file to its runs and caches: configs (globs) x grid variants x seeds, checked before anything runs.
+
+A run is the runner's own command (:func:`Run.argv`): the config, the seed, the study's ``set`` and the variant's
+grid values as ``--set`` overrides, its own ``dst_ckpt`` and ``--run_log`` in its folder
+``<out>/runs/<experiment>/<variant>/seed<S>``, and the study's ``runtime`` as flags.
+"""
+import glob
+import itertools
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import UserError
+from . import runner_api
+from .caches import CacheNeed, cache_for, no_cache_reason
+from .errors import StudyError
+from .schema import Study, grid_value_text
+
+RUNS_DIR = 'runs'
+#: Files of a run folder (the checkpoint's summary and last checkpoint sit next to it).
+CKPT_NAME, RUN_LOG, CONSOLE_LOG = 'student.pt', 'run.log', 'console.log'
+_NUMERIC_KINDS = ('int', 'float')
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the study.
+
+    :param run_id: ``<experiment>/<variant>/seed<S>``, also its folder below ``<out>/runs`` and its Slurm job name.
+    :param overrides: ``--set`` values of the run (study ``set``, then grid values), without ``dst_ckpt``.
+    :param folder: the run folder (relative to the study's base folder when ``out`` is relative).
+    :param cache: the teacher cache it reads, or None (:attr:`no_cache` says why).
+    """
+    run_id: str
+    experiment: str
+    variant: str
+    seed: int
+    config: str
+    overrides: Tuple[str, ...]
+    folder: str
+    student_name: str
+    planned_epochs: int
+    flags: Tuple[str, ...]
+    gpus: int
+    cache: Optional[CacheNeed]
+    no_cache: Optional[str]
+
+    @property
+    def dst_ckpt(self) -> str:
+        return os.path.join(self.folder, CKPT_NAME)
+
+    @property
+    def summary(self) -> str:
+        return runner_api.summary_path(self.dst_ckpt)
+
+    @property
+    def last_ckpt(self) -> str:
+        return runner_api.last_ckpt_path(self.dst_ckpt)
+
+    @property
+    def run_log(self) -> str:
+        return os.path.join(self.folder, RUN_LOG)
+
+    def all_overrides(self) -> List[str]:
+        """The run's ``--set`` values as the runner records them (dst_ckpt last)."""
+        return list(self.overrides) + [runner_api.dst_ckpt_override(self.student_name, self.dst_ckpt)]
+
+    def argv(self, python: str, resume: bool) -> List[str]:
+        """The runner's command for this run; ``resume`` continues from its last-epoch checkpoint."""
+        flags = list(self.flags)
+        if self.cache is not None:
+            flags += ['--teacher-cache', self.cache.logits_dir]
+        return runner_api.runner_argv(python, self.config, self.seed, self.all_overrides(), self.run_log, flags,
+                                      resume, self.gpus)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The runs of a study and the caches they read (built first), in a stable order."""
+    study: Study
+    runs: Tuple[Run, ...]
+    caches: Tuple[CacheNeed, ...]
+    python: str = sys.executable
+
+    @property
+    def out(self) -> str:
+        """The study folder as the runs' paths use it (relative to the base folder when ``out`` is relative)."""
+        return _out_path(self.study)
+
+    def cache(self, key: str) -> CacheNeed:
+        return next(c for c in self.caches if c.key == key)
+
+
+def _out_path(study: Study) -> str:
+    return os.path.normpath(os.path.expanduser(study.out))
+
+
+def expand_configs(study: Study) -> List[str]:
+    """The config paths of ``configs:`` (globs expanded, sorted per entry, first occurrence kept), as relative to
+    the base folder as they were written."""
+    found: List[str] = []
+    for pattern in study.configs:
+        full = os.path.join(study.base, os.path.expanduser(pattern))
+        matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(pattern) else \
+            ([full] if os.path.isfile(full) else [])
+        if not matches:
+            what = 'no config matched the glob' if glob.has_magic(pattern) else 'no such config file'
+            raise StudyError(f'{study.path}: configs: {what} {pattern!r} (relative to {study.base})')
+        for match in matches:
+            if os.path.isdir(match):
+                continue
+            shown = os.path.relpath(match, study.base) if not os.path.isabs(os.path.expanduser(pattern)) else match
+            if shown not in found:
+                found.append(shown)
+    return found
+
+
+def _suffixes(keys: List[str]) -> Dict[str, str]:
+    """The shortest dotted suffix of each key that no other key ends with (``...wttm.weight`` -> ``weight``)."""
+    short = {}
+    for key in keys:
+        parts = key.split('.')
+        for n in range(1, len(parts) + 1):
+            candidate = '.'.join(parts[-n:])
+            if not any(other != key and (other == candidate or other.endswith('.' + candidate)) for other in keys):
+                short[key] = candidate
+                break
+        else:
+            short[key] = key
+    return short
+
+
+def _variants(study: Study) -> List[Tuple[str, Tuple[str, ...]]]:
+    """``[(label, overrides)]``: one ``('base', ())`` without a grid, else one per combination of grid values."""
+    if not study.grid:
+        return [('base', ())]
+    keys = [key for key, _ in study.grid]
+    short = _suffixes(keys)
+    variants, labels = [], {}
+    for combination in itertools.product(*[values for _, values in study.grid]):
+        texts = [grid_value_text(v) for v in combination]
+        label = ','.join(f'{short[k]}={t}' for k, t in zip(keys, texts))
+        label = re.sub(r'[^A-Za-z0-9._=,+\-\[\]]', '_', label.replace(', ', ','))
+        if label in labels:
+            raise StudyError(f'{study.path}: grid: variants {labels[label]} and {combination} give the same folder '
+                             f'name {label!r}')
+        labels[label] = combination
+        variants.append((label, tuple(f'{k}={t}' for k, t in zip(keys, texts))))
+    return variants
+
+
+def _kind_of(value) -> str:
+    if value is None:
+        return 'null'
+    if isinstance(value, bool):
+        return 'bool'
+    return {int: 'int', float: 'float', str: 'str', list: 'list', dict: 'mapping'}.get(type(value), 'other')
+
+
+def _check_grid_types(study: Study, config: str) -> None:
+    """A grid value must have the kind of the value it replaces (an int may replace a float; null is open)."""
+    for key, values in study.grid:
+        try:
+            existing = runner_api.value_kind(config_path(study, config), study.overrides, key)
+        except UserError as exc:
+            raise StudyError(f'{study.path}: grid.{key}: {exc} (in {config})') from None
+        for value in values:
+            kind = _kind_of(value)
+            fits = existing in ('null', 'tagged') or kind == 'null' or kind == existing or \
+                (kind == 'int' and existing == 'float')
+            if not fits:
+                article = 'an' if existing[0] in 'aeiou' else 'a'
+                raise StudyError(f'{study.path}: grid.{key}: value {value!r} is {kind}, but {config} has {article} '
+                                 f'{existing} there')
+
+
+def make_plan(study: Study, python: str = sys.executable) -> Plan:
+    """Expand and check a study: every config exists, every ``set`` and ``grid`` path applies to every config, and
+    no two runs share a folder.
+
+    :raises StudyError: naming the study file, the key and the config.
+    """
+    out = _out_path(study)
+    pending: List[Tuple[dict, Optional[str]]] = []  # a run's fields and its cache key, until caches are complete
+    caches: Dict[str, CacheNeed] = {}
+    experiments: Dict[str, str] = {}
+    for config in expand_configs(study):
+        try:
+            runner_api.check_overrides(config_path(study, config), study.overrides)
+        except UserError as exc:
+            raise StudyError(f'{study.path}: set: {exc} (in {config})') from None
+        _check_grid_types(study, config)
+        for label, grid_overrides in _variants(study):
+            overrides = tuple(study.overrides) + grid_overrides
+            try:
+                facts = runner_api.config_facts(config_path(study, config), overrides)
+            except UserError as exc:
+                raise StudyError(f'{study.path}: {config} with {list(overrides)}: {exc}') from None
+            if experiments.setdefault(facts.experiment, config) != config:
+                raise StudyError(f'{study.path}: configs: {config} and {experiments[facts.experiment]} are both '
+                                 f'experiment {facts.experiment!r} (its folder below out); keep one')
+            for seed in study.seeds:
+                run_id = f'{facts.experiment}/{label}/seed{seed}'
+                need = cache_for(study.runtime.teacher_cache, out, config, overrides, seed, facts, study.cache_dtype)
+                if need is not None:
+                    # a cache grows to the most epochs any of its runs trains
+                    caches[need.key] = caches[need.key].with_epochs(need.epochs) if need.key in caches else need
+                fields = dict(run_id=run_id, experiment=facts.experiment, variant=label, seed=seed, config=config,
+                              overrides=overrides, folder=os.path.join(out, RUNS_DIR, run_id),
+                              student_name=facts.student_name, planned_epochs=facts.planned_epochs,
+                              flags=tuple(study.runtime.flags()), gpus=study.resources.gpus,
+                              no_cache=no_cache_reason(study.runtime.teacher_cache, facts))
+                pending.append((fields, None if need is None else need.key))
+    runs = tuple(Run(cache=None if key is None else caches[key], **fields) for fields, key in pending)
+    return Plan(study, runs, tuple(caches.values()), python)
+
+
+def config_path(study: Study, config: str) -> str:
+    """A config path as the current process opens it (configs are listed relative to the study's base folder)."""
+    return config if os.path.isabs(config) else os.path.join(study.base, config)

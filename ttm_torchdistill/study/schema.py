@@ -1,0 +1,288 @@
+"""The study file: a YAML mapping read into :class:`Study`, every key checked before anything is planned.
+
+::
+
+    out: runs/wttm_table               # every run gets its own folder below it
+    configs: [configs/cifar100/wttm/*.yaml]   # paths or globs, relative to the current folder
+    seeds: [0, 1, 2, 3, 4]
+    set: [train.num_epochs=240]        # --set overrides for every run
+    grid:                              # cross product of --set values; each combination is a variant
+      train.criterion.kwargs.sub_terms.wttm.weight: [1.0, 4.0]
+    runtime: {device_data: true, amp: bf16, teacher_cache: auto}
+    resources: {gpus: 1, cpus: 4, mem_gb: 16, time_min: 720}
+    slurm: {partition: gpu, account: null, qos: null, constraint: null, array_parallelism: 32, additional: {},
+            setup: []}
+
+A problem is a :class:`~ttm_torchdistill.study.errors.StudyError` naming the file and the key.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from .errors import StudyError
+
+KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
+RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
+RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
+SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup')
+AMP_MODES = ('off', 'bf16', 'fp16')
+CACHE_DTYPES = ('float32', 'float16')
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per run: GPUs (more than one runs the run under torchrun), CPUs, memory and the time limit."""
+    gpus: int = 1
+    cpus: int = 4
+    mem_gb: float = 16.0
+    time_min: int = 720
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Passed through to sbatch (through submitit); ``additional`` holds any other sbatch option, ``setup``
+    shell lines run before each job (``module load ...``, ``source venv/bin/activate``)."""
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    array_parallelism: int = 256
+    additional: Dict[str, Any] = field(default_factory=dict)
+    setup: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """The runner's speed options for every run; ``teacher_cache: auto`` makes the study build the caches (complete
+    ones where the training transform allows, else per seed), ``per_seed`` per-seed ones; a folder is read as is."""
+    device_data: bool = False
+    amp: str = 'off'
+    channels_last: bool = False
+    compile: bool = False
+    teacher_cache: Optional[str] = None
+
+    def flags(self) -> List[str]:
+        """The runner flags that turn these options on (a false value leaves the config's own ``runtime:``)."""
+        argv = []
+        if self.device_data:
+            argv.append('--device-data')
+        if self.amp != 'off':
+            argv += ['--amp', self.amp]
+        if self.channels_last:
+            argv.append('--channels-last')
+        if self.compile:
+            argv.append('--compile')
+        if self.teacher_cache not in (None, 'auto', 'per_seed'):
+            argv += ['--teacher-cache', self.teacher_cache]
+        return argv
+
+
+@dataclass(frozen=True)
+class Study:
+    """A checked study file. Paths stay as written; ``base`` is the folder they are relative to."""
+    path: str
+    base: str
+    name: str
+    out: str
+    configs: Tuple[str, ...]
+    seeds: Tuple[int, ...]
+    overrides: Tuple[str, ...] = ()
+    grid: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()
+    runtime: RuntimeOptions = RuntimeOptions()
+    resources: Resources = Resources()
+    slurm: SlurmOptions = SlurmOptions()
+    cache_dtype: str = 'float32'
+
+    @property
+    def out_dir(self) -> str:
+        """The study folder as an absolute path."""
+        return os.path.normpath(os.path.join(self.base, os.path.expanduser(self.out)))
+
+
+def _fail(path: str, key: str, message: str) -> StudyError:
+    return StudyError(f'{path}: {key}: {message}')
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _unknown(path: str, where: str, data: dict, known: Tuple[str, ...]) -> None:
+    for key in data:
+        if key not in known:
+            raise StudyError(f'{path}: unknown key {where}{key!r}; expected one of {", ".join(known)}')
+
+
+def _optional_str(path: str, key: str, value: Any) -> Optional[str]:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise _fail(path, key, f'expected a non-empty string or null, got {value!r}')
+    return value
+
+
+def _string_list(path: str, key: str, value: Any, allow_empty: bool) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(path, key, f'expected a list of strings, got {value!r}')
+    if not value and not allow_empty:
+        raise _fail(path, key, 'expected at least one entry, got an empty list')
+    return tuple(value)
+
+
+def _seeds(path: str, value: Any) -> Tuple[int, ...]:
+    if _is_int(value):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(_is_int(v) and v >= 0 for v in value):
+        raise _fail(path, 'seeds', f'expected a non-empty list of non-negative integers, got {value!r}')
+    if len(set(value)) != len(value):
+        raise _fail(path, 'seeds', f'seed {next(v for v in value if value.count(v) > 1)} is listed twice')
+    return tuple(value)
+
+
+def _overrides(path: str, value: Any) -> Tuple[str, ...]:
+    items = _string_list(path, 'set', value, allow_empty=True)
+    for item in items:
+        if '=' not in item or not item.split('=', 1)[0].strip():
+            raise _fail(path, 'set', f'expected KEY=VALUE entries (e.g. train.num_epochs=240), got {item!r}')
+        if item.split('=', 1)[0].strip().endswith('dst_ckpt'):
+            raise _fail(path, 'set', f'{item!r}: the study gives every run its own dst_ckpt below out; drop it')
+    return items
+
+
+def _grid(path: str, value: Any) -> Tuple[Tuple[str, Tuple[Any, ...]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise _fail(path, 'grid', f'expected a mapping of dotted config path -> list of values, got {value!r}')
+    grid = []
+    for key, values in value.items():
+        where = f'grid.{key}'
+        if not isinstance(key, str) or not key or any(p == '' for p in key.split('.')):
+            raise StudyError(f'{path}: grid: expected dotted config paths as keys, got {key!r}')
+        if key.endswith('dst_ckpt'):
+            raise _fail(path, where, 'the study gives every run its own dst_ckpt below out')
+        if not isinstance(values, list) or not values:
+            raise _fail(path, where, f'expected a non-empty list of values, got {values!r}')
+        texts = [_yaml_text(v) for v in values]
+        if len(set(texts)) != len(texts):
+            raise _fail(path, where, f'a value is listed twice in {values!r}')
+        grid.append((key, tuple(values)))
+    return tuple(grid)
+
+
+def _yaml_text(value: Any) -> str:
+    """A grid value as the VALUE of ``--set KEY=VALUE`` (flow-style YAML on one line)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 6).strip()
+    # a plain scalar is dumped as a document with an explicit end marker: 'abc\n...'
+    return text[:-3].strip() if text.endswith('...') else text
+
+
+def grid_value_text(value: Any) -> str:
+    """Public form of :func:`_yaml_text`, used to write ``--set`` overrides of grid values."""
+    return _yaml_text(value)
+
+
+def _runtime(path: str, value: Any) -> RuntimeOptions:
+    if value is None:
+        return RuntimeOptions()
+    if not isinstance(value, dict):
+        raise _fail(path, 'runtime', f'expected a mapping of {", ".join(RUNTIME_KEYS)}, got {value!r}')
+    _unknown(path, 'runtime.', value, RUNTIME_KEYS)
+    for key in ('device_data', 'channels_last', 'compile'):
+        if key in value and not isinstance(value[key], bool):
+            raise _fail(path, f'runtime.{key}', f'expected true or false, got {value[key]!r}')
+    amp = value.get('amp', 'off')
+    amp = 'off' if amp in (False, None) else amp  # YAML reads an unquoted off as false
+    if amp not in AMP_MODES:
+        raise _fail(path, 'runtime.amp', f'expected one of {", ".join(AMP_MODES)}, got {amp!r}')
+    cache = _optional_str(path, 'runtime.teacher_cache', value.get('teacher_cache'))
+    device_data = value.get('device_data', False)
+    if cache is not None and not device_data:
+        raise _fail(path, 'runtime.teacher_cache', 'needs runtime.device_data: true (the cache is indexed by the '
+                                                   'device-data augmentation stream)')
+    return RuntimeOptions(device_data=device_data, amp=amp, channels_last=value.get('channels_last', False),
+                          compile=value.get('compile', False), teacher_cache=cache)
+
+
+def _resources(path: str, value: Any) -> Resources:
+    if value is None:
+        return Resources()
+    if not isinstance(value, dict):
+        raise _fail(path, 'resources', f'expected a mapping of {", ".join(RESOURCE_KEYS)}, got {value!r}')
+    _unknown(path, 'resources.', value, RESOURCE_KEYS)
+    defaults = Resources()
+    checks = {'gpus': (_is_int, 0, 'an integer >= 0'), 'cpus': (_is_int, 1, 'an integer >= 1'),
+              'mem_gb': (_is_number, 0, 'a number > 0'), 'time_min': (_is_int, 1, 'an integer >= 1 (minutes)')}
+    values = {}
+    for key, (kind, low, text) in checks.items():
+        item = value.get(key, getattr(defaults, key))
+        if not kind(item) or item < low or (key == 'mem_gb' and item <= 0):
+            raise _fail(path, f'resources.{key}', f'expected {text}, got {item!r}')
+        values[key] = item
+    return Resources(**values)
+
+
+def _slurm(path: str, value: Any) -> SlurmOptions:
+    if value is None:
+        return SlurmOptions()
+    if not isinstance(value, dict):
+        raise _fail(path, 'slurm', f'expected a mapping of {", ".join(SLURM_KEYS)}, got {value!r}')
+    _unknown(path, 'slurm.', value, SLURM_KEYS)
+    parallelism = value.get('array_parallelism', SlurmOptions.array_parallelism)
+    if not _is_int(parallelism) or parallelism < 1:
+        raise _fail(path, 'slurm.array_parallelism', f'expected an integer >= 1, got {parallelism!r}')
+    additional = value.get('additional') or {}
+    if not isinstance(additional, dict) or not all(isinstance(k, str) and k for k in additional):
+        raise _fail(path, 'slurm.additional', f'expected a mapping of sbatch option -> value, got {additional!r}')
+    setup = _string_list(path, 'slurm.setup', value.get('setup') or [], allow_empty=True)
+    return SlurmOptions(**{k: _optional_str(path, f'slurm.{k}', value.get(k))
+                           for k in ('partition', 'account', 'qos', 'constraint')},
+                        array_parallelism=parallelism, additional=dict(additional), setup=setup)
+
+
+def parse_study(data: Any, path: str, base: str) -> Study:
+    """Check a study mapping (as read from YAML) and return the :class:`Study`; paths stay relative to ``base``."""
+    if not isinstance(data, dict):
+        raise StudyError(f'{path}: a study file is a YAML mapping with keys {", ".join(KEYS)}, got '
+                         f'{"an empty file" if data is None else type(data).__name__}')
+    _unknown(path, '', data, KEYS)
+    for key in ('out', 'configs', 'seeds'):
+        if key not in data:
+            raise StudyError(f'{path}: missing key {key!r} (required: out, configs, seeds)')
+    out = data['out']
+    if not isinstance(out, str) or not out:
+        raise _fail(path, 'out', f'expected a folder path, got {out!r}')
+    name = data.get('name', os.path.splitext(os.path.basename(path))[0])
+    if not isinstance(name, str) or not name:
+        raise _fail(path, 'name', f'expected a non-empty string, got {name!r}')
+    dtype = data.get('cache_dtype', 'float32')
+    if dtype not in CACHE_DTYPES:
+        raise _fail(path, 'cache_dtype', f'expected one of {", ".join(CACHE_DTYPES)}, got {dtype!r}')
+    return Study(path=path, base=base, name=name, out=out,
+                 configs=_string_list(path, 'configs', data['configs'], allow_empty=False),
+                 seeds=_seeds(path, data['seeds']), overrides=_overrides(path, data.get('set') or []),
+                 grid=_grid(path, data.get('grid')), runtime=_runtime(path, data.get('runtime')),
+                 resources=_resources(path, data.get('resources')), slurm=_slurm(path, data.get('slurm')),
+                 cache_dtype=dtype)
+
+
+def load_study(path: str, base: Optional[str] = None) -> Study:
+    """Read and check the study file at ``path``; ``base`` (default: the current folder) anchors relative paths."""
+    try:
+        with open(os.path.expanduser(path), encoding='utf-8') as fp:
+            data = yaml.safe_load(fp)
+    except FileNotFoundError:
+        raise StudyError(f'{path}: no such study file') from None
+    except IsADirectoryError:
+        raise StudyError(f'{path}: is a directory; expected a study YAML file') from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
+        raise StudyError(f'{path}: not valid YAML{where}: {getattr(exc, "problem", None) or exc}') from None
+    return parse_study(data, path, os.path.abspath(base or os.getcwd()))

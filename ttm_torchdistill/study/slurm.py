@@ -1,0 +1,157 @@
+"""The Slurm executor, through submitit: the caches as one job array, the runs as job arrays that depend on them.
+
+Runs that read the same teacher cache form one array with ``--dependency=afterok:<cache job>`` and
+``--kill-on-invalid-dep=yes`` (a failed cache cancels its runs instead of leaving them pending forever; their
+state then reads as failed with the cache's error line); runs without a cache form one array without a
+dependency. Each array task calls :class:`StudyJob`, which makes one :func:`~ttm_torchdistill.study.attempt.attempt`
+of its run: the runner's own command, resumed from the last checkpoint when an earlier attempt left one. A job
+requeued by Slurm (preemption, ``scontrol requeue``, node failure) runs the same call again; on the pre-timeout
+signal submitit calls :meth:`StudyJob.checkpoint` and requeues the job, which then resumes.
+
+Submitit writes its files (the pickled calls, the job logs ``<job>_0_log.out``/``.err``) to ``<out>/slurm``.
+Job states come from ``squeue`` and the run folders, never from ``sacct`` (often disabled).
+"""
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, TextIO
+
+from . import attempt as attempts
+from . import locks, state
+from .errors import StudyError
+from .plan import Plan, Run
+from .schema import Study
+from .slurm_queue import QueueSnapshot
+from .state import Task, task_id
+
+SLURM_DIR = 'slurm'
+#: Seconds between two looks at the queue and the folders with ``--wait``.
+WAIT_POLL_S = 5.0
+#: How often a job may reach its time limit and be requeued (submitit's max_num_timeout).
+MAX_TIMEOUTS = 50
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise StudyError('--executor slurm needs submitit, which is not installed: pip install -e ".[slurm]" '
+                         '(or pip install submitit)') from None
+    return submitit
+
+
+class StudyJob:
+    """The call a Slurm job makes: one attempt of one task of a plan (picklable; run again on requeue)."""
+
+    def __init__(self, plan: Plan, task: Task):
+        self.plan, self.task = plan, task
+
+    def __call__(self) -> str:
+        job_id = locks.current_job_id()
+        _name_job(task_id(self.task))
+        env = dict(os.environ)
+        cpus = os.environ.get('SLURM_CPUS_PER_TASK')
+        if cpus and 'OMP_NUM_THREADS' not in env:
+            env['OMP_NUM_THREADS'] = cpus
+        outcome = attempts.attempt(self.task, self.plan, env=env, job_id=job_id)
+        if outcome == attempts.FAILED:
+            failed = state.failure(self.task) or {}
+            raise RuntimeError(f'{task_id(self.task)}: {failed.get("error")} (log: {failed.get("log")})')
+        return outcome
+
+    def checkpoint(self):
+        """Requeue after the pre-timeout signal: the same call, which resumes from the last checkpoint."""
+        return _submitit().helpers.DelayedSubmission(StudyJob(self.plan, self.task))
+
+
+def _name_job(name: str) -> None:
+    """Show the run id as the job's name in squeue (an array has one name for all its tasks until they start)."""
+    job = os.environ.get('SLURM_JOB_ID')
+    if job:
+        result = subprocess.run(['scontrol', 'update', f'JobId={job}', f'JobName={name}'], capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            print(f'study: could not name job {job} {name!r}: {result.stderr.strip()}', file=sys.stderr)
+
+
+def _executor(study: Study, out: str, name: str, dependency: Optional[str]):
+    submitit = _submitit()
+    # a long run may meet its time limit many times; each time it resumes from its last checkpoint
+    executor = submitit.SlurmExecutor(folder=os.path.join(out, SLURM_DIR), max_num_timeout=MAX_TIMEOUTS)
+    resources, slurm = study.resources, study.slurm
+    additional = dict(slurm.additional)
+    if dependency is not None:
+        additional.setdefault('kill-on-invalid-dep', 'yes')
+    parameters = dict(job_name=name, time=resources.time_min, cpus_per_task=resources.cpus,
+                      mem=f'{int(round(resources.mem_gb * 1024))}M', ntasks_per_node=1, nodes=1,
+                      array_parallelism=slurm.array_parallelism, additional_parameters=additional,
+                      setup=list(slurm.setup), stderr_to_stdout=False)
+    if resources.gpus:
+        parameters['gpus_per_node'] = resources.gpus
+    for key in ('partition', 'account', 'qos', 'constraint'):
+        if getattr(slurm, key) is not None:
+            parameters[key] = getattr(slurm, key)
+    if dependency is not None:
+        parameters['dependency'] = dependency
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def _submit_array(plan: Plan, tasks: List[Task], name: str, dependency: Optional[str]) -> List[str]:
+    """One job array (a single job for one task); records each task's job id in its folder."""
+    executor = _executor(plan.study, plan.study.out_dir, name, dependency)
+    # each job pickles its own task; the plan's other runs would make every pickle as large as the study
+    alone = Plan(plan.study, (), (), plan.python)
+    with executor.batch():
+        jobs = [executor.submit(StudyJob(alone, task)) for task in tasks]
+    for task, job in zip(tasks, jobs):
+        state.record_submission(task, str(job.job_id))
+    return [str(job.job_id) for job in jobs]
+
+
+def submit(plan: Plan, queue: Optional[QueueSnapshot] = None, log=print) -> Dict[str, str]:
+    """Submit every task that is neither done, running nor queued; returns ``{task id: job id}``."""
+    queue = queue or QueueSnapshot()
+    states = {task_id(s.task): s for s in state.plan_states(plan, queue)}
+    if queue() is None:
+        raise StudyError('--executor slurm: squeue is not available or fails here (is this a Slurm login node?)')
+
+    def needed(task: Task) -> bool:
+        return states[task_id(task)].state not in ('done', 'running', 'queued')
+    submitted: Dict[str, str] = {}
+    cache_jobs: Dict[str, Optional[str]] = {}
+    caches = [c for c in plan.caches if needed(c) and any(r.cache is c and needed(r) for r in plan.runs)]
+    if caches:
+        for cache, job in zip(caches, _submit_array(plan, caches, f'{plan.study.name}:caches', None)):
+            submitted[task_id(cache)] = cache_jobs[cache.key] = job
+    for cache in plan.caches:
+        if cache.key not in cache_jobs and states[task_id(cache)].state in ('running', 'queued'):
+            cache_jobs[cache.key] = state.submitted_job(cache)
+    groups: Dict[Optional[str], List[Run]] = {}
+    for run in plan.runs:
+        if needed(run):
+            groups.setdefault(None if run.cache is None else run.cache.key, []).append(run)
+    for key, runs in groups.items():
+        job = cache_jobs.get(key) if key is not None else None
+        name = runs[0].run_id if len(runs) == 1 else f'{plan.study.name}:runs' + (f':{key}' if key else '')
+        for run, run_job in zip(runs, _submit_array(plan, runs, name, f'afterok:{job}' if job else None)):
+            submitted[task_id(run)] = run_job
+    for name, job in submitted.items():
+        log(f'submitted {name}: Slurm job {job}')
+    return submitted
+
+
+def wait(plan: Plan, stream: Optional[TextIO] = None, poll_s: float = WAIT_POLL_S) -> List[state.TaskState]:
+    """Wait until no task of the plan is queued or running; prints a progress line when the counts change."""
+    last = ''
+    while True:
+        states = state.plan_states(plan, QueueSnapshot())
+        counts = {name: sum(s.state == name for s in states) for name in state.STATES}
+        line = f'study {plan.study.name}: ' + ', '.join(f'{n} {name}' for name, n in counts.items() if n)
+        if line != last:
+            print(line, file=stream or sys.stderr, flush=True)
+            last = line
+        if not counts['running'] and not counts['queued']:
+            return states
+        time.sleep(poll_s)

@@ -1,0 +1,145 @@
+"""The state of a run or a cache build, read from its folder (never from scheduler accounting).
+
+Files of a task folder (a run's ``<out>/runs/<run id>``, a cache's ``<out>/caches/<key>``):
+
+* the result: the run summary ``student.json`` (done), or the cache's ``logits/metadata.json`` (done);
+* ``lock``: held while an attempt runs (:mod:`.locks`);
+* ``failed.json``: the last attempt failed: ``{error, exit_code, log, host, job_id, time}``; removed when an
+  attempt starts;
+* ``submitted.json``: the Slurm job ids it was submitted as (the last one counts);
+* ``console.log``: every attempt's header and the command's output; a run's ``run.log`` holds the runner's log
+  lines of every attempt, ``student.last.pt`` its last completed epoch.
+"""
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
+
+from . import locks
+from .caches import CacheNeed
+from .plan import CONSOLE_LOG, Run
+from .slurm_queue import QueueSnapshot
+
+FAILED_FILE, SUBMITTED_FILE = 'failed.json', 'submitted.json'
+STATES = ('done', 'running', 'queued', 'failed', 'interrupted', 'pending')
+_EPOCH_LINE = re.compile(r'Epoch (\d+)/(\d+) done')
+
+Task = Union[Run, CacheNeed]
+
+
+def task_id(task: Task) -> str:
+    return task.run_id if isinstance(task, Run) else f'cache {task.key}'
+
+
+def console_log(task: Task) -> str:
+    return os.path.join(task.folder, CONSOLE_LOG)
+
+
+def is_done(task: Task) -> bool:
+    if isinstance(task, Run):
+        return os.path.isfile(task.summary)
+    return os.path.isfile(os.path.join(task.logits_dir, 'metadata.json'))
+
+
+def has_started(task: Task) -> bool:
+    """Whether an earlier attempt began (a run with a last-epoch checkpoint resumes from it)."""
+    return os.path.isfile(console_log(task))
+
+
+def read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as fp:
+            data = json.load(fp)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: str, data: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.partial', 'w') as fp:
+        json.dump(data, fp, indent=1)
+    os.replace(path + '.partial', path)
+
+
+def record_failure(task: Task, error: str, exit_code: Optional[int]) -> None:
+    write_json(os.path.join(task.folder, FAILED_FILE),
+               {'error': error, 'exit_code': exit_code, 'log': console_log(task), 'host': locks.holder_record()['host'],
+                'job_id': locks.current_job_id(), 'time': time.strftime('%Y-%m-%d %H:%M:%S')})
+
+
+def clear_failure(task: Task) -> None:
+    try:
+        os.remove(os.path.join(task.folder, FAILED_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def failure(task: Task) -> Optional[dict]:
+    return read_json(os.path.join(task.folder, FAILED_FILE))
+
+
+def record_submission(task: Task, job_id: str) -> None:
+    path = os.path.join(task.folder, SUBMITTED_FILE)
+    jobs = (read_json(path) or {}).get('jobs', [])
+    write_json(path, {'jobs': jobs + [{'job_id': job_id, 'time': time.strftime('%Y-%m-%d %H:%M:%S')}]})
+
+
+def submitted_job(task: Task) -> Optional[str]:
+    jobs = (read_json(os.path.join(task.folder, SUBMITTED_FILE)) or {}).get('jobs') or []
+    return jobs[-1]['job_id'] if jobs else None
+
+
+def last_epoch(run: Run) -> Optional[str]:
+    """``'3/240'``: the last epoch the run's log reports as done (None before the first)."""
+    try:
+        with open(run.run_log, 'rb') as fp:
+            fp.seek(max(os.path.getsize(run.run_log) - 65536, 0))
+            tail = fp.read().decode('utf-8', 'replace')
+    except OSError:
+        return None
+    found = _EPOCH_LINE.findall(tail)
+    return f'{found[-1][0]}/{found[-1][1]}' if found else None
+
+
+@dataclass
+class TaskState:
+    """``state`` is one of :data:`STATES`; ``detail`` the error line, the lock holder or the job id."""
+    task: Task
+    state: str
+    detail: str = ''
+    log: Optional[str] = None
+
+
+def task_state(task: Task, queue: QueueSnapshot, caches: Optional[Dict[str, 'TaskState']] = None) -> TaskState:
+    """The state of ``task`` from its folder (and squeue for jobs submitted to Slurm).
+
+    :param caches: states of the caches, by key: a run whose cache failed has failed too.
+    """
+    if is_done(task):
+        return TaskState(task, 'done')
+    held = locks.read_lock(task.folder)
+    if held is not None and (not held or locks.stale_reason(held, queue, job_id='') is None):
+        return TaskState(task, 'running', locks.describe(held) if held else 'starting')
+    job = submitted_job(task)
+    if job is not None and queue.active(job):
+        return TaskState(task, 'queued', f'Slurm job {job} {queue()[job].lower()}')
+    failed = failure(task)
+    if failed is not None:
+        return TaskState(task, 'failed', str(failed.get('error')), failed.get('log'))
+    if isinstance(task, Run) and task.cache is not None and caches is not None:
+        cache = caches.get(task.cache.key)
+        if cache is not None and cache.state == 'failed':
+            return TaskState(task, 'failed', f'teacher cache {task.cache.key} failed: {cache.detail}', cache.log)
+    if has_started(task):
+        return TaskState(task, 'interrupted', 'continues from its last checkpoint' if isinstance(task, Run) and
+                         os.path.isfile(task.last_ckpt) else 'starts again', console_log(task))
+    return TaskState(task, 'pending')
+
+
+def plan_states(plan, queue: QueueSnapshot) -> List[TaskState]:
+    """States of every cache, then every run, of ``plan``."""
+    caches = {cache.key: task_state(cache, queue) for cache in plan.caches}
+    return list(caches.values()) + [task_state(run, queue, caches) for run in plan.runs]
