@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List
 from . import cifar100, ilsvrc2012
 from .blocks import sampler, sourced
 from .methods import method_of
-from .model_blocks import Block, plain_student, plain_teacher
+from .methods.model_blocks import Block, plain_student, plain_teacher
 from .schema import Experiment, Param
 from .yaml_emit import NULL, Alias, Node, emit
 

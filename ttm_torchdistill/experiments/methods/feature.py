@@ -2,18 +2,19 @@
 
 A logit method only adds a criterion term; CRD and ITRD also change the model blocks of ``train:`` (an embedding
 head on the penultimate features, forward hooks, for CRD a trained teacher head and the negatives from the
-dataset). This module builds those blocks and the feature loss terms; :mod:`.methods` combines them with CE and
-the WTTM term, and :mod:`.render` puts the blocks where a logit method has its plain teacher and student.
+dataset). This module builds those blocks, the feature loss terms and their sum with CE and the WTTM term;
+:mod:`..render` puts the blocks where a logit method has its plain teacher and student.
 
 Why each setting is what it is: docs/crd_itrd.md (sections 1-4 compare torchdistill's CRD with RepDistiller's and
-ITRD with its authors' code). The penultimate module of each model is ``Model.features`` in :mod:`.table`.
+ITRD with its authors' code). The penultimate module of each model is ``Model.features`` in :mod:`..table`.
 """
 from typing import Any, Dict, Optional, Tuple
 
-from .blocks import loss, sourced
+from ..blocks import loss, sourced
+from ..schema import Experiment, Param
+from ..yaml_emit import Node
+from .logit import SubTerms, ce_term, transformed_teacher_term
 from .model_blocks import Block, ModelBlocks, forward_hook, trained
-from .schema import Experiment, Param
-from .yaml_emit import Node
 
 
 def _features(exp: Experiment, role: str) -> Tuple[str, int]:
@@ -130,3 +131,16 @@ def itrd_term(exp: Experiment) -> Dict[str, Any]:
 
 
 ITRD_BLOCKS = ModelBlocks(no_dataset_wrapper, itrd_teacher, itrd_student)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The criteria: CE, beta * WTTM and mu * the feature term
+# ---------------------------------------------------------------------------------------------------------------
+def wttm_crd_terms(exp: Experiment) -> SubTerms:
+    """WTTM+CRD (TTM Appendix A.5): CE, beta * WTTM and mu * CRD."""
+    return {**ce_term(exp), **transformed_teacher_term(exp, 'wttm'), **crd_term(exp)}
+
+
+def wttm_itrd_terms(exp: Experiment) -> SubTerms:
+    """WTTM+ITRD (TTM Appendix A.5): CE, beta * WTTM and mu * ITRD."""
+    return {**ce_term(exp), **transformed_teacher_term(exp, 'wttm'), **itrd_term(exp)}

@@ -8,11 +8,11 @@ checked against the authors' code: docs/mlkd.md.
 """
 from typing import Any, Dict
 
-from . import cifar100
-from .blocks import import_call, loss, sourced, student_logits_ce
+from .. import cifar100
+from ..blocks import import_call, loss, sourced, student_logits_ce
+from ..schema import Experiment
+from ..yaml_emit import Node
 from .model_blocks import Block, ModelBlocks, forward_hook, trained
-from .schema import Experiment
-from .yaml_emit import Node
 
 #: The module paths of ``TwoViewModel`` whose outputs are the two views' logits (``MLKDLoss`` reads them).
 VIEWS = ('weak', 'strong')

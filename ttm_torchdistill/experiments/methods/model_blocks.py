@@ -1,12 +1,12 @@
 """The ``train.teacher`` / ``train.student`` blocks, and what a method that needs its own gives instead.
 
 A logit method only adds a criterion; a method with heads, hooks or a dataset wrapper (WTTM+CRD, WTTM+ITRD, MLKD)
-gives :class:`ModelBlocks`, which :mod:`.render` writes where a logit method has the plain blocks below.
+gives :class:`ModelBlocks`, which :mod:`..render` writes where a logit method has the plain blocks below.
 """
 import dataclasses
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from .schema import Experiment
+from ..schema import Experiment
 
 Block = Dict[str, Any]
 
