@@ -13,8 +13,11 @@ variant distils from the same teacher): ``--runtime KEY=VALUE`` (repeatable) pas
 them, e.g. ``--runtime device_data=true``; ``--teacher-cache`` also builds, per seed, a teacher cache of the
 student epochs with ``python -m ttm_torchdistill cache-teacher`` and has the distillation runs read it (it implies
 ``device_data=true``; the CE-only run has no teacher and runs without it). Use a separate ``--workdir`` per variant.
-WTTM+CRD and WTTM+ITRD run on the stock path only: their teacher hooks and CRD's dataset wrapper are served by
-neither the teacher cache nor device data.
+WTTM+CRD, WTTM+ITRD, MLKD and MLKD+AT run on the stock path only: their teacher hooks, CRD's dataset wrapper and
+MLKD's two views are served by neither the teacher cache nor device data. ``--methods`` picks the student runs (the
+teacher is always trained; ``ce`` is the CE-only student), e.g. only the MLKD rows:
+
+    python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_mlkd --seeds 0 1 --methods mlkd mlkd_at
 
     python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_dev --seeds 0 1 --runtime device_data=true
     python benchmarks/synthetic_cifar100.py --workdir /tmp/synth_cache --seeds 0 1 --teacher-cache
@@ -32,8 +35,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ('kd', 'dist', 'ttm', 'wttm', 'atkd')
-# Feature methods: their teacher hooks and dataset wrapper are served by neither the teacher cache nor device data.
-FEATURE_METHODS = ('wttm_crd', 'wttm_itrd')
+# Feature methods (teacher hooks, CRD's dataset wrapper) and MLKD (two views, the strong augmentation on PIL images):
+# served by neither the teacher cache nor device data.
+STOCK_ONLY_METHODS = ('wttm_crd', 'wttm_itrd', 'mlkd', 'mlkd_at')
+STUDENT_RUNS = ('ce',) + METHODS + STOCK_ONLY_METHODS
 SYNTHETIC_TRAIN_SIZE = 100 * 50  # classes x training images per class (write_dataset)
 # CRD's memory bank and noise term follow the training-set size; 4096 negatives (of the 4950 other-class samples)
 # in both the dataset wrapper and the loss. ITRD: an 8-epoch synthetic teacher has dead ReLU channels, whose
@@ -74,10 +79,21 @@ def main() -> int:
     parser.add_argument('--teacher-cache', dest='teacher_cache', action='store_true',
                         help='distillation runs read teacher logits from a cache built per seed (implies '
                              'device_data=true)')
+    parser.add_argument('--methods', nargs='+', choices=STUDENT_RUNS, metavar='METHOD',
+                        help=f'student runs to make, of {", ".join(STUDENT_RUNS)} (ce: the CE-only student; the '
+                             'teacher is always trained); default: all, without the stock-only ones under '
+                             '--runtime or --teacher-cache')
     args = parser.parse_args()
     runtime = [f'runtime.{assignment}' for assignment in args.runtime]
     if args.teacher_cache and 'runtime.device_data=true' not in runtime:
         runtime.append('runtime.device_data=true')
+    if args.methods is None:
+        selected = [m for m in STUDENT_RUNS if not (runtime and m in STOCK_ONLY_METHODS)]
+    elif runtime and set(args.methods) & set(STOCK_ONLY_METHODS):
+        parser.error(f'{sorted(set(args.methods) & set(STOCK_ONLY_METHODS))} run on the stock path only: drop them '
+                     'or --runtime/--teacher-cache')
+    else:
+        selected = [m for m in STUDENT_RUNS if m in args.methods]
     import torchvision.datasets.cifar as cifar
     cifar.check_integrity = lambda *a, **k: True  # synthetic files: no md5 to match
     from ttm_torchdistill import cli, report
@@ -110,12 +126,13 @@ def main() -> int:
     teacher_models = ['models.teacher_model.key=cifar_resnet20', f'models.teacher_model.src_ckpt={teacher}']
     summaries = []
     for seed in args.seeds:
-        run(configs / 'ce' / 'resnet20.yaml', seed, args.student_epochs, 'models.model.key=cifar_resnet8',
-            f'models.model.dst_ckpt=./ckpt/ce/resnet8_seed{seed}.pt',
-            *[r for r in runtime if not r.startswith('runtime.teacher_cache=')])
-        summaries.append(f'./ckpt/ce/resnet8_seed{seed}.json')
+        if 'ce' in selected:
+            run(configs / 'ce' / 'resnet20.yaml', seed, args.student_epochs, 'models.model.key=cifar_resnet8',
+                f'models.model.dst_ckpt=./ckpt/ce/resnet8_seed{seed}.pt',
+                *[r for r in runtime if not r.startswith('runtime.teacher_cache=')])
+            summaries.append(f'./ckpt/ce/resnet8_seed{seed}.json')
         cache = []
-        if args.teacher_cache:
+        if args.teacher_cache and set(selected) & set(METHODS):
             # One cache per seed serves every method: its metadata (teacher checkpoint, data, transforms, seed,
             # epochs) does not depend on the loss, and each run checks it against its own config.
             out = f'./cache/seed{seed}'
@@ -126,7 +143,7 @@ def main() -> int:
             if cli.main(argv) != 0:
                 raise SystemExit(f'cache-teacher failed for seed {seed}')
             cache = [f'runtime.teacher_cache={out}']
-        for method in METHODS + (() if runtime else FEATURE_METHODS):
+        for method in [m for m in selected if m != 'ce']:
             run(configs / method / 'resnet20_from_resnet56.yaml', seed, args.student_epochs, *teacher_models,
                 'models.student_model.key=cifar_resnet8',
                 f'models.student_model.dst_ckpt=./ckpt/{method}/resnet8_seed{seed}.pt',

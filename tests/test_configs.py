@@ -195,7 +195,12 @@ def expected_terms(exp: Experiment):
     if exp.method == 'atkd':
         return {**ce, 'atkd': ('ATKDLoss', {'temperature': h['temperature'], 'standardize': h['standardize'], **IO},
                                h['weight'])}
-    if exp.method == 'dkd':  # DKD's weights live inside the loss
+    if exp.method in ('mlkd', 'mlkd_at'):  # the authors' gamma on CE of each view, beta on the MLKD sum
+        ce_view = ('CrossEntropyLoss', {'reduction': 'mean'}, h['ce_weight'])
+        return {'ce_weak': ce_view, 'ce_strong': ce_view,
+                'mlkd': ('MLKDLoss', {'temperature': h['temperature'], 'standardize': h['standardize'],
+                                      'code_faithful': h['code_faithful']}, h['weight'])}
+    if exp.method in ('dkd', 'dkd_at'):  # DKD's weights live inside the loss
         return {**ce, 'dkd': ('DKDLoss', {'alpha': h['alpha'], 'beta': h['beta'], 'temperature': h['temperature'],
                                           'standardize': h['standardize'], 'warmup_epochs': h['warmup_epochs'],
                                           **IO}, 1.0)}
@@ -214,7 +219,9 @@ def expected_terms(exp: Experiment):
     raise AssertionError(f'{exp.name}: method {exp.method!r} has no expected criterion in expected_terms()')
 
 
-# Numbers typed from the papers' digest (PAPERS.md; not from the table): (experiment, what, value, where in PAPERS.md).
+# Numbers typed from the papers (TTM: Zheng & Yang, ICLR 2024; DIST: Huang et al., NeurIPS 2022; ATKD's README), as
+# gathered in PAPERS.md beside the project, and from the authors' configs and logs (mdistiller, MLKD, the
+# logit-standardisation fork), not from the table: (experiment, what, value, where).
 # ``what`` is 'top1' (reference block), 'gamma' (1/temperature of the TTM/WTTM term), 'beta' (its weight),
 # 'lr', or '<term>.weight' / '<term>.<kwarg>' of the criterion.
 SPOT_CHECKS = [
@@ -262,6 +269,27 @@ SPOT_CHECKS = [
     ('cifar100/wttm_itrd/MobileNetV2_from_ResNet50', 'lr', 0.01, 'RepDistiller lr for MobileNetV2'),
     ('cifar100/wttm_itrd/ShuffleV2_from_resnet32x4', 'itrd.lambda_mutual', 1.0, 'TTM Appendix A.5'),
     ('cifar100/wttm_itrd/ShuffleV2_from_resnet32x4', 'itrd.weight', 1.0, 'TTM Appendix A.5 (mu = 1 with ITRD)'),
+    ('cifar100/dkd/wrn_16_2_from_wrn_40_2', 'dkd.beta', 6.0, 'mdistiller configs/cifar100/dkd/wrn40_2_wrn_16_2.yaml'),
+    ('cifar100/dkd/resnet20_from_resnet56', 'dkd.beta', 2.0, 'mdistiller configs/cifar100/dkd/res56_res20.yaml'),
+    ('cifar100/dkd/MobileNetV2_from_vgg13', 'dkd.beta', 6.0, 'mdistiller configs/cifar100/dkd/vgg13_mv2.yaml'),
+    ('cifar100/dkd/ShuffleV2_from_resnet32x4', 'dkd.beta', 8.0, 'mdistiller cfg.py default (res32x4_shuv2.yaml)'),
+    ('cifar100/dkd/vgg8_from_vgg13', 'top1', 74.68, 'TTM Table 1, DKD row'),
+    ('cifar100/dkd/ShuffleV1_from_wrn_40_2', 'top1', 76.70, 'TTM Table 3, DKD row'),
+    ('cifar100/dkd/ShuffleV1_from_wrn_40_2', 'lr', 0.01, 'mdistiller configs/cifar100/dkd/wrn40_2_shuv1.yaml'),
+    ('cifar100/dkd_at/vgg8_from_vgg13', 'dkd.beta', 6.0, 'mdistiller configs/cifar100/dkd/vgg13_vgg8.yaml'),
+    ('cifar100/dkd_at/resnet32_from_resnet110', 'dkd.warmup_epochs', 20, 'mdistiller cfg.py WARMUP'),
+    ('cifar100/mlkd/resnet8x4_from_resnet32x4', 'top1', 77.08, 'logit-standardisation README, MLKD row'),
+    ('cifar100/mlkd/ShuffleV2_from_resnet32x4', 'top1', 78.44, 'logit-standardisation README, MLKD row'),
+    ('cifar100/mlkd/resnet8x4_from_resnet32x4', 'mlkd.weight', 0.9, 'MLKD cfg.py KD.LOSS.KD_WEIGHT'),
+    ('cifar100/mlkd/resnet8x4_from_resnet32x4', 'ce_weak.weight', 0.1, 'MLKD cfg.py KD.LOSS.CE_WEIGHT'),
+    ('cifar100/mlkd/resnet8x4_from_resnet32x4', 'mlkd.temperature', 4.0, 'MLKD cfg.py KD.TEMPERATURE'),
+    ('cifar100/mlkd/wrn_16_2_from_wrn_40_2', 'lr', 0.05, 'ATKD train_student.py default'),
+    ('cifar100/mlkd/ShuffleV2_from_resnet32x4', 'lr', 0.01, 'ATKD train_student.py (ShuffleV2)'),
+    ('cifar100/mlkd_at/vgg8_from_vgg13', 'mlkd.weight', 6.0, 'logit-standardisation log mlkd,vgg13,vgg8,2,6'),
+    ('cifar100/mlkd_at/MobileNetV2_from_vgg13', 'mlkd.weight', 6.0, 'log mlkd,vgg13,MobileNetV2,2,6'),
+    ('cifar100/mlkd_at/ShuffleV2_from_resnet32x4', 'mlkd.weight', 6.0, 'log mlkd,resnet32x4,ShuffleV2,2,6'),
+    ('cifar100/mlkd_at/wrn_40_1_from_wrn_40_2', 'mlkd.weight', 9.0, 'log mlkd,wrn_40_2,wrn_40_1,2,9'),
+    ('cifar100/mlkd_at/resnet8x4_from_resnet32x4', 'ce_strong.weight', 0.1, 'logit-standardisation cfg.py CE_WEIGHT'),
 ]
 
 
@@ -368,22 +396,27 @@ def test_plugin_registers_the_pre_epoch_process(plugin):
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_IDS)
-def test_config_header_gives_commands(path):
+def test_config_header_gives_the_reference_the_sources_and_one_command(path):
     text = (REPO_ROOT / path).read_text()
-    header = text.split('\ndependencies:')[0]
-    assert all(line.startswith('#') for line in header.strip().splitlines()), 'the header must be a comment block'
-    assert f'python -m ttm_torchdistill --config {path.as_posix()}\n' in header
-    assert f'torchrun --nproc_per_node=8 -m ttm_torchdistill --config {path.as_posix()} --world_size 8\n' in header
-    assert 'per process' in header
+    header = text.split('\ndependencies:')[0].strip().splitlines()
+    assert all(line.startswith('#') for line in header), 'the header must be a comment block'
+    assert len(header) <= 16, f'{path}: a header of {len(header)} lines; it holds what the run needs, no more'
     dataset, method, student, teacher, variant = describe(path)
-    if dataset == 'cifar100' and teacher is not None:
-        assert f'python -m ttm_torchdistill fetch-teachers --names {teacher}\n' in header
-        assert f'python -m ttm_torchdistill --config configs/cifar100/ce/{teacher}.yaml\n' in header
-    if dataset == 'ilsvrc2012':
-        assert 'IMAGENET1K_V1' in header and '256' in header
+    command = (f'python -m ttm_torchdistill --config {path.as_posix()}' if dataset == 'cifar100' else
+               f'torchrun --nproc_per_node=8 -m ttm_torchdistill --config {path.as_posix()} --world_size 8')
+    assert [line for line in header if '--config' in line] == [f'#   {command}'], f'{path}: one command, the run'
+    sources = [n for n, line in enumerate(header) if line.startswith('# Sources: the comment beside each value')]
+    assert len(sources) == 1 and header[1].startswith('# Reference: ')
+    reference = ' '.join(line.lstrip('# ') for line in header[1:sources[0]])  # the reference sentence, unwrapped
     top1 = row(path).reference.top1
     if top1 is not None:
-        assert f'{top1:.2f}' in header, f'{path}: the header should quote the paper number {top1:.2f}'
+        assert f'{top1:.2f}' in reference, f'{path}: the header should quote the paper number {top1:.2f}'
+    else:
+        assert 'reference.top1 is null' in reference
+    if dataset == 'cifar100' and teacher is not None:  # the teacher's source is said above its src_ckpt
+        assert f'fetch-teachers --names {teacher}\n' in text and f'configs/cifar100/ce/{teacher}.yaml' in text
+    if dataset == 'ilsvrc2012':
+        assert 'IMAGENET1K_V1' in text and '32 x 8 processes = 256' in text
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -520,10 +553,11 @@ def test_criterion_matches_the_row(path):
             assert math.isclose(1.0 / temperature, gamma, rel_tol=1e-12), \
                 f'{path}: 1/temperature = {1.0 / temperature} but the paper\'s gamma is {gamma}'
         assert actual == kwargs, f'{path}: {name} kwargs {actual} != {kwargs}'
-        if key == 'CrossEntropyLoss':
+        if key == 'CrossEntropyLoss':  # the student's logits; of one view for MLKD (ce_weak, ce_strong)
             wrapper = term['criterion_wrapper']
+            view = name.split('_')[1] if name.startswith('ce_') else '.'
             assert wrapper['key'] == 'SimpleLossWrapper'
-            assert wrapper['kwargs']['input'] == {'is_from_teacher': False, 'module_path': '.', 'io': 'output'}
+            assert wrapper['kwargs']['input'] == {'is_from_teacher': False, 'module_path': view, 'io': 'output'}
             assert wrapper['kwargs']['target'] == {'uses_label': True}
 
 
@@ -609,6 +643,57 @@ def test_penultimate_modules_take_the_pooled_features(name, plugin):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# DKD and MLKD, plain and with the max-logit temperature; MLKD's two views (docs/mlkd.md)
+# --------------------------------------------------------------------------------------------------------------
+TWO_VIEW_CONFIGS = [p for p in CONFIGS if p.as_posix() in ROWS and describe(p)[1] in ('mlkd', 'mlkd_at')]
+
+
+def _pairs(method):
+    return sorted((describe(p)[3], describe(p)[2]) for p in CONFIGS
+                  if p.as_posix() in ROWS and describe(p)[:2] == ('cifar100', method))
+
+
+@pytest.mark.parametrize('method', ['dkd', 'dkd_at', 'mlkd', 'mlkd_at'])
+def test_logit_hosts_cover_the_thirteen_pairs(method):
+    assert len(_pairs('wttm')) == 13 and _pairs(method) == _pairs('wttm')
+
+
+@pytest.mark.parametrize('method', ['dkd_at', 'mlkd_at'])
+def test_max_logit_variants_differ_from_their_host_only_in_the_temperature(method):
+    host = method[:-3]
+    for path in [p for p in CONFIGS if p.as_posix() in ROWS and describe(p)[:2] == ('cifar100', method)]:
+        terms = load_recorded(path)['train']['criterion']['kwargs']['sub_terms']
+        host_terms = load_recorded(Path(str(path).replace(f'/{method}/', f'/{host}/')))['train']['criterion'][
+            'kwargs']['sub_terms']
+        kwargs, host_kwargs = terms[host]['criterion']['kwargs'], host_terms[host]['criterion']['kwargs']
+        assert (kwargs['temperature'], kwargs['standardize']) == ('max_logit', True)
+        assert isinstance(host_kwargs['temperature'], float) and host_kwargs['standardize'] is False
+        if host == 'dkd':  # the pair's alpha, beta and warm-up stay DKD's
+            assert {k: v for k, v in kwargs.items() if k not in ('temperature', 'standardize')} == \
+                {k: v for k, v in host_kwargs.items() if k not in ('temperature', 'standardize')}
+
+
+@pytest.mark.parametrize('path', TWO_VIEW_CONFIGS, ids=[experiment_name(p) for p in TWO_VIEW_CONFIGS])
+def test_two_views_dataset_wrapper_and_model_wrappers(path, monkeypatch):
+    config = load_with_torchdistill(path, monkeypatch)
+    train = config['train']
+    wrapper = train['train_data_loader']['dataset_wrapper']
+    assert wrapper['key'] == 'TwoViewDataset' and set(wrapper['kwargs']) == {'strong_transform'}
+    strong = wrapper['kwargs']['strong_transform'].transforms
+    weak = config['datasets']['cifar100/train'].kwargs['transform'].transforms
+    # the authors' strong view: their weak pipeline with RandAugment(2, 10) after the flip (atkd dataset/cifar100.py)
+    assert [type(t).__name__ for t in strong] == ['RandomCrop', 'RandomHorizontalFlip', 'StrongAugment', 'ToTensor',
+                                                  'Normalize']
+    assert strong[2].num_ops == 2
+    assert [repr(t) for t in strong[:2] + strong[3:]] == [repr(t) for t in weak]
+    for role in ('teacher', 'student'):
+        block = train[role]
+        assert block['auxiliary_model_wrapper'] == {'key': 'TwoViewModel'}
+        assert block['forward_hook'] == {'input': [], 'output': ['weak', 'strong']}
+    assert train['teacher']['requires_grad'] is False and train['student']['requires_grad'] is True
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Keys resolve through torchdistill's registries once the plugin is imported
 # --------------------------------------------------------------------------------------------------------------
 def _model_specs():
@@ -651,10 +736,15 @@ def _criterion_cases():
     return cases
 
 
-def _add_feature_io(io_dict, exp, config, generator, batch=8):
-    """What the heads and hooks of a WTTM+CRD / WTTM+ITRD config put into the io_dicts, as random tensors."""
+def _add_hooked_io(io_dict, exp, config, generator, batch=8):
+    """What the heads and hooks of a WTTM+CRD / WTTM+ITRD / MLKD config put into the io_dicts, as random tensors."""
     terms = config['train']['criterion']['kwargs']['sub_terms']
     student, teacher = io_dict['student'], io_dict['teacher']
+    if 'mlkd' in terms:  # TwoViewModel's hooks only: the weak view is the logits given, the strong view another
+        logits = student.pop('.')['output'], teacher.pop('.')['output']
+        student['weak'], teacher['weak'] = {'output': logits[0]}, {'output': logits[1]}
+        student['strong'] = {'output': 0.5 * logits[0] + torch.randn(logits[0].shape, generator=generator)}
+        teacher['strong'] = {'output': torch.randn(logits[1].shape, generator=generator)}
     if 'crd' in terms:
         kwargs = terms['crd']['criterion']['kwargs']
         embed = [torch.nn.functional.normalize(torch.randn(batch, kwargs['input_size'], generator=generator), dim=1)
@@ -687,7 +777,7 @@ def test_criterion_builds_through_torchdistill_registry(path, plugin, monkeypatc
             if hasattr(module, 'set_epoch'):
                 module.set_epoch(1)
     io_dict = {'student': {'.': {'output': student}}, 'teacher': {'.': {'output': teacher}}}
-    _add_feature_io(io_dict, row(path), config, generator)
+    _add_hooked_io(io_dict, row(path), config, generator)
     loss = criterion(io_dict, dict(), targets)
     # torchdistill's CRDLoss returns shape (1,), and so does the weighted sum then (docs/crd_itrd.md, section 2)
     shape = (1,) if 'crd' in config['train']['criterion']['kwargs']['sub_terms'] else ()

@@ -36,9 +36,9 @@ def test_table_and_generator_import_without_torch_or_torchdistill():
 def test_row_is_well_formed(exp):
     assert exp.dataset in TEMPLATES and exp.method in METHODS
     assert by_name(exp.name) is exp
-    missing = {name for name, _ in METHODS[exp.method].hyper} - set(exp.hyper)
+    missing = set(METHODS[exp.method].hyper) - set(exp.hyper)
     assert not missing, f'{exp.name}: the {exp.method} fragment needs {sorted(missing)}'
-    unused = set(exp.hyper) - {name for name, _ in METHODS[exp.method].hyper}
+    unused = set(exp.hyper) - set(METHODS[exp.method].hyper)
     assert not unused, f'{exp.name}: hyperparameters {sorted(unused)} are not written by the {exp.method} fragment'
     # a switched-off option (DKD's standardize: False) needs no source; every value that is set does
     assert all(param.source for name, param in exp.hyper.items() if name != 'standardize' or param.value), \

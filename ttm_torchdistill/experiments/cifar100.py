@@ -1,79 +1,55 @@
-"""The CIFAR-100 template: datasets block, models block and the header's teacher and launch sections.
+"""The CIFAR-100 template: the datasets and models blocks, and the command that runs a config.
 
-Every CIFAR-100 experiment follows RepDistiller's set-up (TTM, DIST and ATKD all reuse it): torchvision's
-CIFAR100 with RepDistiller's augmentation and statistics, the test split as validation and test set, teachers
-from RepDistiller's checkpoints (``fetch-teachers``) or trained with the ``ce`` configs.
+Every CIFAR-100 experiment follows RepDistiller's set-up (TTM, DIST, ATKD, DKD and MLKD all reuse it):
+torchvision's CIFAR100 with RepDistiller's augmentation and statistics, the test split as validation and test set,
+teachers from RepDistiller's checkpoints (``fetch-teachers``) or trained with the ``ce`` configs.
 """
-from typing import List
+from typing import Any, Dict, Sequence, Tuple
 
+from .blocks import compose, import_call, model_entry, transform
 from .schema import Experiment
-from .yaml_text import line
+from .yaml_emit import Alias, Key, Node
 
 DATASET = 'cifar100'
 TITLE = 'CIFAR-100'
 TRAIN_ID = 'cifar100_train'  # anchors of the datasets below, used by the loaders
 EVAL_ID = 'cifar100_test'
 NUM_CLASSES = 100
+ROOT = './resource/dataset/cifar100'
+NORMALIZE_ID = 'normalize_kwargs'
+NORMALIZE = {'mean': [0.5071, 0.4867, 0.4408], 'std': [0.2675, 0.2565, 0.2761]}
 
-DATASETS = """\
-datasets:
-  # The CIFAR-100 root is written once, here; torchvision downloads the data into it on first use.
-  &cifar100_train cifar100/train: !import_call
-    _root: &root_dir './resource/dataset/cifar100'
-    key: 'torchvision.datasets.CIFAR100'
-    init:
-      kwargs:
-        root: *root_dir
-        train: True
-        download: True
-        transform: !import_call
-          key: 'torchvision.transforms.Compose'
-          init:
-            kwargs:
-              transforms:
-                - !import_call
-                  key: 'torchvision.transforms.RandomCrop'
-                  init:
-                    kwargs:
-                      size: 32
-                      padding: 4
-                - !import_call
-                  key: 'torchvision.transforms.RandomHorizontalFlip'
-                  init:
-                    kwargs:
-                      p: 0.5
-                - !import_call
-                  key: 'torchvision.transforms.ToTensor'
-                  init:
-                - !import_call
-                  key: 'torchvision.transforms.Normalize'
-                  init:
-                    kwargs: &normalize_kwargs  # CIFAR-100 statistics of RepDistiller's dataset/cifar100.py
-                      mean: [0.5071, 0.4867, 0.4408]
-                      std: [0.2675, 0.2565, 0.2761]
-  # The CIFAR-100 test split; RepDistiller (and so TTM, DIST, ATKD) evaluates on it every epoch and reports it,
-  # so it is both the validation and the test set here. There is no held-out validation split.
-  &cifar100_test cifar100/test: !import_call
-    key: 'torchvision.datasets.CIFAR100'
-    init:
-      kwargs:
-        root: *root_dir
-        train: False
-        download: True
-        transform: !import_call
-          key: 'torchvision.transforms.Compose'
-          init:
-            kwargs:
-              transforms:
-                - !import_call
-                  key: 'torchvision.transforms.ToTensor'
-                  init:
-                - !import_call
-                  key: 'torchvision.transforms.Normalize'
-                  init:
-                    kwargs: *normalize_kwargs
 
-"""
+def train_transform(middle: Sequence[Node] = (), normalize: Any = Alias(NORMALIZE_ID)) -> Node:
+    """RepDistiller's training pipeline (crop 32 with padding 4, flip, ToTensor, Normalize), ``middle`` (e.g. MLKD's
+    strong augmentation) after the flip; ``normalize`` is the Normalize kwargs (the shared anchor by default)."""
+    return compose([transform('RandomCrop', {'size': 32, 'padding': 4}),
+                    transform('RandomHorizontalFlip', {'p': 0.5}),
+                    *middle,
+                    transform('ToTensor'),
+                    transform('Normalize', normalize)])
+
+
+def _cifar100(train: bool, transforms: Node, above: Tuple[str, ...]) -> Node:
+    """torchvision's CIFAR100 split; the training split writes the root once (``&root_dir``)."""
+    return import_call('torchvision.datasets.CIFAR100',
+                       {'root': Alias('root_dir'), 'train': train, 'download': True, 'transform': transforms},
+                       before={'_root': Node(ROOT, anchor='root_dir')} if train else None, above=above)
+
+
+def datasets() -> Dict[Key, Node]:
+    """``datasets:``: the training and test splits, the root and the normalisation written once (anchors)."""
+    normalize = Node(NORMALIZE, anchor=NORMALIZE_ID, comment="CIFAR-100 statistics of RepDistiller's "
+                                                              'dataset/cifar100.py')
+    test = compose([transform('ToTensor'), transform('Normalize', Alias(NORMALIZE_ID))])
+    return {
+        Key('cifar100/train', TRAIN_ID): _cifar100(True, train_transform(normalize=normalize), above=(
+            'The CIFAR-100 root is written once, here; torchvision downloads the data into it on first use.',)),
+        Key('cifar100/test', EVAL_ID): _cifar100(False, test, above=(
+            'The CIFAR-100 test split; RepDistiller (and so TTM, DIST, ATKD) evaluates on it every epoch and '
+            'reports it,', 'so it is both the validation and the test set here. There is no held-out validation '
+                           'split.')),
+    }
 
 
 def teacher_ckpt(name: str) -> str:
@@ -81,65 +57,24 @@ def teacher_ckpt(name: str) -> str:
     return f'./resource/ckpt/cifar100/teachers/{name}_vanilla/ckpt_epoch_240.pth'
 
 
-def models_block(exp: Experiment) -> str:
+def _dst_ckpt(exp: Experiment, is_teacher: bool) -> Any:
+    path = f'./resource/ckpt/{exp.name}.pt'
+    return Node(path, comment='as a teacher: --set models.teacher_model.src_ckpt=<this path>') if is_teacher else path
+
+
+def models(exp: Experiment, is_teacher: bool) -> Dict[str, Any]:
     """``models:``: one ``model`` for plain training, else the RepDistiller teacher and the student."""
-    dst = line(4, 'dst_ckpt', f'./resource/ckpt/{exp.name}.pt')
+    kwargs = {'num_classes': NUM_CLASSES}
     if exp.teacher is None:
-        return ('models:\n  model:\n' + line(4, 'key', exp.student.key) + '    kwargs:\n'
-                + line(6, 'num_classes', NUM_CLASSES) + line(4, 'src_ckpt') + dst)
-    return ('models:\n  teacher_model:\n' + line(4, 'key', exp.teacher.key) + '    kwargs:\n'
-            + line(6, 'num_classes', NUM_CLASSES) + line(4, 'src_ckpt', teacher_ckpt(exp.teacher.name))
-            + '  student_model:\n' + line(4, 'key', exp.student.key) + '    kwargs:\n'
-            + line(6, 'num_classes', NUM_CLASSES) + line(4, 'src_ckpt') + dst)
+        return {'model': model_entry(exp.student.key, kwargs, None, _dst_ckpt(exp, is_teacher))}
+    t = exp.teacher
+    where = Node(teacher_ckpt(t.name), above=(
+        f"RepDistiller's checkpoint ({t.top1:.2f} top-1 in the papers): python -m ttm_torchdistill fetch-teachers "
+        f'--names {t.name}', f'(or train configs/cifar100/ce/{t.name}.yaml and point src_ckpt at its result)'))
+    return {'teacher_model': model_entry(t.key, kwargs, where),
+            'student_model': model_entry(exp.student.key, dict(kwargs), None, _dst_ckpt(exp, False))}
 
 
-def recipe_text(exp: Experiment) -> str:
-    """The header's recipe sentence."""
-    r = exp.recipe
-    script = " train_teacher.py" if exp.teacher is None else ''
-    return (f"Recipe: {r.summary}{script} ({r.epochs.value} epochs, batch {r.batch_size.value}, SGD lr "
-            f"{r.lr.value} momentum {r.momentum} wd 5e-4, x0.1 at {'/'.join(map(str, r.milestones.value))}). "
-            'Validation and test use the CIFAR-100 test split, as RepDistiller does.')
-
-
-def teacher_lines(exp: Experiment) -> List[str]:
-    """How to get the teacher: fetch RepDistiller's checkpoint or train it with the ``ce`` config."""
-    if exp.teacher is None:
-        return []
-    t = exp.teacher.name
-    return [f'Teacher ({t}, RepDistiller checkpoint, {exp.teacher.top1:.2f} top-1 in the papers): fetch it with',
-            f'  python -m ttm_torchdistill fetch-teachers --names {t}',
-            'or train it yourself and point src_ckpt at the result:',
-            f'  python -m ttm_torchdistill --config configs/cifar100/ce/{t}.yaml',
-            f'  ... --set models.teacher_model.src_ckpt=./resource/ckpt/cifar100/ce/{t}.pt']
-
-
-def as_teacher_lines(exp: Experiment, is_teacher: bool) -> List[str]:
-    """For a ``ce`` config of a teacher: how to distil from its result."""
-    if exp.teacher is not None or not is_teacher:
-        return []
-    name = exp.student.name
-    return ['Use the result as a teacher with',
-            f'  --set models.teacher_model.src_ckpt=./resource/ckpt/cifar100/ce/{name}.pt',
-            f"(or fetch RepDistiller's checkpoint: python -m ttm_torchdistill fetch-teachers --names {name})"]
-
-
-def launch_lines(exp: Experiment, batch_statistics: bool) -> List[str]:
-    """How to run it: one GPU, as the papers did; what each multi-GPU variant would change."""
-    r = exp.recipe
-    batch, lr = r.batch_size.value, r.lr.value
-    intra = (" and DIST's intra-class term correlates those 8 samples, not 64: it is computed per process, "
-             'with no all-gather' if batch_statistics else '')
-    return [
-        'One GPU (or CPU):',
-        f'  python -m ttm_torchdistill --config {exp.path}',
-        'CIFAR-100 runs are single-GPU, for fidelity to the papers (RepDistiller, TTM, DIST and ATKD trained '
-        f'on 1 GPU with batch {batch}). To use several GPUs, run several experiments or seeds side by side, one per '
-        'GPU (CUDA_VISIBLE_DEVICES=k python -m ttm_torchdistill ...), instead of torchrun.',
-        'Eight GPUs on one node change the experiment (batch_size is per process):',
-        f'  torchrun --nproc_per_node=8 -m ttm_torchdistill --config {exp.path} --world_size 8',
-        f'As is, {batch} per process gives a global batch of {batch * 8} at lr {lr}; with '
-        f'--set train.train_data_loader.kwargs.batch_size={batch // 8} the global batch is {batch} again, but '
-        f'BatchNorm normalises over {batch // 8} samples per GPU{intra}, unless a model entry says sync_bn: True '
-        '(the runner then converts its BatchNorm layers to SyncBatchNorm on GPUs).',
-    ]
+def command(exp: Experiment) -> str:
+    """The command that runs the config as the papers did: one process (one GPU, or the CPU)."""
+    return f'python -m ttm_torchdistill --config {exp.path}'

@@ -1,20 +1,24 @@
-"""Turn one experiment row into the text of its YAML: the header comment, then torchdistill's blocks.
+"""Turn one experiment row into its config: a short header, then torchdistill's blocks as nested data.
 
 The layout is fixed here once for both datasets; the dataset templates (:mod:`.cifar100`, :mod:`.ilsvrc2012`)
-supply the datasets and models blocks and the dataset-specific header sections, and :mod:`.methods` the
-criterion. The output depends on the row only, so it is byte-identical across runs and machines.
+supply the datasets and models blocks and the command, :mod:`.methods` the criterion (and, for methods with heads
+or two views, the model blocks). :func:`.yaml_emit.emit` writes the result. The output depends on the row only, so
+it is byte-identical across runs and machines.
 """
 import textwrap
 from types import ModuleType
-from typing import Iterable, List
+from typing import Any, Dict, Iterable, List
 
 from . import cifar100, ilsvrc2012
+from .blocks import sampler, sourced
 from .methods import method_of
+from .methods.model_blocks import Block, plain_student, plain_teacher
 from .schema import Experiment, Param
-from .yaml_text import line, number, param_line, scalar
+from .yaml_emit import NULL, Alias, Node, emit
 
 TEMPLATES = {cifar100.DATASET: cifar100, ilsvrc2012.DATASET: ilsvrc2012}
 WIDTH = 118  # header lines are wrapped to this width, commands are never wrapped
+SOURCES = 'Sources: the comment beside each value (a paper table, the authors\' code, or "inferred" and why).'
 
 
 def template_of(exp: Experiment) -> ModuleType:
@@ -25,150 +29,117 @@ def template_of(exp: Experiment) -> ModuleType:
         raise KeyError(f'{exp.name}: unknown dataset {exp.dataset!r}; known: {sorted(TEMPLATES)}') from None
 
 
-def comment_block(paragraphs: Iterable[str]) -> str:
-    """``# ``-prefixed lines. A paragraph starting with a space is written as is (commands stay copyable);
-    any other is prose, wrapped to :data:`WIDTH` with continuation lines indented by two spaces."""
+def wrap(paragraphs: Iterable[str]) -> List[str]:
+    """Header lines: a paragraph starting with a space is written as is (commands stay copyable); any other is
+    prose, wrapped to :data:`WIDTH` with continuation lines indented by two spaces."""
     out: List[str] = []
     for paragraph in paragraphs:
         if paragraph.startswith(' '):
-            out.append('# ' + paragraph)
+            out.append(paragraph)
         else:
-            out.extend('# ' + text for text in textwrap.wrap(
-                paragraph, width=WIDTH - 2, subsequent_indent='  ', break_long_words=False,
-                break_on_hyphens=False))
-    return '\n'.join(out) + '\n'
+            out.extend(textwrap.wrap(paragraph, width=WIDTH - 2, subsequent_indent='  ', break_long_words=False,
+                                     break_on_hyphens=False))
+    return out
 
 
-def _value_text(value) -> str:
-    return number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else scalar(value)
+def is_teacher(exp: Experiment) -> bool:
+    """A ``ce`` row that trains one of the papers' teachers."""
+    return exp.teacher is None and exp.reference.row.startswith('Teacher')
 
 
-def header(exp: Experiment) -> str:
-    """The comment block: what the experiment is, which number it reproduces, its settings, how to run it."""
-    template, method = template_of(exp), method_of(exp)
-    is_teacher = exp.teacher is None and exp.reference.row.startswith('Teacher')
+def header(exp: Experiment) -> List[str]:
+    """What the run is, the number it is compared with, where its values come from, its caveats, one command."""
+    template, method, ref = template_of(exp), method_of(exp), exp.reference
     if exp.teacher is None:
-        role = 'teacher' if is_teacher else 'student baseline'
+        role = 'teacher' if is_teacher(exp) else 'student baseline'
         title = f'{method.title} of {exp.student.name} on {template.TITLE} ({role}).'
     else:
-        variant = f' (variant {exp.variant})' if exp.variant else ''
-        title = (f'{method.title}{variant}: {template.TITLE}, student {exp.student.name} '
-                 f'from teacher {exp.teacher.name}.')
-    ref = exp.reference
+        title = f'{method.title}: {template.TITLE}, student {exp.student.name} from teacher {exp.teacher.name}.'
     if ref.top1 is None:
-        reproduces = f'Reproduces: no paper number ({ref.paper}, {ref.table}): {ref.note}; reference.top1 is null.'
+        reference = f'Reference: none ({ref.paper}, {ref.table}): {ref.note}; reference.top1 is null.'
     else:
         row = f', {ref.row}' if ref.row else ''
         note = f' ({ref.note})' if ref.note else ''
-        reproduces = f'Reproduces: {ref.paper} {ref.table}{row}: {ref.top1:.2f} top-1{note}.'
-    paragraphs = [title, reproduces, 'Hyperparameters (value: source):']
-    paragraphs += [f'  {label} = {_value_text(exp.param(name).value)}: {exp.param(name).source}'.rstrip(': ')
-                   for name, label in method.hyper]
-    paragraphs += list(exp.notes)
-    paragraphs.append(template.recipe_text(exp))
-    paragraphs += template.as_teacher_lines(exp, is_teacher)
-    paragraphs += template.teacher_lines(exp)
-    paragraphs += template.launch_lines(exp, method.batch_statistics)
-    return comment_block(paragraphs)
+        reference = f'Reference: {ref.paper} {ref.table}{row}: {ref.top1:.2f} top-1{note}.'
+    return wrap([title, reference, SOURCES, *exp.notes, 'Run:', '  ' + template.command(exp)])
 
 
-def reference_block(exp: Experiment) -> str:
+def reference_block(exp: Experiment) -> Block:
     ref = exp.reference
-    text = 'reference:\n' + line(2, 'paper', ref.paper) + line(2, 'table', ref.table)
-    text += '  top1: null\n' if ref.top1 is None else line(2, 'top1', ref.top1)
+    block = {'paper': ref.paper, 'table': ref.table, 'top1': NULL if ref.top1 is None else ref.top1}
     if ref.note:
-        text += line(2, 'note', ref.note)
-    return text
+        block['note'] = ref.note
+    return block
 
 
-def worker_lines(num_workers: int, explain: bool = False) -> str:
-    """``num_workers`` and, with workers, ``persistent_workers: True``: torchdistill passes loader kwargs to
+def _loader_kwargs(exp: Experiment, batch: Param, drop_last: Param, explain: bool = False) -> Block:
+    """The loader's kwargs. With workers, ``persistent_workers: True``: torchdistill passes loader kwargs to
     DataLoader as they are, and persistent workers are not re-forked at every epoch (240 times on CIFAR-100)."""
-    text = line(6, 'num_workers', num_workers)
-    if num_workers > 0:
+    workers = exp.recipe.num_workers
+    batch_statistics = method_of(exp).batch_statistics if explain else ''
+    kwargs: Dict[str, Any] = {'batch_size': Node(batch.value, comment=batch.source,
+                                                 above=(batch_statistics,) if batch_statistics else ()),
+                              'num_workers': workers}
+    if workers > 0:
         why = 'keep the workers across epochs (results unchanged); needs num_workers > 0' if explain else ''
-        text += line(6, 'persistent_workers', True, why)
-    return text
+        kwargs['persistent_workers'] = Node(True, comment=why)
+    kwargs['pin_memory'] = True
+    kwargs['drop_last'] = sourced(drop_last)
+    return kwargs
 
 
-def _loader(exp: Experiment, role: str, dataset_id: str, batch, sampler: str, drop_last, wrapper: str = '') -> str:
-    r = exp.recipe
-    return (f'  {role}:\n'
-            f'    dataset_id: *{dataset_id}\n'
-            + wrapper
-            + sampler
-            + '    kwargs:\n'
-            + param_line(6, 'batch_size', batch)
-            + worker_lines(r.num_workers, explain=role == 'train_data_loader')
-            + line(6, 'pin_memory', True)
-            + param_line(6, 'drop_last', drop_last))
+def train_loader(exp: Experiment) -> Block:
+    template, blocks, r = template_of(exp), method_of(exp).blocks, exp.recipe
+    loader: Block = {'dataset_id': Alias(template.TRAIN_ID)}
+    wrapper = blocks.dataset_wrapper(exp) if blocks else None
+    if wrapper is not None:
+        loader['dataset_wrapper'] = wrapper
+    loader['sampler'] = sampler('torch.utils.data.RandomSampler')
+    loader['kwargs'] = _loader_kwargs(exp, r.batch_size, r.drop_last, explain=True)
+    return loader
 
 
-_RANDOM_SAMPLER = ('    sampler:\n'
-                   '      class_or_func: !import_get\n'
-                   "        key: 'torch.utils.data.RandomSampler'\n"
-                   '      kwargs:\n')
-_SEQUENTIAL_SAMPLER = ('    sampler: &val_sampler\n'
-                       '      class_or_func: !import_get\n'
-                       "        key: 'torch.utils.data.SequentialSampler'\n"
-                       '      kwargs:\n')
-_TEACHER = ('  teacher:\n'
-            "    forward_proc: 'forward_batch_only'\n"
-            '    sequential: []\n'
-            "    wrapper: 'DataParallel'\n"
-            '    requires_grad: False\n')
-_TRAINED = ("    forward_proc: 'forward_batch_only'\n"
-            '    adaptations:\n'
-            '    sequential: []\n'
-            "    wrapper: 'DistributedDataParallel'\n"
-            '    requires_grad: True\n'
-            '    frozen_modules: []\n')
-
-
-def train_block(exp: Experiment) -> str:
+def train_block(exp: Experiment) -> Block:
     """``train:``: loaders, the teacher/student (or model) blocks, optimizer, scheduler and criterion."""
     template, method, r = template_of(exp), method_of(exp), exp.recipe
-    text = 'train:\n' + line(2, 'log_freq', r.log_freq) + param_line(2, 'num_epochs', r.epochs)
+    train: Block = {'log_freq': r.log_freq, 'num_epochs': sourced(r.epochs)}
     if method.distils:
-        text += ('  # Teacher in eval mode every epoch and the epoch handed to epoch-dependent losses '
-                 '(ttm_torchdistill).\n'
-                 "  pre_epoch_process: 'eval_teacher_and_set_loss_epoch'\n")
-    blocks = method.blocks  # feature methods: their own dataset wrapper, teacher and student blocks
-    text += _loader(exp, 'train_data_loader', template.TRAIN_ID, r.batch_size, _RANDOM_SAMPLER, r.drop_last,
-                    blocks.dataset_wrapper(exp) if blocks else '')
-    text += _loader(exp, 'val_data_loader', template.EVAL_ID, r.eval_batch_size, _SEQUENTIAL_SAMPLER, Param(False))
-    if blocks:
-        text += blocks.teacher(exp) + blocks.student(exp)
+        train['pre_epoch_process'] = Node('eval_teacher_and_set_loss_epoch', above=(
+            'Teacher in eval mode every epoch and the epoch handed to epoch-dependent losses (ttm_torchdistill).',))
+    train['train_data_loader'] = train_loader(exp)
+    train['val_data_loader'] = {'dataset_id': Alias(template.EVAL_ID),
+                                'sampler': sampler('torch.utils.data.SequentialSampler', anchor='val_sampler'),
+                                'kwargs': _loader_kwargs(exp, r.eval_batch_size, Param(False))}
+    if method.blocks:
+        train['teacher'], train['student'] = method.blocks.teacher(exp), method.blocks.student(exp)
+    elif method.distils:
+        train['teacher'], train['student'] = plain_teacher(), plain_student()
     else:
-        text += (_TEACHER + '  student:\n' if method.distils else '  model:\n') + _TRAINED
-    text += ("  optimizer:\n    key: 'SGD'\n    kwargs:\n" + param_line(6, 'lr', r.lr)
-             + line(6, 'momentum', r.momentum) + line(6, 'weight_decay', r.weight_decay))
-    text += ("  scheduler:\n    key: 'MultiStepLR'\n    kwargs:\n" + param_line(6, 'milestones', r.milestones)
-             + line(6, 'gamma', 0.1))
-    text += "  criterion:\n    key: 'WeightedSumLoss'\n    kwargs:\n      sub_terms:\n" + method.terms(exp)
-    return text
+        train['model'] = plain_student()
+    train['optimizer'] = {'key': 'SGD', 'kwargs': {'lr': sourced(r.lr), 'momentum': sourced(r.momentum),
+                                                   'weight_decay': sourced(r.weight_decay)}}
+    train['scheduler'] = {'key': 'MultiStepLR', 'kwargs': {'milestones': sourced(r.milestones), 'gamma': 0.1}}
+    train['criterion'] = {'key': 'WeightedSumLoss', 'kwargs': {'sub_terms': method.terms(exp)}}
+    return train
 
 
-def test_block(exp: Experiment) -> str:
+def test_block(exp: Experiment) -> Block:
     template, r = template_of(exp), exp.recipe
-    return ('test:\n  test_data_loader:\n'
-            f'    dataset_id: *{template.EVAL_ID}\n'
-            '    sampler: *val_sampler\n'
-            '    kwargs:\n'
-            + line(6, 'batch_size', r.eval_batch_size.value)
-            + worker_lines(r.num_workers)
-            + line(6, 'pin_memory', True)
-            + line(6, 'drop_last', False))
+    return {'test_data_loader': {'dataset_id': Alias(template.EVAL_ID), 'sampler': Alias('val_sampler'),
+                                 'kwargs': _loader_kwargs(exp, Param(r.eval_batch_size.value), Param(False))}}
+
+
+def document(exp: Experiment) -> Block:
+    """The config of ``exp`` as nested data (what :func:`render` writes)."""
+    template = template_of(exp)
+    return {'dependencies': [{'name': 'ttm_torchdistill'}],
+            'reference': reference_block(exp),
+            'datasets': template.datasets(),
+            'models': template.models(exp, is_teacher(exp)),
+            'train': train_block(exp),
+            'test': test_block(exp)}
 
 
 def render(exp: Experiment) -> str:
     """The full text of ``exp.path``."""
-    template = template_of(exp)
-    return '\n'.join([
-        header(exp),
-        "dependencies:\n  - name: 'ttm_torchdistill'\n",
-        reference_block(exp),
-        template.DATASETS + template.models_block(exp),
-        train_block(exp),
-        test_block(exp),
-    ])
+    return emit(document(exp), header(exp))

@@ -41,16 +41,15 @@ class Model:
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """Optimisation and data-loading settings of one experiment (per process, as torchdistill counts them)."""
-    summary: str          # one header line naming the recipe and its source
     epochs: Param
     lr: Param
-    weight_decay: float
+    momentum: Param
+    weight_decay: Param
     milestones: Param     # MultiStepLR milestones, gamma 0.1
     batch_size: Param     # per process
     eval_batch_size: Param
     drop_last: Param      # of the train loader
     num_workers: int = 8
-    momentum: float = 0.9
     log_freq: int = 100
 
 
@@ -76,9 +75,10 @@ class Experiment:
     """One shipped config: ``configs/<dataset>/<method>/<student>[_from_<teacher>][-<variant>].yaml``.
 
     :param method: a method of :mod:`.methods` (``ce``, ``kd``, ``ttm``, ``wttm``, ``dist``, ``atkd``, ``dkd``,
-        ``wttm_crd``, ``wttm_itrd``).
+        ``wttm_crd``, ``wttm_itrd``, ...).
     :param hyper: the method's hyperparameters by name (which names a method needs: :mod:`.methods`).
-    :param notes: extra header lines (free text, wrapped by the generator).
+    :param notes: header lines: caveats of the row, e.g. where a value is inferred (free text, wrapped by the
+        generator; a line starting with a space is a command, written as is).
     """
     dataset: str
     method: str

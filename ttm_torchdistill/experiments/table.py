@@ -9,14 +9,15 @@ To add an experiment, add a row (usually one line in one of the tuples below) an
 docs/configs.md. Sources: TTM = Zheng & Yang, ICLR 2024 (arXiv 2402.11148); DIST = Huang et al., NeurIPS 2022,
 with its official code (hunto/DIST_KD, hunto/image_classification_sota); ATKD = Matsuyama et al. 2025
 (arXiv 2503.09030) with its code (kei813121/atkd); RepDistiller = the CRD code whose recipe all three reuse.
+The DKD and MLKD rows (plain and with the max-logit temperature) are in :mod:`.table_dkd_mlkd`.
 """
 from typing import Dict, List, Tuple
 
+from .references import ATKD_NO_TABLES, ATKD_PAPER, TTM_PAPER
 from .schema import Experiment, Model, Param, Recipe, Reference
+from .table_dkd_mlkd import dkd_rows, mlkd_rows
 
 P = Param
-TTM_PAPER = 'TTM (ICLR 2024)'
-ATKD_PAPER = 'ATKD (arXiv 2503.09030)'
 # TTM's CIFAR-100 result tables; 11 and 12 are the appendix versions of 1 and 3 with the standard deviations
 RUNS = {'Table 1': 'mean of 5 runs', 'Table 3': 'mean of 3 runs', 'Table 11': 'mean of 5 runs',
         'Table 12': 'mean of 3 runs'}
@@ -72,9 +73,8 @@ def repdistiller_recipe(student: str, drop_last: Param = KEEP_LAST_BATCH) -> Rec
     else:
         lr = P(0.05, 'RepDistiller recipe (train_student.py defaults)')
     return Recipe(
-        summary="RepDistiller's",
         epochs=P(240, 'RepDistiller/CRD recipe shared by TTM, DIST and ATKD (train_student.py defaults)'),
-        lr=lr, weight_decay=5e-4,
+        lr=lr, momentum=P(0.9, 'RepDistiller recipe'), weight_decay=P(5e-4, 'RepDistiller recipe'),
         milestones=P([150, 180, 210], "x0.1 from epochs 151, 181 and 211, as RepDistiller's adjust_learning_rate"),
         batch_size=P(64, 'per process; the papers trained CIFAR-100 on 1 GPU (global batch 64)'),
         eval_batch_size=P(32, 'RepDistiller evaluates with batch_size / 2'),
@@ -84,10 +84,10 @@ def repdistiller_recipe(student: str, drop_last: Param = KEEP_LAST_BATCH) -> Rec
 def torchdistill_imagenet_recipe(drop_last: Param = P(False)) -> Recipe:
     """torchdistill's standard ImageNet recipe (rrpr2020 configs), which DIST's B1 setting matches."""
     return Recipe(
-        summary="torchdistill's standard ImageNet one",
         epochs=P(100, "torchdistill ImageNet recipe (rrpr2020 configs), also DIST's B1"),
-        lr=P(0.1, 'for the total batch 256 (torchdistill ImageNet recipe; DIST B1)'), weight_decay=1e-4,
-        milestones=P([30, 60, 90]),
+        lr=P(0.1, 'for the total batch 256 (torchdistill ImageNet recipe; DIST B1)'),
+        momentum=P(0.9, 'torchdistill ImageNet recipe'), weight_decay=P(1e-4, 'torchdistill ImageNet recipe'),
+        milestones=P([30, 60, 90], 'torchdistill ImageNet recipe'),
         batch_size=P(32, 'per process: 32 x 8 processes = 256 (DIST B1: 32 per GPU on 8 GPUs)'),
         eval_batch_size=P(128), drop_last=drop_last, log_freq=1000)
 
@@ -132,20 +132,6 @@ ATKD_IMAGENET = {  # not from ATKD: torchdistill's ImageNet logit-standardisatio
     'standardize': P(True, 'z-score logits first, needed by the max-logit rule'),
     'weight': P(9.0, 'KD weight 9 (torchdistill kd_w_ls ImageNet sample, beta 9)'),
 }
-DKD_RESNET8X4 = {  # DKD/mdistiller defaults for resnet32x4 -> resnet8x4
-    'ce_weight': P(1.0, 'CE_WEIGHT 1.0 (DKD/mdistiller)'),
-    'alpha': P(1.0, 'TCKD weight (DKD)'),
-    'beta': P(8.0, 'NCKD weight for resnet32x4->resnet8x4 (DKD)'),
-    'temperature': P(4.0, '(DKD)'),
-    'standardize': P(False),
-    'warmup_epochs': P(20, 'linear warm-up of the DKD term (DKD)'),
-}
-DKD_RESNET8X4_MAX_LOGIT = {**DKD_RESNET8X4, **{
-    'ce_weight': P(1.0, 'CE_WEIGHT 1.0 as in DKD (the ATKD weights for DKD are not published)'),
-    'temperature': P('max_logit', 'per-sample max-logit temperature (ATKD distiller_zoo/dkd.py)'),
-    'standardize': P(True, 'z-score logits first, as ATKD does'),
-}}
-
 # ------------------------------------------------------------------------------------------------------------
 # CIFAR-100 rows
 # ------------------------------------------------------------------------------------------------------------
@@ -190,8 +176,6 @@ CIFAR100_BASELINES = (
 )
 DIST_LOADER_NOTE = ("The train loader drops the last partial batch (drop_last: True) as DIST's own loader does; the "
                     "other CIFAR-100 configs keep RepDistiller's loader, which keeps it.")
-ATKD_NO_TABLES = Reference(ATKD_PAPER, 'not retrievable', None, note='the ATKD paper tables could not be '
-                           'retrieved, so there is no published number to compare with')
 ATKD_WEIGHTS_NOTE = ('CE 0.1 and KD 9 are the ATKD README example for resnet32x4->resnet8x4; weights for other '
                      'pairs are not published, the same ones are used.')
 
@@ -344,13 +328,7 @@ def _cifar100_rows() -> List[Experiment]:
                                                              'the official loss)'),
                            drop_last=DIST_CIFAR100_DROP_LAST, notes=(DIST_LOADER_NOTE,)))
         rows.append(_cifar('atkd', student, teacher, ATKD_CIFAR100, ATKD_NO_TABLES, notes=(ATKD_WEIGHTS_NOTE,)))
-    rows.append(_cifar('dkd', 'resnet8x4', 'resnet32x4', DKD_RESNET8X4,
-                       Reference(TTM_PAPER, 'Table 1', 76.32, 'DKD row (Zhao et al., CVPR 2022)')))
-    rows.append(_cifar('dkd', 'resnet8x4', 'resnet32x4', DKD_RESNET8X4_MAX_LOGIT, ATKD_NO_TABLES,
-                       notes=("DKD's weights with ATKD's standardised logits and max-logit temperature instead of "
-                              'T = 4 (ATKD distiller_zoo/dkd.py); ATKD does not publish weights for DKD.',),
-                       variant='max_logit'))
-    return rows + _wttm_feature_rows()
+    return rows + _wttm_feature_rows() + dkd_rows(_cifar) + mlkd_rows(_cifar)
 
 
 def _imagenet(method: str, student: str, teacher: str, hyper: Dict[str, Param], reference: Reference,
