@@ -6,6 +6,7 @@ import textwrap
 import pytest
 
 from conftest import REPO_ROOT
+from ttm_torchdistill.commands import generate_configs
 from ttm_torchdistill.experiments import EXPERIMENTS, by_name, generate
 from ttm_torchdistill.experiments.methods import METHODS
 from ttm_torchdistill.experiments.render import TEMPLATES
@@ -53,7 +54,7 @@ def test_generation_is_deterministic():
 
 
 def _run(argv, capsys):
-    status = generate.main([str(a) for a in argv])
+    status = generate_configs.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 

@@ -2,6 +2,8 @@
 import configparser
 import re
 
+import pytest
+
 from conftest import REPO_ROOT
 
 README = (REPO_ROOT / 'README.md').read_text()
@@ -69,9 +71,13 @@ def test_every_docs_command_parses():
         _parse(command)
 
 
-def test_readme_links_to_docs_that_exist():
-    for target in re.findall(r'\]\((docs/[^)#]+)', README):
-        assert (REPO_ROOT / target).is_file(), f'README links to a missing file: {target}'
+@pytest.mark.parametrize('page', ['README.md', 'BENCHMARKS.md'] + sorted(p.relative_to(REPO_ROOT).as_posix()
+                                                                 for p in (REPO_ROOT / 'docs').glob('*.md')))
+def test_relative_links_resolve(page):
+    path = REPO_ROOT / page
+    targets = [t for t in re.findall(r'\]\(([^)#\s]+)', path.read_text(encoding='utf-8')) if '://' not in t]
+    missing = [t for t in targets if not (path.parent / t).exists()]
+    assert not missing, f'{page} links to paths that do not exist from its folder: {missing}'
 
 
 def test_every_readme_command_parses():

@@ -15,7 +15,7 @@ SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.commands.fetch_teachers',
                'cache-teacher': 'ttm_torchdistill.commands.cache_teacher',
                'report': 'ttm_torchdistill.commands.report',
                'study': 'ttm_torchdistill.commands.study',
-               'generate-configs': 'ttm_torchdistill.experiments.generate'}
+               'generate-configs': 'ttm_torchdistill.commands.generate_configs'}
 #: The front of the runner's command line (no subcommand).
 TRAIN = 'ttm_torchdistill.commands.train'
 
