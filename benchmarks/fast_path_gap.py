@@ -75,12 +75,10 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / 'tests'))
     import torch
-    import torchvision.datasets.cifar as cifar
     from torchdistill.common.main_util import set_seed
 
-    from runner_support import write_tiny_cifar100
+    from cifar_workdir import cifar_workdir, random_teacher
     from ttm_torchdistill import cli, functional
-    from ttm_torchdistill.models import cifar_resnet
     from ttm_torchdistill.models.cifar_resnet import resnet8x4
     from ttm_torchdistill.run.console import run_logging
     from ttm_torchdistill.run.machine.context import init_distributed
@@ -89,18 +87,8 @@ def main() -> int:
     from ttm_torchdistill.run.train import loop
     from ttm_torchdistill.run.train.meter import temperature_stats
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)  # generated files: no md5 to match
-    work = Path(args.workdir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    os.chdir(work)
-    if not (work / 'data' / 'cifar-100-python' / 'train').is_file():
-        write_tiny_cifar100(str(work / 'data'), num_train=args.num_train, num_test=64, seed=0)
-    teacher_ckpt = work / f'teacher_{args.teacher}_random.pt'
-    if not teacher_ckpt.is_file():
-        torch.manual_seed(1)
-        torch.save({'model': getattr(cifar_resnet, args.teacher)(num_classes=100).state_dict()}, teacher_ckpt)
+    work = cifar_workdir(args.workdir, args.num_train, 64, args.threads)
+    teacher_ckpt = random_teacher(work, args.teacher)
     common = ['datasets.*.init.kwargs.root=./data', f'models.teacher_model.key=cifar_{args.teacher}',
               f'models.teacher_model.src_ckpt={teacher_ckpt}',
               'models.student_model.dst_ckpt=./ckpt/student.pt', 'train.num_epochs=1',

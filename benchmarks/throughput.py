@@ -80,12 +80,10 @@ def main() -> int:
     sys.path.insert(0, str(REPO / 'tests'))
     import torch
     import torchvision
-    import torchvision.datasets.cifar as cifar
     from torchdistill.common.main_util import set_seed
 
-    from runner_support import write_tiny_cifar100
+    from cifar_workdir import cifar_workdir, random_teacher
     from ttm_torchdistill import cli
-    from ttm_torchdistill.models.cifar_resnet import resnet32x4
     from ttm_torchdistill.run.train import loop
     from ttm_torchdistill.run.machine.context import init_distributed
     from ttm_torchdistill.run.console import run_logging
@@ -93,22 +91,12 @@ def main() -> int:
     from ttm_torchdistill.run.prepare import prepare
     from ttm_torchdistill.run.train.meter import temperature_stats
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)  # generated files: no md5 to match
-    work = Path(args.workdir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    os.chdir(work)
     steps_per_epoch = -(-args.num_train // 64)
     needed = max(args.warmup, args.compile_warmup) + args.rounds * args.chunk
     if needed > steps_per_epoch:
         raise SystemExit(f'{needed} steps needed but one epoch has {steps_per_epoch}: the cache holds one epoch')
-    if not (work / 'data' / 'cifar-100-python' / 'train').is_file():
-        write_tiny_cifar100(str(work / 'data'), num_train=args.num_train, num_test=100, seed=0)
-    teacher_ckpt = work / 'teacher_resnet32x4_random.pt'
-    if not teacher_ckpt.is_file():
-        torch.manual_seed(1)
-        torch.save({'model': resnet32x4(num_classes=100).state_dict()}, teacher_ckpt)
+    work = cifar_workdir(args.workdir, args.num_train, 100, args.threads)
+    teacher_ckpt = random_teacher(work)
 
     common = [f'datasets.cifar100/{split}.init.kwargs.root=./data' for split in ('train', 'test')]
     common += [f'models.teacher_model.src_ckpt={teacher_ckpt}', 'models.student_model.dst_ckpt=./ckpt/student.pt',

@@ -313,28 +313,15 @@ def main() -> int:
     sys.path.insert(0, str(REPO / 'tests'))
     import torch
     import torchvision
-    import torchvision.datasets.cifar as cifar
 
-    from runner_support import write_tiny_cifar100
-    from ttm_torchdistill.models.cifar_resnet import resnet32x4
+    from cifar_workdir import cifar_workdir, random_teacher
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     logging.getLogger('ttm_torchdistill.run').setLevel(logging.INFO)
-    cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)  # generated files: no md5 to match
-    work = Path(args.workdir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    os.chdir(work)
+    work = cifar_workdir(args.workdir, args.num_train, 100, args.threads)
     print(f'torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}, '
           f'{os.cpu_count()} cores', flush=True)
     if 'build' in args.parts or 'steps' in args.parts:
-        if not (work / 'data' / 'cifar-100-python' / 'train').is_file():
-            write_tiny_cifar100(str(work / 'data'), num_train=args.num_train, num_test=100, seed=0)
-        teacher_ckpt = work / 'teacher_resnet32x4_random.pt'
-        if not teacher_ckpt.is_file():
-            torch.manual_seed(1)
-            torch.save({'model': resnet32x4(num_classes=100).state_dict()}, teacher_ckpt)
-        overrides = common_overrides(work, teacher_ckpt)
+        overrides = common_overrides(work, random_teacher(work))
     if 'build' in args.parts:
         part_build(args, work, overrides)
     if 'lookup' in args.parts:
