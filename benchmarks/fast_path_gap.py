@@ -40,6 +40,22 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'cifar100' / 'wttm' / 'resnet8x4_from_resnet32x4.yaml'
 PHASES = ('epoch set-up', 'next batch', 'cache lookup', 'forward + loss', 'backward + SGD', 'meter')
 LIMIT_PHASES = ('limit: forward + loss', 'limit: backward + SGD')
+#: CIFAR-100's epoch: 50,000 training images in batches of 64, 10,000 validation images in batches of 32
+CIFAR_TRAIN_STEPS, CIFAR_VAL_BATCHES = 782, 313
+
+
+def validation_costs(evaluate, model, ctx, runtime, batch, rounds):
+    """Median seconds of the runner's ``evaluate`` on one validation batch, under ``runtime`` and in float32."""
+    import dataclasses
+    runtimes = {'as trained': runtime, 'float32': dataclasses.replace(runtime, amp='off')}
+    seconds = {name: [] for name in runtimes}
+    for round_index in range(rounds + 1):  # the first round warms up
+        for name, chosen in (runtimes.items() if round_index % 2 == 0 else reversed(runtimes.items())):
+            start = time.perf_counter()
+            evaluate(model, [batch], ctx, chosen)
+            if round_index:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 class PhaseClock:
@@ -85,6 +101,7 @@ def main() -> int:
     from ttm_torchdistill.run.options import RunOptions
     from ttm_torchdistill.run.prepare import prepare
     from ttm_torchdistill.run.train import loop
+    from ttm_torchdistill.run.train.evaluation import evaluate
     from ttm_torchdistill.run.train.meter import temperature_stats
 
     work = cifar_workdir(args.workdir, args.num_train, 64, args.threads)
@@ -208,8 +225,11 @@ def main() -> int:
             phases['forward + loss'] -= phases['cache lookup']  # the lookup runs inside the forward process
             phases['next batch'] -= phases['epoch set-up']  # a new epoch is set up inside the call for its 1st batch
             phases.update({phase: clock.seconds[phase] / steps for phase in LIMIT_PHASES})
+            val_batch = next(iter(fast.session.box.val_data_loader))[:2]
+            validation = validation_costs(evaluate, fast.prepared.student, fast.ctx, fast.prepared.runtime, val_batch,
+                                          args.rounds)
             results.append((precision, statistics.median(times['limit']), statistics.median(times['fast path']),
-                            phases, sum(times['fast path']) / len(times['fast path'])))
+                            phases, sum(times['fast path']) / len(times['fast path']), validation))
             print(f'{precision}: limit {results[-1][1] * 1e3:.1f} ms, fast path {results[-1][2] * 1e3:.1f} ms per step',
                   flush=True)
 
@@ -218,20 +238,31 @@ def main() -> int:
           f'{args.chunk} steps per configuration per round, {args.rounds} interleaved rounds, medians\n')
     print('| precision | limit: student step (ms) | fast path step (ms) | fast path / limit |')
     print('|---|---:|---:|---:|')
-    for precision, limit_s, fast_s, _, _ in results:
+    for precision, limit_s, fast_s, _, _, _ in results:
         print(f'| {precision} | {limit_s * 1e3:.1f} | {fast_s * 1e3:.1f} | {fast_s / limit_s:.3f} |')
     print('\nwhere a fast-path step goes (mean ms per step over the timed steps; the rest is the loop itself; the epoch '
           f'set-up is spread over {steps_per_epoch} steps per epoch here, over 781 on CIFAR-100):\n')
     print('| precision | ' + ' | '.join(PHASES) + ' | sum | step (mean) |')
     print('|---|' + '---:|' * (len(PHASES) + 2))
-    for precision, _, _, phases, mean in results:
+    for precision, _, _, phases, mean, _ in results:
         cells = ' | '.join(f'{phases[p] * 1e3:.2f}' for p in PHASES)
         print(f'| {precision} | {cells} | {sum(phases[p] for p in PHASES) * 1e3:.1f} | {mean * 1e3:.1f} |')
     print('\nthe limit\'s step split the same way (mean ms per step), to set beside the two middle columns above:\n')
     print('| precision | ' + ' | '.join(LIMIT_PHASES) + ' |')
     print('|---|' + '---:|' * len(LIMIT_PHASES))
-    for precision, _, _, phases, _ in results:
+    for precision, _, _, phases, _, _ in results:
         print(f'| {precision} | ' + ' | '.join(f'{phases[p] * 1e3:.2f}' for p in LIMIT_PHASES) + ' |')
+    print(f'\nvalidation, which an epoch adds to its steps: one batch of {val_batch[1].shape[0]} images '
+          f'through the runner\'s evaluate (median of {args.rounds}), and its share of a CIFAR-100 epoch '
+          f'({CIFAR_VAL_BATCHES} such batches beside {CIFAR_TRAIN_STEPS} fast-path steps):\n')
+    print('| precision | validation batch, as trained (ms) | in float32 (ms) | share of an epoch, as trained | '
+          'in float32 |')
+    print('|---|---:|---:|---:|---:|')
+    for precision, _, fast_s, _, _, validation in results:
+        shares = {name: CIFAR_VAL_BATCHES * t / (CIFAR_TRAIN_STEPS * fast_s + CIFAR_VAL_BATCHES * t)
+                  for name, t in validation.items()}
+        print(f'| {precision} | {validation["as trained"] * 1e3:.1f} | {validation["float32"] * 1e3:.1f} | '
+              f'{shares["as trained"]:.1%} | {shares["float32"]:.1%} |')
     print('\ncommand: python benchmarks/fast_path_gap.py ' + ' '.join(sys.argv[1:]))
     return 0
 

@@ -156,7 +156,7 @@ def main() -> int:
             self.rates, self.steps = [], 0
 
         def run(self, steps):
-            """``steps`` training steps as ``_train_one_epoch`` runs them; returns (images, seconds)."""
+            """``steps`` training steps as ``train_one_epoch`` runs them; returns (images, seconds)."""
             images = 0
             start = time.perf_counter()
             for _ in range(steps):
