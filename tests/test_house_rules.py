@@ -2,6 +2,7 @@
 private name imported from another module, and no path of a particular machine."""
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,19 @@ def test_no_private_name_is_imported_from_another_module(path):
     assert not found, f'{_id(path)} imports private names {found}'
 
 
+def _tracked_files():
+    """git's list in a checkout (a worktree's ``.git`` is a file naming its machine's path, and is not tracked);
+    outside one (an unpacked sdist), every file below the root but hidden folders and build metadata."""
+    if (ROOT / '.git').exists():
+        listed = subprocess.run(['git', 'ls-files', '-z'], cwd=ROOT, capture_output=True, check=True).stdout
+        return [ROOT / name for name in listed.decode().split('\0') if name and (ROOT / name).is_file()]
+    hidden = lambda p: any(part.startswith('.') or part.endswith('egg-info') for part in p.relative_to(ROOT).parts[:-1])
+    return [p for p in ROOT.rglob('*') if p.is_file() and not hidden(p)]
+
+
 def test_no_path_of_a_particular_machine_is_tracked():
     pattern = re.compile(r'(^|[^.\w])/(work|farm)/')
     suffixes = ('.py', '.md', '.yaml', '.cfg', '.toml', '.sh', '')
-    hidden = lambda p: any(part.startswith('.') or part.endswith('egg-info') for part in p.relative_to(ROOT).parts[:-1])
-    tracked = [p for p in ROOT.rglob('*') if p.is_file() and p.suffix in suffixes and not hidden(p)]
+    tracked = [p for p in _tracked_files() if p.suffix in suffixes]
     leaks = [_id(p) for p in tracked if pattern.search(p.read_text(errors='ignore'))]
     assert not leaks, f'files naming a path of one machine: {leaks}'
