@@ -257,3 +257,23 @@ def prepare_tiny_run_folder(folder: str) -> str:
     torch.manual_seed(0)
     torch.save({'model': TinyBNNet(10, width=16).state_dict()}, os.path.join(folder, 'teacher.pt'))
     return folder
+
+
+def cli_ok(capsys, args: List[str]) -> str:
+    """Run ``python -m ttm_torchdistill ARGS`` in this process expecting success; return its stdout."""
+    from ttm_torchdistill import cli
+    code = cli.main(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    return captured.out
+
+
+def cli_error(capsys, args: List[str]) -> str:
+    """Run the command line expecting a user error: exit 1, one ``error:`` line on stderr, no traceback."""
+    from ttm_torchdistill import cli
+    code = cli.main(args)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 1 and 'Traceback' not in captured.err and len(lines) == 1, captured.err
+    assert lines[0].startswith('error: '), lines[0]
+    return lines[0]

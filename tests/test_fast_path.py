@@ -14,7 +14,6 @@ import torchvision
 from torchdistill.models.registry import get_model
 
 import runner_support as support
-from ttm_torchdistill import cli
 from ttm_torchdistill.run.train import loop as training
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -26,18 +25,7 @@ LAST = './resource/ckpt/cifar100/wttm/resnet20_from_resnet20.last.pt'
 TEACHER = 'resource/ckpt/cifar100/teachers/resnet20_vanilla/ckpt_epoch_240.pth'
 
 
-def run_ok(capsys, args):
-    code = cli.main(args)
-    captured = capsys.readouterr()
-    assert code == 0, captured.err[-2000:]
-    return captured.out
-
-
-def run_error(capsys, args):
-    code = cli.main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1, err
-    return err[0]
+run_ok, run_error = support.cli_ok, support.cli_error
 
 
 @pytest.fixture

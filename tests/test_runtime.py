@@ -20,26 +20,20 @@ TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 LAST = os.path.join('ckpt', 'tiny_kd', 'student.last.pt')
 
 
+def run_ok(capsys, args):
+    return support.cli_ok(capsys, args + ['--device', 'cpu', '--seed', '0'])
+
+
+def run_error(capsys, args):
+    return support.cli_error(capsys, args + ['--device', 'cpu'])
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     torch.save({'model': support.TinyBNNet(10, width=16).state_dict()}, 'teacher.pt')
     return tmp_path
-
-
-def run_ok(capsys, args):
-    code = cli.main(args + ['--device', 'cpu', '--seed', '0'])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err[-2000:]
-    return captured.out
-
-
-def run_error(capsys, args):
-    code = cli.main(args + ['--device', 'cpu'])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1, err
-    return err[0]
 
 
 # ------------------------------------------------------------------------------------------------ parsing

@@ -17,7 +17,6 @@ import torch
 import torchvision
 
 import runner_support as support
-from ttm_torchdistill import cli
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -34,18 +33,7 @@ FLIP = ("                - !import_call\n"
         "                  init: {kwargs: {p: 0.5}}\n")
 
 
-def run_ok(capsys, args):
-    code = cli.main(args)
-    captured = capsys.readouterr()
-    assert code == 0, captured.err[-2000:]
-    return captured.out
-
-
-def run_error(capsys, args):
-    code = cli.main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1, err
-    return err[0]
+run_ok, run_error = support.cli_ok, support.cli_error
 
 
 def save_teacher(path, seed):
