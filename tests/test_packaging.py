@@ -163,9 +163,9 @@ def test_shipped_studies_name_configs_that_exist():
 
     import yaml
     studies = sorted((REPO_ROOT / 'configs' / 'studies').glob('*.yaml'))
-    assert [p.name for p in studies] == ['ttm_cifar100.yaml', 'ttm_ilsvrc2012.yaml']
+    assert [p.name for p in studies] == ['max_logit_cifar100.yaml', 'ttm_cifar100.yaml', 'ttm_ilsvrc2012.yaml']
     for path in studies:
         data = yaml.safe_load(path.read_text())
         for pattern in data['configs']:
             assert glob.glob(str(REPO_ROOT / pattern)), (path.name, pattern)
-    assert yaml.safe_load(studies[1].read_text())['resources']['gpus'] == 8
+    assert yaml.safe_load(studies[2].read_text())['resources']['gpus'] == 8

@@ -2,6 +2,7 @@
 
 Nothing is trained here: the plan reads configs only.
 """
+import dataclasses
 import os
 
 import pytest
@@ -11,6 +12,7 @@ import runner_support as support
 from study_files import KD, WTTM
 from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.study import plan as plan_mod
+from ttm_torchdistill.study.errors import StudyError
 from ttm_torchdistill.study.schema import load_study
 
 
@@ -185,13 +187,25 @@ def test_an_int_may_replace_a_float_and_null_is_open(folder):
     ({'resources': {'gpus': -1}}, 'resources.gpus: expected an integer >= 0, got -1'),
     ({'resources': {'mem_gb': 0}}, 'resources.mem_gb: expected a number > 0, got 0'),
     ({'runtime': {'amp': 'fp8'}}, "runtime.amp: expected one of off, bf16, fp16, got 'fp8'"),
-    ({'runtime': {'teacher_cache': 'auto'}}, 'runtime.teacher_cache: needs runtime.device_data: true'),
+    ({'runtime': {'teacher_cache': 'auto'}}, 'runtime.teacher_cache: needs runtime.device_data: true or auto'),
+    ({'runtime': {'device_data': 'yes'}}, "runtime.device_data: expected true, false or auto, got 'yes'"),
     ({'slurm': {'array_parallelism': 0}}, 'slurm.array_parallelism: expected an integer >= 1, got 0'),
     ({'slurm': {'additional': ['x']}}, "slurm.additional: expected a mapping of sbatch option -> value"),
     ({'cache_dtype': 'int8'}, "cache_dtype: expected one of float32, float16, got 'int8'"),
 ])
 def test_values_of_the_wrong_kind(folder, capsys, keys, message):
     assert message in plan_error(folder, capsys, **keys)
+
+
+def test_device_data_true_with_a_config_it_refuses_is_the_study_files_error(monkeypatch, capsys):
+    monkeypatch.chdir(support.REPO_ROOT)
+    study = load_study('configs/studies/max_logit_cifar100.yaml')
+    strict = dataclasses.replace(study, runtime=dataclasses.replace(study.runtime, device_data=True))
+    with pytest.raises(StudyError, match=r"runtime.device_data is true, but the device data path refuses "
+                                         r"configs/cifar100/mlkd/\S+\.yaml \(train.train_data_loader.dataset_wrapper "
+                                         r"is 'TwoViewDataset'.*\); write device_data: auto to run such configs on "
+                                         r"torchdistill's loader, or leave them out$"):
+        plan_mod.make_plan(strict, python='PY')
 
 
 def test_two_configs_of_one_experiment(folder, capsys):
@@ -233,6 +247,13 @@ def test_shipped_studies_plan_the_readme_tables(monkeypatch):
     # seeds; WTTM+CRD/ITRD hook the teacher and run it live
     assert len(cifar.caches) == 6 and {c.kind for c in cifar.caches} == {'complete'}
     assert {r.experiment.split('/')[1] for r in cifar.runs if r.cache is None} == {'wttm_crd', 'wttm_itrd'}
+    hosts = plan_mod.make_plan(load_study('configs/studies/max_logit_cifar100.yaml'), python='PY')
+    assert len(hosts.runs) == 13 * 5 * 5 and len(hosts.caches) == 6
+    # MLKD's strong view is not translated by the device data path: device_data: auto leaves those runs on
+    # torchdistill's loader (and without a cache); every other run has both
+    two_view = {r.run_id for r in hosts.runs if r.experiment.split('/')[1] in ('mlkd', 'mlkd_at')}
+    assert {r.run_id for r in hosts.runs if '--device-data' not in r.argv('PY', resume=False)} == two_view
+    assert {r.run_id for r in hosts.runs if r.cache is None} == two_view and len(two_view) == 2 * 13 * 5
     imagenet = plan_mod.make_plan(load_study('configs/studies/ttm_ilsvrc2012.yaml'), python='PY')
     assert len(imagenet.runs) == 10 and not imagenet.caches
     argv = imagenet.runs[0].argv('PY', resume=False)

@@ -73,6 +73,8 @@ def no_cache_reason(mode: Optional[str], facts: ConfigFacts) -> Optional[str]:
     """Why a run reads no cache made by the study (None when it does)."""
     if mode not in STUDY_CACHE_MODES:
         return 'runtime.teacher_cache is not auto'
+    if facts.device_data_refusal is not None:  # device_data: auto left it on torchdistill's loader
+        return f'the cache follows the device data path, which refuses it: {facts.device_data_refusal}'
     if facts.teacher_model is None:
         return 'the config has no teacher'
     if facts.teacher_ckpt is None:

@@ -198,6 +198,7 @@ def make_plan(study: Study, python: str = sys.executable) -> Plan:
                 facts = runner_api.config_facts(config_path(study, config), overrides)
             except UserError as exc:
                 raise StudyError(f'{study.path}: {config} with {list(overrides)}: {exc}') from None
+            _check_device_data(study, config, facts)
             if experiments.setdefault(facts.experiment, config) != config:
                 raise StudyError(f'{study.path}: configs: {config} and {experiments[facts.experiment]} are both '
                                  f'experiment {facts.experiment!r} (its folder below out); keep one')
@@ -210,11 +211,21 @@ def make_plan(study: Study, python: str = sys.executable) -> Plan:
                 fields = dict(run_id=run_id, experiment=facts.experiment, variant=label, seed=seed, config=config,
                               overrides=overrides, folder=os.path.join(out, RUNS_DIR, run_id),
                               student_name=facts.student_name, planned_epochs=facts.planned_epochs,
-                              flags=tuple(study.runtime.flags()), gpus=study.resources.gpus,
+                              flags=tuple(study.runtime.flags(facts.device_data_refusal)), gpus=study.resources.gpus,
                               no_cache=no_cache_reason(study.runtime.teacher_cache, facts))
                 pending.append((fields, None if need is None else need.key))
     runs = tuple(Run(cache=None if key is None else caches[key], **fields) for fields, key in pending)
     return Plan(study, runs, tuple(caches.values()), python)
+
+
+def _check_device_data(study: Study, config: str, facts: runner_api.ConfigFacts) -> None:
+    """``device_data: true`` promises the device data path to every run: a config it refuses is the study's error,
+    found before anything is submitted (``auto`` leaves such a config on torchdistill's loader instead)."""
+    if study.runtime.device_data is True and facts.device_data_refusal is not None:
+        reason = facts.device_data_refusal.removeprefix('runtime.device_data: ')
+        raise StudyError(f'{study.path}: runtime.device_data is true, but the device data path refuses {config} '
+                         f'({reason}); write device_data: auto to run such configs on torchdistill\'s loader, or '
+                         f'leave them out')
 
 
 def config_path(study: Study, config: str) -> str:

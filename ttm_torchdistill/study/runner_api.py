@@ -13,13 +13,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from torchvision.datasets import CIFAR10
 
-from ..errors import one_line
+from ..errors import RunError, one_line
 from ..run.config import apply_override, compose_file, load_config
 from ..run.config.dataset_nodes import construct_optional, dataset_class, dataset_class_key, init_kwargs_node
 from ..run.config.loading import mapping_value_node
 from ..run.data.device_transforms import translate_transform
 from ..run.data.view_space import ViewSpace
-from ..run.config.preflight import check_teacher_hooks
+from ..run.config.preflight import check_device_data_datasets, check_single_view, check_teacher_hooks
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
 from ..run.models.weights import is_remote
@@ -50,6 +50,8 @@ class ConfigFacts:
     :param views_refusal: why a complete cache (``cache-teacher --views all``) cannot serve it, when a per-seed
         one can: a training dataset or transform whose views cannot all be listed (None if one can).
     :param student_name: ``'student_model'`` or ``'model'``: where ``dst_ckpt`` is set (``models.<name>.dst_ckpt``).
+    :param device_data_refusal: the runner's reason for refusing ``--device-data`` on this config (None if it
+        accepts it): a dataset that is not held in memory, or MLKD's second, strongly augmented view.
     """
     experiment: str
     dataset: Optional[str]
@@ -60,6 +62,7 @@ class ConfigFacts:
     cache_refusal: Optional[str]
     student_name: str
     views_refusal: Optional[str] = None
+    device_data_refusal: Optional[str] = None
 
 
 def check_overrides(config_path: str, overrides: Sequence[str]) -> None:
@@ -121,7 +124,8 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
     :raises ttm_torchdistill.errors.RunError: the config cannot be read or an override does not apply.
     """
     rest, _ = split_runtime_overrides(overrides)
-    config = load_config(config_path, rest).config
+    loaded = load_config(config_path, rest)
+    config = loaded.config
     experiment, dataset = experiment_name(config_path)
     stages = list(iter_train_stage_configs(config))
     planned = sum(int(stage.get('num_epochs', 0) or 0) for _, stage in stages)
@@ -143,7 +147,18 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
     views_refusal = _views_refusal(config_path, rest, dataset_id) if stages and dataset_id is not None else \
         'no training loader'
     return ConfigFacts(experiment, dataset, planned, teacher_ckpt, teacher_model, train_data, refusal, student_name,
-                       views_refusal)
+                       views_refusal, _device_data_refusal(loaded))
+
+
+def _device_data_refusal(loaded) -> Optional[str]:
+    """The runner's own refusal of ``--device-data`` for this config (None when it accepts it), checked as the
+    runner checks it before building anything."""
+    try:
+        check_single_view(loaded.config)
+        check_device_data_datasets(loaded, loaded.config)
+    except RunError as exc:
+        return str(exc)
+    return None
 
 
 def _views_refusal(config_path: str, overrides: Sequence[str], dataset_id: str) -> Optional[str]:

@@ -17,7 +17,7 @@ A problem is a :class:`~ttm_torchdistill.study.errors.StudyError` naming the fil
 """
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -56,17 +56,22 @@ class SlurmOptions:
 @dataclass(frozen=True)
 class RuntimeOptions:
     """The runner's speed options for every run; ``teacher_cache: auto`` makes the study build the caches (complete
-    ones where the training transform allows, else per seed), ``per_seed`` per-seed ones; a folder is read as is."""
-    device_data: bool = False
+    ones where the training transform allows, else per seed), ``per_seed`` per-seed ones; a folder is read as is.
+    ``device_data: auto`` turns the device data path on for every config it accepts and leaves the others on
+    torchdistill's loader (the plan names them and why); ``true`` makes a config it refuses a study-file error."""
+    device_data: Union[bool, str] = False
     amp: str = 'off'
     channels_last: bool = False
     compile: bool = False
     teacher_cache: Optional[str] = None
 
-    def flags(self) -> List[str]:
-        """The runner flags that turn these options on (a false value leaves the config's own ``runtime:``)."""
+    def flags(self, device_data_refusal: Optional[str] = None) -> List[str]:
+        """The runner flags that turn these options on (a false value leaves the config's own ``runtime:``).
+
+        :param device_data_refusal: why the device data path refuses the run's config (None if it accepts it).
+        """
         argv = []
-        if self.device_data:
+        if self.device_data is True or (self.device_data == 'auto' and device_data_refusal is None):
             argv.append('--device-data')
         if self.amp != 'off':
             argv += ['--amp', self.amp]
@@ -194,7 +199,9 @@ def _runtime(path: str, value: Any) -> RuntimeOptions:
     if not isinstance(value, dict):
         raise _fail(path, 'runtime', f'expected a mapping of {", ".join(RUNTIME_KEYS)}, got {value!r}')
     _unknown(path, 'runtime.', value, RUNTIME_KEYS)
-    for key in ('device_data', 'channels_last', 'compile'):
+    if 'device_data' in value and not (isinstance(value['device_data'], bool) or value['device_data'] == 'auto'):
+        raise _fail(path, 'runtime.device_data', f'expected true, false or auto, got {value["device_data"]!r}')
+    for key in ('channels_last', 'compile'):
         if key in value and not isinstance(value[key], bool):
             raise _fail(path, f'runtime.{key}', f'expected true or false, got {value[key]!r}')
     amp = value.get('amp', 'off')
@@ -204,8 +211,8 @@ def _runtime(path: str, value: Any) -> RuntimeOptions:
     cache = _optional_str(path, 'runtime.teacher_cache', value.get('teacher_cache'))
     device_data = value.get('device_data', False)
     if cache is not None and not device_data:
-        raise _fail(path, 'runtime.teacher_cache', 'needs runtime.device_data: true (the cache is indexed by the '
-                                                   'device-data augmentation stream)')
+        raise _fail(path, 'runtime.teacher_cache', 'needs runtime.device_data: true or auto (the cache is indexed '
+                                                   'by the device-data augmentation stream)')
     return RuntimeOptions(device_data=device_data, amp=amp, channels_last=value.get('channels_last', False),
                           compile=value.get('compile', False), teacher_cache=cache)
 

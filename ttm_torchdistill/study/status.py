@@ -36,6 +36,11 @@ def format_plan(plan: Plan, states: List[TaskState]) -> str:
                          str(readers),
                          ' '.join(cache.build_argv('python')[1:])])
         lines += _table(rows)
+    if plan.study.runtime.device_data == 'auto':
+        stock = sorted({run.experiment for run in plan.runs if '--device-data' not in run.flags})
+        if stock:
+            lines.append(f'on torchdistill\'s loader (device_data: auto; the device data path refuses them): '
+                         f'{", ".join(stock)}')
     reasons = sorted({run.no_cache for run in plan.runs if run.cache is None and run.no_cache
                       and plan.study.runtime.teacher_cache in ('auto', 'per_seed')})
     for reason in reasons:
