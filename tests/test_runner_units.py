@@ -244,6 +244,19 @@ def test_one_line_messages():
     assert error_line(KeyError('k')) == "error: KeyError: 'k' (rerun with --traceback for details)"
 
 
+@pytest.mark.skipif(not hasattr(os, 'fchmod'), reason='POSIX permissions')
+@pytest.mark.parametrize('umask, expected', [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_file_has_the_mode_open_would_give(tmp_path, umask, expected):
+    from ttm_torchdistill.atomic import atomic_file
+    previous = os.umask(umask)
+    try:
+        with atomic_file(tmp_path / 'summary.json', 'w') as pending:
+            pending.file.write('{}')
+    finally:
+        os.umask(previous)
+    assert (tmp_path / 'summary.json').stat().st_mode & 0o777 == expected
+
+
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     from ttm_torchdistill.atomic import atomic_file
     path = tmp_path / 'sub' / 'summary.json'

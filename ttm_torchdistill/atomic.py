@@ -3,7 +3,9 @@
 Checkpoints, run summaries and downloads all go through :func:`atomic_file`: the data is written to a temporary
 file in the destination's folder (same filesystem, so the final rename is atomic), flushed and fsync'ed, and only
 then renamed over the destination. A failure (or a kill) before the rename leaves the old file untouched and the
-temporary file removed (or, after a kill, a hidden ``.NAME.*.tmp`` that nothing reads).
+temporary file removed (or, after a kill, a hidden ``.NAME.*.tmp`` that nothing reads). The file gets the mode
+``open()`` would give it (0o666 less the umask), not the owner-only mode of a temporary file, so that a group
+sharing a run folder can read its checkpoints and summaries.
 """
 import os
 import tempfile
@@ -19,6 +21,13 @@ class PendingFile:
     temp_path: str
 
 
+def new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file: 0o666 less the process's umask (read by setting it back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_file(path: os.PathLike, mode: str = 'wb') -> Iterator[PendingFile]:
     """Open a temporary file next to ``path``; on a clean exit, fsync it and rename it to ``path``.
@@ -31,6 +40,8 @@ def atomic_file(path: os.PathLike, mode: str = 'wb') -> Iterator[PendingFile]:
     os.makedirs(folder, exist_ok=True)
     fd, temp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
+        if hasattr(os, 'fchmod'):  # POSIX; Windows has no group permissions to give
+            os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, mode) as fp:
             yield PendingFile(fp, temp_path)
             fp.flush()
