@@ -257,6 +257,28 @@ def test_atomic_file_has_the_mode_open_would_give(tmp_path, umask, expected):
     assert (tmp_path / 'summary.json').stat().st_mode & 0o777 == expected
 
 
+@pytest.mark.skipif(not hasattr(os, 'fchmod'), reason='POSIX permissions')
+@pytest.mark.parametrize('proc_readable', [True, False], ids=['proc_status', 'set_and_reset'])
+def test_umask_is_read_with_or_without_proc(monkeypatch, proc_readable):
+    from ttm_torchdistill import atomic
+
+    refused = []
+
+    def no_proc(path, *args, **kwargs):
+        refused.append(path)
+        raise PermissionError(path)
+
+    if not proc_readable:
+        monkeypatch.setattr(atomic, 'open', no_proc, raising=False)
+    previous = os.umask(0o027)
+    try:
+        assert atomic.current_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # left as it was
+    finally:
+        os.umask(previous)
+    assert refused == ([] if proc_readable else ['/proc/self/status'])
+
+
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     from ttm_torchdistill.atomic import atomic_file
     path = tmp_path / 'sub' / 'summary.json'

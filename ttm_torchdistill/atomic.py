@@ -21,11 +21,27 @@ class PendingFile:
     temp_path: str
 
 
-def new_file_mode() -> int:
-    """The permissions ``open()`` gives a new file: 0o666 less the process's umask (read by setting it back)."""
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``/proc/self/status``).
+
+    Elsewhere it is read the only portable way, by setting it and setting it back; that briefly changes it for every
+    thread of the process, which is why the read-only way comes first.
+    """
+    try:
+        with open('/proc/self/status') as fp:
+            for line in fp:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file: 0o666 less the process's umask."""
+    return 0o666 & ~current_umask()
 
 
 @contextmanager
