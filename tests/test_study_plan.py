@@ -239,6 +239,57 @@ def test_run_option_misuse(folder, capsys):
     assert 'error: --slots applies to --executor local' in capsys.readouterr().err
 
 
+
+# ---- teacher checkpoints: a study whose runs would all fail at start-up starts nothing ----
+def test_run_without_the_teacher_checkpoint_starts_nothing_and_says_how_to_get_it(folder, capsys):
+    study_files.write_study(folder)
+    os.remove('teacher.pt')
+    for executor in ('local', 'slurm'):  # refused before submitit is imported or anything is written
+        assert study_cli.main(['run', 'study.yaml', '--executor', executor]) == 1
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert captured.out == '' and len(lines) == 1, captured.err
+        assert lines[0].startswith(f'error: study.yaml: nothing started: 4 runs to do load teacher checkpoints that '
+                                   f'do not exist (paths relative to {folder}): ./teacher.pt '
+                                   f'(test_runner_tiny_bn_net: 4 runs); test_runner_tiny_bn_net: no public '
+                                   f'checkpoint of \'test_runner_tiny_bn_net\' is fetched by this package')
+        assert lines[0].endswith('; or leave those configs out of the study file')
+        assert not os.path.exists('runs')
+    assert study_cli.main(['plan', 'study.yaml']) == 0  # the plan shows it and still lists the runs
+    out = capsys.readouterr().out
+    assert 'study run refuses to start: 4 runs to do load teacher checkpoints that do not exist' in out
+    assert f'{KD}/base/seed0' in out
+
+
+def test_finished_runs_do_not_need_their_teacher(folder, capsys):
+    plan = make(folder)
+    os.remove('teacher.pt')
+    for run in plan.runs:
+        if run.experiment == KD:
+            os.makedirs(run.folder)
+            open(run.summary, 'w').close()
+    todo = [run for run in plan.runs if run.experiment != KD]
+    assert [(m.path, m.run_ids) for m in plan_mod.missing_teachers(plan, todo)] == [
+        ('./teacher.pt', tuple(r.run_id for r in todo))]
+    study_files.write_study(folder)
+    assert study_cli.main(['run', 'study.yaml', '--executor', 'local']) == 1
+    assert 'nothing started: 2 runs to do load teacher checkpoints' in capsys.readouterr().err
+    open('teacher.pt', 'w').close()
+    assert plan_mod.missing_teachers(plan, plan.runs) == []
+
+
+def test_missing_public_teachers_are_fetched_with_one_command(folder):
+    plan = make(folder)
+    missing = [plan_mod.MissingTeacher('a/resnet32x4.pth', 'cifar_resnet32x4', ('r1', 'r2')),
+               plan_mod.MissingTeacher('b/wrn.pth', 'cifar_wrn_40_2', ('r3',)),
+               plan_mod.MissingTeacher('c/x.pth', 'cifar_resnet32x4', ('r4',))]
+    text = plan_mod.missing_teachers_text(plan, missing)
+    assert text == (f'4 runs to do load teacher checkpoints that do not exist (paths relative to {folder}): '
+                    f'a/resnet32x4.pth (cifar_resnet32x4: 2 runs), b/wrn.pth (cifar_wrn_40_2: 1 run), c/x.pth '
+                    f'(cifar_resnet32x4: 1 run); fetch them with: python -m ttm_torchdistill fetch-teachers --names '
+                    f'resnet32x4 wrn_40_2; or leave those configs out of the study file')
+
+
 def test_shipped_studies_plan_the_readme_tables(monkeypatch):
     monkeypatch.chdir(support.REPO_ROOT)
     cifar = plan_mod.make_plan(load_study('configs/studies/ttm_cifar100.yaml'), python='PY')

@@ -15,7 +15,7 @@ from ..study import slurm_queue, state
 from ..study.attempt import DONE
 from ..study.errors import StudyError
 from ..study.local import LocalExecutor
-from ..study.plan import make_plan
+from ..study.plan import make_plan, missing_teachers, missing_teachers_error
 from ..study.schema import load_study
 from ..study.status import format_plan, format_status, manifest
 
@@ -56,6 +56,9 @@ def _write_manifest(plan) -> None:
 
 
 def _run(args, plan) -> int:
+    missing = missing_teachers(plan, [run for run in plan.runs if not state.is_done(run)])
+    if missing:
+        raise missing_teachers_error(plan, missing)
     _write_manifest(plan)
     if args.executor == 'local':
         if args.wait:

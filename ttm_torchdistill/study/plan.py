@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..errors import UserError
 from . import runner_api
@@ -32,6 +32,8 @@ class Run:
     :param overrides: ``--set`` values of the run (study ``set``, then grid values), without ``dst_ckpt``.
     :param folder: the run folder (relative to the study's base folder when ``out`` is relative).
     :param cache: the teacher cache it reads, or None (:attr:`no_cache` says why).
+    :param teacher_ckpt: the teacher's local ``src_ckpt`` as the config gives it (None without one), and
+        ``teacher_key`` its model key: what :func:`missing_teachers` checks before anything starts.
     """
     run_id: str
     experiment: str
@@ -46,6 +48,8 @@ class Run:
     gpus: int
     cache: Optional[CacheNeed]
     no_cache: Optional[str]
+    teacher_ckpt: Optional[str] = None
+    teacher_key: Optional[str] = None
 
     @property
     def dst_ckpt(self) -> str:
@@ -212,7 +216,8 @@ def make_plan(study: Study, python: str = sys.executable) -> Plan:
                               overrides=overrides, folder=os.path.join(out, RUNS_DIR, run_id),
                               student_name=facts.student_name, planned_epochs=facts.planned_epochs,
                               flags=tuple(study.runtime.flags(facts.device_data_refusal)), gpus=study.resources.gpus,
-                              no_cache=no_cache_reason(study.runtime.teacher_cache, facts))
+                              no_cache=no_cache_reason(study.runtime.teacher_cache, facts),
+                              teacher_ckpt=facts.teacher_ckpt, teacher_key=(facts.teacher_model or dict()).get('key'))
                 pending.append((fields, None if need is None else need.key))
     runs = tuple(Run(cache=None if key is None else caches[key], **fields) for fields, key in pending)
     return Plan(study, runs, tuple(caches.values()), python)
@@ -231,3 +236,48 @@ def _check_device_data(study: Study, config: str, facts: runner_api.ConfigFacts)
 def config_path(study: Study, config: str) -> str:
     """A config path as the current process opens it (configs are listed relative to the study's base folder)."""
     return config if os.path.isabs(config) else os.path.join(study.base, config)
+
+
+@dataclass(frozen=True)
+class MissingTeacher:
+    """A teacher checkpoint that runs load and that does not exist.
+
+    :param path: the ``src_ckpt`` as the configs give it; :param model_key: the teacher's model key;
+    :param run_ids: the runs that load it.
+    """
+    path: str
+    model_key: Optional[str]
+    run_ids: Tuple[str, ...]
+
+
+def missing_teachers(plan: Plan, runs: Iterable[Run]) -> List[MissingTeacher]:
+    """The teacher checkpoints of ``runs`` that do not exist where their processes (started in the study's base
+    folder) will look, in the order of the runs. A run without its teacher fails at start-up, so a study that would
+    start hundreds of them is refused first (:func:`missing_teachers_error`)."""
+    found: Dict[Tuple[str, Optional[str]], List[str]] = {}
+    for run in runs:
+        if run.teacher_ckpt is None:
+            continue
+        if not os.path.isfile(os.path.join(plan.study.base, os.path.expanduser(run.teacher_ckpt))):
+            found.setdefault((run.teacher_ckpt, run.teacher_key), []).append(run.run_id)
+    return [MissingTeacher(path, key, tuple(ids)) for (path, key), ids in found.items()]
+
+
+def missing_teachers_text(plan: Plan, missing: List[MissingTeacher]) -> str:
+    """One line: every missing checkpoint with its teacher and number of runs, then how to get them (one
+    ``fetch-teachers`` command for the public ones, the runner's advice for the others)."""
+    runs = sum(len(m.run_ids) for m in missing)
+    listed = ', '.join(f'{m.path} ({m.model_key}: {len(m.run_ids)} run{"" if len(m.run_ids) == 1 else "s"})'
+                       for m in missing)
+    fetchable = [runner_api.fetchable_teacher(m.model_key) for m in missing]
+    names = list(dict.fromkeys(name for name in fetchable if name is not None))
+    ways = [f'fetch them with: python -m ttm_torchdistill fetch-teachers --names {" ".join(names)}'] if names else []
+    ways += [f'{m.model_key}: {runner_api.how_to_get_weights(m.model_key, "models.teacher_model.src_ckpt")}'
+             for m, name in zip(missing, fetchable) if name is None]
+    return (f'{runs} run{"" if runs == 1 else "s"} to do load teacher checkpoints that do not exist (paths relative '
+            f'to {plan.study.base}): {listed}; {"; ".join(ways)}; or leave those configs out of the study file')
+
+
+def missing_teachers_error(plan: Plan, missing: List[MissingTeacher]) -> StudyError:
+    """Why ``study run`` starts nothing: each of those runs would fail at start-up for the same reason."""
+    return StudyError(f'{plan.study.path}: nothing started: {missing_teachers_text(plan, missing)}')

@@ -22,13 +22,13 @@ from ..run.data.view_space import ViewSpace
 from ..run.config.preflight import check_device_data_datasets, check_single_view, check_teacher_hooks
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
-from ..run.models.weights import is_remote
+from ..run.models.weights import fetchable_teacher, how_to_get_weights, is_remote
 from ..run.summary import experiment_name
 from ..run.train.checkpoint import last_ckpt_path, summary_path
 
 __all__ = ['ConfigFacts', 'config_facts', 'check_overrides', 'value_kind', 'experiment_name', 'last_ckpt_path',
            'summary_path', 'split_runtime_overrides', 'runner_module', 'runner_argv', 'cache_teacher_argv',
-           'dst_ckpt_override', 'teacher_file_identity']
+           'dst_ckpt_override', 'teacher_file_identity', 'fetchable_teacher', 'how_to_get_weights']
 
 
 def runner_module() -> str:

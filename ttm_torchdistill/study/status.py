@@ -2,7 +2,7 @@
 import os
 from typing import List
 
-from .plan import Plan, Run
+from .plan import Plan, Run, missing_teachers, missing_teachers_text
 from .state import STATES, TaskState, last_epoch, task_id
 
 
@@ -46,6 +46,9 @@ def format_plan(plan: Plan, states: List[TaskState]) -> str:
     for reason in reasons:
         names = [run.experiment for run in plan.runs if run.cache is None and run.no_cache == reason]
         lines.append(f'no teacher cache for {", ".join(sorted(set(names)))}: {reason}')
+    missing = missing_teachers(plan, [run for run in plan.runs if by_id[run.run_id].state != 'done'])
+    if missing:
+        lines.append(f'study run refuses to start: {missing_teachers_text(plan, missing)}')
     return '\n'.join(lines) + '\n'
 
 

@@ -33,7 +33,7 @@ def _preview(keys: List[str], limit: int = 6) -> str:
     return shown + (f', ... ({len(keys)} in total)' if len(keys) > limit else '')
 
 
-def _fetchable_teacher(model_key: Any) -> Optional[str]:
+def fetchable_teacher(model_key: Any) -> Optional[str]:
     """The ``fetch-teachers`` name of the public checkpoint for the plugin's model ``cifar_<name>``, if any."""
     from ...teachers import (
         TEACHERS,  # the CLI subcommand's list; imported here so weights stay cheap to import
@@ -45,7 +45,7 @@ def _fetchable_teacher(model_key: Any) -> Optional[str]:
 
 def how_to_get_weights(model_key: Any, where: str) -> str:
     """How to obtain weights for ``model_key`` loaded at ``where`` (``fix the path`` for non-teachers)."""
-    name = _fetchable_teacher(model_key)
+    name = fetchable_teacher(model_key)
     if name is not None:
         from ...teachers import DEFAULT_DEST, checkpoint_path
         return (f'fetch it with: python -m ttm_torchdistill fetch-teachers --names {name} (it writes '
