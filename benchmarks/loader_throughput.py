@@ -7,6 +7,9 @@ and times one full epoch (shuffled, batch 64, last partial batch kept) of:
 
 * the stock path as torchdistill builds it: ``DataLoader(BaseDatasetWrapper(dataset), sampler=RandomSampler)``
   with ``num_workers`` 0 and 2 (workers start per epoch, as with the configs' ``persistent_workers`` unset);
+* the same loaders as the runner rebuilds them (``run/data/sample_streams.py``: every sample's augmentation drawn
+  from generators seeded by (seed, epoch, index), the main process's generators put back after each batch), to
+  measure what the per-sample seeding costs;
 * ``DeviceLoader`` over ``DeviceDataset.from_torchvision(dataset, device='cpu')``.
 
 Runs alternate within each repeat so that load from other processes affects all of them alike; the table
@@ -51,6 +54,7 @@ def main() -> int:
     from runner_support import write_tiny_cifar100
     from ttm_torchdistill.run.data.device_dataset import DeviceDataset
     from ttm_torchdistill.run.data.device_loader import DeviceLoader
+    from ttm_torchdistill.run.data.sample_streams import seeded_loader
 
     torch.set_num_threads(args.threads)
     cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)  # generated files: no md5 to match
@@ -67,6 +71,17 @@ def main() -> int:
             return sum(images.shape[0] for images, _, _ in loader)
         return epoch
 
+    def per_sample(workers):
+        epochs = iter(range(1_000_000))
+
+        def epoch():
+            loader = seeded_loader(DataLoader(BaseDatasetWrapper(dataset), batch_size=args.batch_size,
+                                              sampler=RandomSampler(dataset), num_workers=workers, drop_last=False),
+                                   run_seed=0)
+            loader.batch_sampler.set_epoch(next(epochs))
+            return sum(images.shape[0] for images, _, _ in loader)
+        return epoch
+
     device_data = DeviceDataset.from_torchvision(dataset, device='cpu', seed=0)
     device_loader = DeviceLoader(device_data, args.batch_size, shuffle=True)
 
@@ -74,6 +89,7 @@ def main() -> int:
         return sum(images.shape[0] for images, _, _ in device_loader)  # each iteration is the next epoch
 
     runs = {f'torch DataLoader + PIL transforms, num_workers={w}': stock(w) for w in args.workers}
+    runs.update({f'the same, per-sample streams (the runner), num_workers={w}': per_sample(w) for w in args.workers})
     runs['DeviceLoader (device=cpu)'] = device_epoch
     rates = {name: [] for name in runs}
     for fn in runs.values():  # warm-up: imports, page cache, first worker start

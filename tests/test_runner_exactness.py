@@ -73,8 +73,13 @@ def _kill_then_resume(root, name, args, resume_args, rank_dirs):
     return folder
 
 
-@pytest.mark.parametrize('runtime,rank_dirs', [([], True), (['--device-data'], False)],
-                         ids=['stock-folder-per-rank', 'device-data'])
+#: torchdistill's loader with two persistent worker processes per rank, as the shipped configs load
+PERSISTENT_WORKERS = ['--set', 'train.train_data_loader.kwargs={batch_size: 8, num_workers: 2, drop_last: False, '
+                      'persistent_workers: True}']
+
+
+@pytest.mark.parametrize('runtime,rank_dirs', [([], True), (PERSISTENT_WORKERS, False), (['--device-data'], False)],
+                         ids=['stock-folder-per-rank', 'stock-persistent-workers', 'device-data'])
 def test_unseeded_run_is_reproduced_by_its_recorded_seed_killed_and_resumed(tmp_path, runtime, rank_dirs):
     first = _folder(tmp_path, 'first', rank_dirs)
     out = _ok(_torchrun(first, runtime)).stdout
@@ -95,3 +100,23 @@ def test_unseeded_run_is_reproduced_by_its_recorded_seed_killed_and_resumed(tmp_
         assert json.load(fp)['seed'] == seed
     if rank_dirs:  # rank 1 never wrote (nor found) a checkpoint in its own folder
         assert not os.path.exists(os.path.join(os.path.dirname(resumed), 'rank1', 'ckpt'))
+
+
+def test_the_seed_sets_the_order_of_torchdistill_distributed_sampler(tmp_path):
+    """Two torchrun runs that differ only in --seed, with the student's initial weights loaded from one file and no
+    random augmentation or dropout (the training set read through the test transform): the order is all that
+    the seed can change, and it must (torch's DistributedSampler defaults to seed 0 for every run)."""
+    fixed = ['--set', 'train.train_data_loader.dataset_id=cifar100/test',
+             '--set', 'models.student_model={key: test_runner_tiny_bn_net, kwargs: {num_classes: 100, width: 8}, '
+             'src_ckpt: student_init.pt, dst_ckpt: ckpt/student.pt}']
+    students, summaries = [], []
+    for seed in (0, 1):
+        folder = _folder(tmp_path, f'seed{seed}', rank_dirs=False)
+        torch.manual_seed(3)
+        torch.save({'model': support.TinyBNNet(100, width=8).state_dict()}, os.path.join(folder, 'student_init.pt'))
+        _ok(_torchrun(folder, fixed + ['--seed', str(seed)]))
+        students.append(_last(folder))
+        with open(os.path.join(folder, SUMMARY)) as fp:
+            summaries.append(json.load(fp))
+    assert [s['sampler_seed'] for s in summaries] == [0, 1]
+    assert any(not torch.equal(value, students[1]['model'][key]) for key, value in students[0]['model'].items())

@@ -3,7 +3,8 @@
 Schema (format 1)::
 
     {"format": 1, "config": str, "experiment": str, "dataset": str|null, "reference": dict|null,
-     "seed": int, "seed_drawn": bool, "world_size": int, "overrides": [str], "config_sha256": str,
+     "seed": int, "seed_drawn": bool, "sampler_seed": int|null, "world_size": int, "overrides": [str],
+     "config_sha256": str,
      "planned_epochs": int|null,
      "epochs": [{"epoch", "lr", "train_loss", "val_top1", "val_top5", "epoch_time_s", "train_time_s",
                  "train_images"}],
@@ -14,7 +15,9 @@ Schema (format 1)::
 
 ``epoch_time_s`` is the whole epoch (training and validation), ``train_time_s`` its training part, and
 ``train_images`` the images trained on in the epoch over all processes (both absent from summaries written
-before they were recorded).
+before they were recorded). ``sampler_seed`` seeds the training order when it is set explicitly: a
+``DistributedSampler``'s under torchrun (the run seed unless the config's sampler sets one) or the device loader's;
+null in a one-process run on torchdistill's loader, whose order comes from the run seed's generator.
 """
 import json
 import os
@@ -44,7 +47,7 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
                   world_size: int, planned_epochs: Optional[int], epochs: List[Dict[str, Any]],
                   best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
                   wall_time_s: float, runtime: Optional[Dict[str, Any]] = None,
-                  session_time_s: Optional[float] = None) -> Dict[str, Any]:
+                  session_time_s: Optional[float] = None, sampler_seed: Optional[int] = None) -> Dict[str, Any]:
     """Assemble the summary dict with exactly the keys of the schema above.
 
     :param wall_time_s: training time, all sessions of a resumed run added up (the epochs, validation and
@@ -61,7 +64,7 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
     return {
         'format': SUMMARY_FORMAT, 'config': config_path, 'experiment': experiment, 'dataset': dataset,
         'reference': reference if isinstance(reference, dict) else None, 'seed': identity['seed'],
-        'seed_drawn': bool(identity.get('seed_drawn', False)), 'world_size': world_size,
+        'seed_drawn': bool(identity.get('seed_drawn', False)), 'sampler_seed': sampler_seed, 'world_size': world_size,
         'overrides': list(identity['overrides']),
         'config_sha256': identity['config_sha256'], 'planned_epochs': planned_epochs, 'epochs': epochs,
         'best': {'epoch': best.get('epoch'), 'top1': best.get('top1'), 'top5': best.get('top5')}

@@ -70,6 +70,11 @@ class DeviceData:
         """Start epoch ``epoch`` (0-indexed) of the box's training loader (also right after ``--resume``)."""
         box.train_data_loader.set_epoch(epoch)
 
+    @staticmethod
+    def order_seed(box) -> int:
+        """The seed of the training order (epoch ``e`` draws ``randperm`` seeded with it plus ``e``)."""
+        return box.train_data_loader.order_seed
+
 
 class CachedTeacher(nn.Module):
     """The teacher's logits read from a cache: ``forward(images)`` returns those of the selected batch.

@@ -15,6 +15,7 @@ from torchdistill.misc.log import setup_tracker
 
 from ...errors import RunError
 from ..config.walk import iter_train_stage_configs
+from ..data.sample_streams import install_seeded_loaders, set_loader_epoch
 from ..machine.context import DistContext, all_gather_objects, all_reduce_sum
 from ..options import RunOptions
 from ..prepare import Prepared
@@ -46,6 +47,8 @@ class Session:
     tracker: Any
     last_path: str
     start: float
+    #: the training order's seed under torchrun (DistributedSampler's, or the device loader's), None otherwise
+    sampler_seed: Optional[int] = None
 
     def start_epoch(self, prepared: Prepared, epoch: int) -> int:
         """The set-up of epoch ``epoch`` (0-indexed): the pre-epoch process, the step told the epoch, the device
@@ -54,18 +57,34 @@ class Session:
         if self.recorder.criterion is not box.criterion:  # a new stage built its own criterion
             self.recorder.remove()
             self.recorder = LossTermRecorder(box.criterion)
+        stage = stage_config(prepared.train_config, box)
+        # before the pre-epoch process, which sets a DistributedSampler's epoch through the rebuilt loader
+        self.sampler_seed = install_loaders(box, prepared)
         box.pre_epoch_process(epoch=epoch)
         self.step_fn.box, self.step_fn.epoch = box, epoch
         if prepared.device_data is not None:
-            prepared.device_data.install(box, stage_config(prepared.train_config, box), stage_where(box))
             prepared.device_data.set_epoch(box, epoch)
-        return max(int(stage_config(prepared.train_config, box).get('log_freq', 100) or 1), 1)
+        else:
+            set_loader_epoch(box, epoch)
+        return max(int(stage.get('log_freq', 100) or 1), 1)
 
     def close(self, state: RunState) -> None:
         self.recorder.remove()
         state.wall_time_s = state.previous_wall_time_s + time.time() - self.start
         if self.tracker is not None:
             self.tracker.finish()
+
+
+def install_loaders(box, prepared: Prepared) -> Optional[int]:
+    """The box's training and validation loaders as the run draws them (after a stage change too): device loaders
+    with ``runtime.device_data``, else torchdistill's rebuilt with per-sample streams
+    (:mod:`~ttm_torchdistill.run.data.sample_streams`); returns the seed of the training order when one is set
+    explicitly (device loader, DistributedSampler), else None."""
+    stage, where = stage_config(prepared.train_config, box), stage_where(box)
+    if prepared.device_data is not None:
+        prepared.device_data.install(box, stage, where)
+        return prepared.device_data.order_seed(box)
+    return install_seeded_loaders(box, stage, where, prepared.seed.value).get('train_data_loader')
 
 
 def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Session:
@@ -83,7 +102,7 @@ def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Sess
         check_post_forward(stage, scaler, where)
     step_fn = TrainStep(box, ctx, prepared.runtime, scaler, prepared.cached_teacher)
     return Session(box, step_fn, scaler, LossTermRecorder(box.criterion), StepMeter(ctx.device), tracker,
-                   last_ckpt_path(prepared.dst_ckpt), time.time())
+                   last_ckpt_path(prepared.dst_ckpt), time.time(), install_loaders(box, prepared))
 
 
 def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
@@ -105,7 +124,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
             _run_epoch(session, prepared, ctx, state, epoch)
     finally:
         session.close(state)
-    state.planned_epochs = box.num_epochs
+    state.planned_epochs, state.sampler_seed = box.num_epochs, session.sampler_seed
     box.clean_modules()
     return state
 

@@ -12,9 +12,12 @@ class RunState:
     :param previous_wall_time_s: training time of earlier sessions of a resumed run.
     :param wall_time_s: total training time, set when the stage ends.
     :param planned_epochs: the config's number of epochs (None when not training).
+    :param sampler_seed: the seed of the training order when one is set explicitly (a DistributedSampler's under
+        torchrun, the device loader's), else None.
     """
     history: List[Dict[str, Any]] = field(default_factory=list)
     best: Dict[str, Any] = field(default_factory=lambda: {'epoch': None, 'top1': -1.0, 'top5': None})
     previous_wall_time_s: float = 0.0
     wall_time_s: float = 0.0
     planned_epochs: Optional[int] = None
+    sampler_seed: Optional[int] = None
