@@ -399,3 +399,40 @@ def test_plot_draws_one_epoch_runs_keeps_legends_off_the_axes_and_warns_nothing(
     assert axis.get_legend().get_bbox_to_anchor().y1 < axis.get_window_extent().y0  # the legend is below the axes
     assert len(axis.collections) == 1  # the band over the two seeds of the variant
     capsys.readouterr()
+
+
+def test_runs_from_different_configs_are_separate_rows(tmp_path):
+    """Two seeds of one experiment name trained from configs that differ (an edited file): their digests differ, so
+    they are two rows labelled by digest, never one mean; runs that record no digest stay as before."""
+    paths = [write_summary(tmp_path, 'a.json', WTTM, 0, 76.0, 75.0, config_digest='a' * 64),
+             write_summary(tmp_path, 'b.json', WTTM, 1, 74.0, 73.0, config_digest='b' * 64),
+             write_summary(tmp_path, 'c.json', WTTM, 2, 72.0, 71.0, config_digest='a' * 64)]
+    text, rows, _ = report_lib.report_text([str(p) for p in paths])
+    assert sorted((row.experiment, len(row.runs)) for row in rows) == [
+        (f'{WTTM} [config aaaaaaaa]', 2), (f'{WTTM} [config bbbbbbbb]', 1)]
+    same = [write_summary(tmp_path, f's{i}.json', WTTM, i, 76.0, 75.0, config_digest='a' * 64) for i in range(2)]
+    assert [row.experiment for row in report_lib.report_text([str(p) for p in same])[1]] == [WTTM]
+
+
+def test_a_run_changed_mid_run_is_listed_apart_and_never_averaged(tmp_path):
+    changed = ['train.optimizer.kwargs.lr: 0.05 -> 0.1']
+    paths = [write_summary(tmp_path, 'a.json', WTTM, 0, 76.0, 75.0),
+             write_summary(tmp_path, 'b.json', WTTM, 1, 10.0, 10.0, changed_mid_run=changed)]
+    text, rows, study = report_lib.report_text([str(p) for p in paths])
+    assert [(row.experiment, len(row.runs)) for row in rows] == [(WTTM, 1)]
+    assert f'**Changed mid-run, not averaged (1)**\n\n- {paths[1]}: {changed[0]}' in text
+    csv_text = report_lib.report_text([str(p) for p in paths], 'csv')[0]
+    assert f'changed mid-run,,{paths[1]}' in csv_text
+    data = json.loads(report_lib.report_text([str(p) for p in paths], 'json')[0])
+    assert data['changed_mid_run'] == [{'summary': str(paths[1]), 'changes': changed}]
+    alone = report_lib.report_text([str(paths[1])])[0]  # only changed runs: still a report, not an error
+    assert 'Changed mid-run, not averaged (1)' in alone
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('config_digest', 3, "'config_digest' must be a string or null, got 3"),
+    ('changed_mid_run', 'x', "'changed_mid_run' must be a list of strings, got 'x'")])
+def test_malformed_identity_fields_are_refused(tmp_path, key, value, message):
+    path = write_summary(tmp_path, 'a.json', WTTM, 0, 76.0, 75.0, **{key: value})
+    with pytest.raises(report_lib.ReportError, match=f'{path}: {message}'):
+        report_lib.load_summary(path)

@@ -48,7 +48,8 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     final_two, final_one = _load(two, 'ckpt/student.last.pt'), _load(one, 'ckpt/student.last.pt')
     for key in final_one['model']:
         assert torch.allclose(final_two['model'][key], final_one['model'][key], rtol=0, atol=1e-6), key
-    assert sorted(os.listdir(os.path.join(two, 'ckpt'))) == ['student.json', 'student.last.pt', 'student.pt']
+    assert sorted(os.listdir(os.path.join(two, 'ckpt'))) == ['student.attempts.json', 'student.json', 'student.last.pt',
+                                                         'student.pt']
     with open(os.path.join(two, 'ckpt', 'student.json')) as fp:
         summary_two = json.load(fp)
     with open(os.path.join(one, 'ckpt', 'student.json')) as fp:

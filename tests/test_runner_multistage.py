@@ -70,3 +70,14 @@ def test_two_stage_config_resumes_bitwise(tmp_path, uninterrupted, exit_at_epoch
     for a, b in zip(summary['epochs'], resumed_summary['epochs']):
         assert (a['epoch'], a['train_loss'], a['val_top1'], a['lr']) == \
             (b['epoch'], b['train_loss'], b['val_top1'], b['lr'])
+
+
+def test_a_teacher_cache_is_refused_when_a_later_stage_trains_on_another_dataset(tmp_path, capsys, monkeypatch):
+    """The cache is checked against the first stage's training dataset: a stage that trains on another dataset
+    would read logits of other images (refused before anything is built)."""
+    monkeypatch.chdir(_prepare(str(tmp_path / 'run')))
+    line = support.cli_error(capsys, ARGS + ['--device-data', '--teacher-cache', 'cache',
+                                             '--set', 'train.stage2.train_data_loader.dataset_id=tiny/val'])
+    assert line == ("error: runtime.teacher_cache holds the teacher's logits on train.stage1.train_data_loader's "
+                    "dataset 'tiny/train' (the one the cache is checked against), but train.stage2.train_data_loader "
+                    "trains on 'tiny/val'; run this config without the cache")

@@ -9,6 +9,7 @@ import time
 import torch
 
 import runner_support as support
+from ttm_torchdistill.run.train.checkpoint import load_last
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 # 3 epochs of 4 steps; each sample costs 15 ms so that an epoch lasts ~0.5 s and the kill lands mid-run.
@@ -101,3 +102,37 @@ def test_resume_restores_auxiliary_heads_and_loss_buffers(tmp_path):
             assert torch.equal(value, resumed['box_state'][part][key]), f'{part}.{key} differs after resume'
     for key, value in expected['model'].items():
         assert torch.equal(value, resumed['model'][key]), key
+
+
+def test_resume_under_a_changed_config_is_refused_unless_asked_and_then_recorded(tmp_path):
+    """A run stopped after epoch 2 and resumed with another --set value is refused (one error line naming the path
+    and both values, nothing trained); with --continue-changed it continues and its summary records the change in
+    each session's record and in ``changed_mid_run``; more epochs are a continuation, recorded as such."""
+    args = ['--config', AUX, '--device', 'cpu', '--seed', '0']
+    folder = _prepare(str(tmp_path / 'run'))
+    result = support.run_cli(args, cwd=folder, extra_env={'TTM_TEST_EXIT_AT_EPOCH': '2'})
+    assert result.returncode == 3, result.stderr[-2000:]
+    with open(os.path.join(folder, 'ckpt', 'tiny_aux', 'student.attempts.json')) as fp:
+        recorded = json.load(fp)
+    assert [a['from_epoch'] for a in recorded['attempts']] == [0]
+    assert recorded['config_tree']['train']['optimizer']['kwargs']['lr'] == 0.05
+
+    changed = args + ['--set', 'train.optimizer.kwargs.lr=0.1', '--resume']
+    result = support.run_cli(changed, cwd=folder)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: --resume: the config differs from the one ckpt/tiny_aux/student.last.pt was trained with '
+        '(train.optimizer.kwargs.lr: 0.05 -> 0.1); continuing would mix two experiments in one run: start it again '
+        'without --resume (its checkpoints are overwritten), or continue it anyway with --resume --continue-changed '
+        '(the summary records the change)')
+    assert load_last(os.path.join(folder, AUX_LAST))['epoch'] == 2  # nothing trained
+
+    result = support.run_cli(changed + ['--continue-changed', '--set', 'train.num_epochs=4'], cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(os.path.join(folder, 'ckpt', 'tiny_aux', 'student.json')) as fp:
+        summary = json.load(fp)
+    assert [e['epoch'] for e in summary['epochs']] == [1, 2, 3, 4]
+    assert summary['changed_mid_run'] == ['train.optimizer.kwargs.lr: 0.05 -> 0.1']
+    assert [(a['from_epoch'], a['more_epochs'], a['changes']) for a in summary['attempts']] == [
+        (0, [], []), (2, ['train.num_epochs: 3.0 -> 4.0'], ['train.optimizer.kwargs.lr: 0.05 -> 0.1'])]
+    assert summary['overrides'] == ['train.optimizer.kwargs.lr=0.1', 'train.num_epochs=4']

@@ -22,7 +22,8 @@ CIFAR_CE = os.path.join(support.CONFIG_DIR, 'runner_cifar100_ce.yaml')
 IMAGENET = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'seed_drawn', 'sampler_seed',
-                'world_size', 'epochs', 'best', 'overrides', 'config_sha256', 'planned_epochs',
+                'world_size', 'epochs', 'best', 'config_digest', 'code_version', 'attempts', 'changed_mid_run',
+                'overrides', 'config_sha256', 'planned_epochs',
                 'last', 'test', 'checkpoints', 'wall_time_s', 'session_time_s', 'runtime'}
 EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s', 'train_time_s',
               'train_images'}

@@ -147,7 +147,13 @@ def test_set_value_parsing(value, expected):
     assert config['train']['log_freq'] == expected
 
 
-def test_resume_identity_refuses_another_seed_and_reports_changes(tmp_path):
+def _tree(text):
+    import yaml
+    from ttm_torchdistill.run.config.identity import config_tree
+    return config_tree(yaml.compose(text))
+
+
+def test_resume_identity_refuses_another_seed(tmp_path):
     config = tmp_path / 'c.yaml'
     config.write_text('a: 1\n')
     started = checkpoint.run_identity(str(config), 0, ['train.num_epochs=2'])
@@ -161,12 +167,51 @@ def test_resume_identity_refuses_another_seed_and_reports_changes(tmp_path):
                                        r'--seed 123'):
         checkpoint.check_same_run(drawn, checkpoint.run_identity(str(config), 7, []), 'last.pt')
     legacy = dict(started, seed=None)
-    assert checkpoint.check_same_run(legacy, started, 'last.pt')[0] == (
-        'last.pt was written by a run without a recorded seed: the resumed run cannot be bitwise identical')
+    assert checkpoint.check_same_run(legacy, started, 'last.pt')[0] == (logging.WARNING, (
+        'last.pt was written by a run without a recorded seed: the resumed run cannot be bitwise identical'))
+
+
+def test_resume_refuses_a_changed_config_naming_each_path(tmp_path):
+    config = tmp_path / 'c.yaml'
+    config.write_text('a: 1\n')
+    identity = checkpoint.run_identity(str(config), 0, [])
+    before = _tree('train: {num_epochs: 2, lr: 0.1, log_freq: 5}\nmodels: {s: {dst_ckpt: a.pt}}')
+    after = _tree('train: {num_epochs: 2, lr: 0.05, log_freq: 9}\nmodels: {s: {dst_ckpt: b.pt}}')
+    with pytest.raises(RunError, match=r"^--resume: the config differs from the one last.pt was trained with "
+                                       r"\(train.lr: 0.1 -> 0.05\); continuing would mix two experiments in one run: "
+                                       r"start it again without --resume .* or continue it anyway with --resume "
+                                       r"--continue-changed \(the summary records the change\)$"):
+        checkpoint.check_same_run(identity, identity, 'last.pt', before, after)
+    notes = checkpoint.check_same_run(identity, identity, 'last.pt', before, after, continue_changed=True)
+    assert notes == [(logging.WARNING, 'continuing under a changed config (--continue-changed): train.lr: 0.1 -> '
+                                       '0.05; the summary records it')]
+
+
+def test_resume_with_more_epochs_is_a_continuation(tmp_path):
+    config = tmp_path / 'c.yaml'
+    config.write_text('a: 1\n')
+    identity = checkpoint.run_identity(str(config), 0, [])
+    notes = checkpoint.check_same_run(identity, identity, 'last.pt', _tree('train: {num_epochs: 240}'),
+                                      _tree('train: {num_epochs: 300}'))
+    assert notes == [(logging.INFO, 'more epochs than the run started with: train.num_epochs: 240.0 -> 300.0 (the '
+                                    'run continues to the new end; the schedule follows the config)')]
+    with pytest.raises(RunError, match=r'train.num_epochs: 300.0 -> 240.0'):  # fewer is another run
+        checkpoint.check_same_run(identity, identity, 'last.pt', _tree('train: {num_epochs: 300}'),
+                                  _tree('train: {num_epochs: 240}'))
+
+
+def test_resume_of_an_earlier_versions_checkpoint_compares_file_and_overrides(tmp_path):
+    config = tmp_path / 'c.yaml'
+    config.write_text('a: 1\n')
+    started = checkpoint.run_identity(str(config), 0, ['train.num_epochs=2'])
+    legacy = {key: started[key] for key in ('seed', 'seed_drawn', 'config_sha256', 'overrides')}
     config.write_text('a: 2\n')
-    notes = checkpoint.check_same_run(started, checkpoint.run_identity(str(config), 0, []), 'last.pt')
-    assert notes == ['the config file changed since the run started',
-                     "--set overrides differ: started with ['train.num_epochs=2'], now []"]
+    notes = checkpoint.check_same_run(legacy, checkpoint.run_identity(str(config), 0, []), 'last.pt')
+    assert [note for _, note in notes] == [
+        'the config file changed since the run started',
+        "--set overrides differ: started with ['train.num_epochs=2'], now []",
+        'last.pt was written by a version whose data loaders drew augmentation otherwise (torch worker seeding, now '
+        'per-sample-1): the run will not be bitwise identical']
 
 
 def test_resume_restores_a_best_checkpoint_lost_between_the_two_writes(tmp_path, monkeypatch, capsys):
@@ -181,7 +226,7 @@ def test_resume_restores_a_best_checkpoint_lost_between_the_two_writes(tmp_path,
     capsys.readouterr()
     assert cli.main(['--config', tiny, '--device', 'cpu', '--seed', '0', '--resume']) == 0
     out = capsys.readouterr().out
-    assert '--resume: --set overrides differ' in out
+    assert '--resume: more epochs than the run started with: train.num_epochs: 1.0 -> 3.0' in out
     assert '--resume: restored the best checkpoint of epoch 1 at ckpt/tiny_kd/student.pt' in out
     assert torch.load('ckpt/tiny_kd/student.pt', weights_only=True)['epoch'] in (1, 2)
     # a new run without --resume says it overwrites the earlier one
@@ -292,8 +337,69 @@ def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
     assert path.read_text() == 'old' and os.listdir(path.parent) == ['summary.json']
 
 
+def test_atomic_file_syncs_the_folder_after_the_rename(tmp_path, monkeypatch):
+    """The rename must reach the disk before the next file is written (last, then best checkpoint)."""
+    import stat
+    from ttm_torchdistill import atomic
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, 'fsync', lambda fd: events.append(
+        'fsync folder' if stat.S_ISDIR(os.fstat(fd).st_mode) else 'fsync file') or real_fsync(fd))
+    monkeypatch.setattr(atomic.os, 'replace', lambda a, b: events.append('rename') or real_replace(a, b))
+    with atomic.atomic_file(tmp_path / 'last.pt') as pending:
+        pending.file.write(b'x')
+    assert events == ['fsync file', 'rename', 'fsync folder']
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """Only this host's writers that have ended: a live writer's file, another host's and other names stay."""
+    import socket
+    import subprocess
+    import sys
+    from ttm_torchdistill.atomic import atomic_file
+    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    dead_pid, host = int(ended.stdout), socket.gethostname()
+    names = {'dead': f'.last.pt.{dead_pid}@{host}.abcd1234.tmp', 'alive': f'.last.pt.{os.getpid()}@{host}.efgh5678.tmp',
+             'other host': f'.last.pt.{dead_pid}@elsewhere.example.ijkl9012.tmp',
+             'other name': f'.best.pt.{dead_pid}@{host}.mnop3456.tmp', 'earlier version': '.last.pt.qrst7890.tmp'}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b'partial')
+    with atomic_file(tmp_path / 'last.pt') as pending:
+        assert os.path.basename(pending.temp_path).startswith(f'.last.pt.{os.getpid()}@{host}.')
+        pending.file.write(b'x')
+    left = set(os.listdir(tmp_path))
+    assert names['dead'] not in left
+    assert {names[k] for k in ('alive', 'other host', 'other name', 'earlier version')} | {'last.pt'} == left
+
+
 def test_pre_epoch_process_first_name_is_an_alias():
     from torchdistill.core.interfaces.registry import get_pre_epoch_proc_func
     from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
     assert get_pre_epoch_proc_func('eval_teacher_pre_epoch_process') is eval_teacher_and_set_loss_epoch
     assert get_pre_epoch_proc_func('eval_teacher_and_set_loss_epoch') is eval_teacher_and_set_loss_epoch
+
+
+class _Planted:
+    """What a file planted in a run folder may hold: unpickling it calls ``open(marker, 'w')``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, 'w')
+
+
+def test_resume_reads_the_last_checkpoint_without_running_code_it_holds(tmp_path):
+    marker = str(tmp_path / 'code_ran')
+    path = str(tmp_path / 'student.last.pt')
+    torch.save({'format': checkpoint.LAST_FORMAT, 'rng': checkpoint.capture_rng_state(), 'box_state': _Planted(marker)},
+               path)
+    with pytest.raises(RunError, match=r"^--resume: .*student.last.pt holds objects that "
+                                       r"torch.load\(weights_only=True\) does not read \(io.open\); a last-epoch "
+                                       r"checkpoint of this runner holds none: if you trust the file, --allow_pickle "
+                                       r"reads it with pickle"):
+        checkpoint.load_last(path)
+    assert not os.path.exists(marker)
+    # the RNG states themselves (numpy's uint32 array included) are read with weights_only=True
+    torch.save({'format': checkpoint.LAST_FORMAT, 'rng': checkpoint.capture_rng_state()}, path)
+    assert checkpoint.load_last(path)['rng']['numpy'][0] == 'MT19937'

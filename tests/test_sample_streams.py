@@ -4,6 +4,7 @@ depend on (run seed, epoch, sample index) only, not on worker processes, persist
 The runner-level checks (the shipped config's loader settings, SIGKILL and ``--resume``, torchrun) are in
 ``test_resume_with_workers.py``.
 """
+import gc
 import logging
 import random
 
@@ -15,6 +16,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from ttm_torchdistill.run.data.sample_streams import (
     EpochBatches, SeededSamples, install_seeded_loaders, sample_seed, seeded_loader, set_loader_epoch,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_garbage_to_fork():
+    """Loader workers are forked from the test process: an unreachable gloo process group left by an earlier test
+    (in-process distributed tests) would be collected in the child, whose destructor waits for threads that were not
+    forked, and the worker would hang. Collect it here, in the parent."""
+    gc.collect()
 
 
 class DrawingDataset(Dataset):

@@ -3,7 +3,10 @@
 The runner writes one JSON summary per run next to the student's checkpoint (``<dst_ckpt without suffix>.json``);
 a study folder (``python -m ttm_torchdistill study run``) also holds ``plan.json``, the runs it should contain.
 Runs are grouped by dataset, experiment (the config path below ``configs/``, with the ``--set`` values that make
-it a variant) and runtime (the speed options: a stock and a fast-path run of one seed are two rows, side by side).
+it a variant), the digest of the config they trained with (runs of one experiment name from edited configs are
+separate rows, labelled ``[config <digest>]``) and runtime (the speed options: a stock and a fast-path run of one seed
+are two rows, side by side). A run whose config changed between its sessions (``--resume --continue-changed``) is
+never averaged: it is listed apart, with its changes.
 Each row has the seeds, the best-epoch and the last-epoch validation top-1 as mean ± sample standard deviation,
 the paper's top-1 with its source and the difference of the last-epoch mean to it, the mean epoch time and the
 training images per second. The paper's number is the experiment's row in the experiment table
@@ -60,8 +63,11 @@ class RunSummary:
 
     def __init__(self, path: Path, experiment: str, dataset: Optional[str], reference: Optional[dict],
                  seed: Optional[int], best_top1: float, last_top1: float, epochs: List[dict],
-                 overrides: Sequence[str] = (), planned_epochs: Optional[int] = None, runtime: Optional[dict] = None):
+                 overrides: Sequence[str] = (), planned_epochs: Optional[int] = None, runtime: Optional[dict] = None,
+                 config_digest: Optional[str] = None, changed_mid_run: Sequence[str] = ()):
         self.path = path
+        self.config_digest = config_digest
+        self.changed_mid_run = list(changed_mid_run)
         self.config_experiment = experiment  # the config's name, before --set variants are appended
         variant = [o for o in overrides if not o.split('=', 1)[0].endswith(_BOOKKEEPING_KEYS)]
         # runs of one config with different --set values (an ablation) are different experiments
@@ -159,8 +165,14 @@ def load_summary(path) -> RunSummary:
     runtime = data.get('runtime')
     if runtime is not None and not isinstance(runtime, dict):
         raise ReportError(f"{path}: 'runtime' must be an object or null, got {runtime!r}")
+    digest = data.get('config_digest')  # absent from summaries written before it was recorded
+    if digest is not None and not isinstance(digest, str):
+        raise ReportError(f"{path}: 'config_digest' must be a string or null, got {digest!r}")
+    changed = data.get('changed_mid_run', [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        raise ReportError(f"{path}: 'changed_mid_run' must be a list of strings, got {changed!r}")
     return RunSummary(path, experiment, dataset, reference, seed, _number(data, 'best.top1', path),
-                      _number(data, 'last.top1', path), epochs, overrides, planned, runtime)
+                      _number(data, 'last.top1', path), epochs, overrides, planned, runtime, digest, changed)
 
 
 @dataclass
@@ -169,10 +181,13 @@ class StudyRuns:
 
     :param missing: ``[(run id, what is known)]`` of planned runs without a summary and without a failure.
     :param failed: ``[(run id, error line, log path)]``.
+    :param changed: ``[(summary path, changes)]`` of finished runs whose config changed between sessions (filled by
+        :func:`report_text`; never averaged).
     """
     summaries: List[Path] = field(default_factory=list)
     missing: List[Tuple[str, str]] = field(default_factory=list)
     failed: List[Tuple[str, str, Optional[str]]] = field(default_factory=list)
+    changed: List[Tuple[str, List[str]]] = field(default_factory=list)
 
 
 def read_study_folder(folder: Path) -> StudyRuns:
@@ -219,16 +234,29 @@ def collect(paths: Sequence[str]) -> StudyRuns:
 Grouped = Dict[str, Dict[Tuple[str, str], List[RunSummary]]]
 
 
+def _config_labels(runs: Sequence[RunSummary]) -> Dict[int, str]:
+    """``{id(run): ' [config <digest>]'}`` for runs of an experiment and runtime trained from configs that differ
+    (several digests); empty labels otherwise."""
+    digests: Dict[Tuple[str, str], set] = {}
+    for run in runs:
+        digests.setdefault((run.experiment, run.runtime), set()).add(run.config_digest)
+    return {id(run): f' [config {(run.config_digest or "not recorded")[:8]}]'
+            if len(digests[(run.experiment, run.runtime)]) > 1 else '' for run in runs}
+
+
 def group_runs(runs: Sequence[RunSummary]) -> Grouped:
     """``{dataset: {(experiment, runtime): [runs]}}`` in the order first seen; refuses duplicated or inconsistent
-    runs (a seed counts once per experiment and runtime)."""
+    runs (a seed counts once per experiment and runtime). Runs of one experiment trained from different configs
+    (another digest) are separate experiments, labelled with their digest."""
     grouped: Grouped = OrderedDict()
     seen_files = {}
+    labels = _config_labels(runs)
     for run in runs:
         resolved = run.path.resolve()
         if resolved in seen_files:
             raise ReportError(f'{run.path}: given twice (also as {seen_files[resolved]}); pass each run once')
         seen_files[resolved] = run.path
+        run.experiment += labels[id(run)]
         dataset = run.dataset if run.dataset is not None else '(dataset not recorded)'
         experiments = grouped.setdefault(dataset, OrderedDict())
         others = experiments.setdefault((run.experiment, run.runtime), [])
@@ -347,7 +375,9 @@ NOTE = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over 
         '"best" is the best validation epoch of each run, "last" its final epoch; the difference uses the '
         'last-epoch mean. Paper numbers come from the experiment table (ttm_torchdistill/experiments/table.py), '
         'or for experiments not in it from the reference block each run recorded. Runs with different --set '
-        'overrides are listed as separate experiments, without a difference to the paper; "incomplete" runs stopped '
+        'overrides, or trained from configs that differ (labelled [config <digest>]), are listed as separate '
+        'experiments, without a difference to the paper; runs whose config changed between sessions are listed '
+        'apart and never averaged; "incomplete" runs stopped '
         'before the planned epochs. "runtime" is the speed options of the runs (stock: none), which never change '
         'what is learned; epoch time includes validation, img/s counts training images per second of training.')
 
@@ -368,6 +398,9 @@ def format_markdown(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> s
     if study is not None and study.missing:
         blocks.append('\n'.join([f'**Missing runs ({len(study.missing)})**', ''] +
                                 [f'- {run_id}: {what}' for run_id, what in study.missing]))
+    if study is not None and study.changed:
+        blocks.append('\n'.join([f'**Changed mid-run, not averaged ({len(study.changed)})**', ''] +
+                                [f'- {path}: {"; ".join(changes)}' for path, changes in study.changed]))
     return '\n\n'.join(blocks) + '\n'
 
 
@@ -388,6 +421,8 @@ def format_csv(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> str:
         writer.writerow(['failed', '', run_id] + [''] * 13 + [f'{error} (log: {log})' if log else error])
     for run_id, what in (study.missing if study else []):
         writer.writerow(['missing', '', run_id] + [''] * 13 + [what])
+    for path, changes in (study.changed if study else []):
+        writer.writerow(['changed mid-run', '', path] + [''] * 13 + ['; '.join(changes)])
     return out.getvalue()
 
 
@@ -406,7 +441,8 @@ def format_json(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> str:
                       'paper_source': row.paper_source, 'summaries': [str(run.path) for run in row.runs]}
                      for row in rows],
             'failed': [{'run': r, 'error': e, 'log': log} for r, e, log in (study.failed if study else [])],
-            'missing': [{'run': r, 'state': s} for r, s in (study.missing if study else [])]}
+            'missing': [{'run': r, 'state': s} for r, s in (study.missing if study else [])],
+            'changed_mid_run': [{'summary': p, 'changes': c} for p, c in (study.changed if study else [])]}
     return json.dumps(data, indent=1) + '\n'
 
 
@@ -476,8 +512,10 @@ def plot_runs(rows: Sequence[Row], out_path) -> List[str]:
 def report_text(paths: Sequence[str], fmt: str = 'markdown') -> Tuple[str, List[Row], StudyRuns]:
     """Load, group, aggregate and format; returns ``(text, rows, study runs)``."""
     study = collect(paths)
-    rows = aggregate(group_runs([load_summary(path) for path in study.summaries]))
-    if not rows and not study.failed and not study.missing:
+    summaries = [load_summary(path) for path in study.summaries]
+    study.changed = [(str(run.path), run.changed_mid_run) for run in summaries if run.changed_mid_run]
+    rows = aggregate(group_runs([run for run in summaries if not run.changed_mid_run]))
+    if not rows and not study.failed and not study.missing and not study.changed:
         raise ReportError(f'{", ".join(map(str, paths))}: no run summaries to report')
     return FORMATS[fmt](rows, study), rows, study
 

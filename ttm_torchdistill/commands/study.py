@@ -8,6 +8,7 @@ is not done, here (``--executor local``) or on Slurm (``--executor slurm``, thro
 import argparse
 import os
 import sys
+import time
 from typing import List, Optional
 
 from ..errors import error_line
@@ -15,7 +16,10 @@ from ..study import slurm_queue, state
 from ..study.attempt import DONE
 from ..study.errors import StudyError
 from ..study.local import LocalExecutor
-from ..study.plan import make_plan, missing_teachers, missing_teachers_error
+from ..study.plan import (
+    changed_runs, changed_runs_error, changed_runs_text, make_plan, missing_teachers, missing_teachers_error,
+    set_aside, with_continue_changed,
+)
 from ..study.schema import load_study
 from ..study.status import format_plan, format_status, manifest
 
@@ -48,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument('--slots', type=int, metavar='N',
                      help='local: runs at once (default: one per visible GPU, one on a CPU-only machine)')
     run.add_argument('--wait', action='store_true', help='slurm: wait until every job has left the queue')
+    changed = run.add_mutually_exclusive_group()
+    changed.add_argument('--continue-changed', action='store_true',
+                         help='continue the unfinished runs that were trained with other values than the study now '
+                              'asks (their summaries record the change); refused by default')
+    changed.add_argument('--restart-changed', action='store_true',
+                         help='start those runs (finished ones too) again; their folders are moved to '
+                              '<out>/replaced/<time>/')
     return parser
 
 
@@ -55,7 +66,28 @@ def _write_manifest(plan) -> None:
     state.write_json(os.path.join(plan.study.out_dir, MANIFEST), manifest(plan))
 
 
+def _handle_changed(args, plan):
+    """The plan to run, once the runs trained with other values than the study now asks are dealt with."""
+    changed = changed_runs(plan)
+    if not changed:
+        return plan
+    if args.continue_changed:
+        print(f'study {plan.study.name}: continuing under the new values: {changed_runs_text(changed)}', flush=True)
+        return with_continue_changed(plan, changed)
+    if not args.restart_changed:
+        raise changed_runs_error(plan, changed)
+    queue = slurm_queue.QueueSnapshot()
+    busy = [c.run.run_id for c in changed if state.task_state(c.run, queue).state in ('running', 'queued')]
+    if busy:
+        raise StudyError(f'{plan.study.path}: --restart-changed: {", ".join(busy)} running or queued; wait for them '
+                         f'(or stop them) first')
+    for folder in set_aside(plan, changed, time.strftime('%Y%m%d-%H%M%S')):
+        print(f'study {plan.study.name}: moved aside to start again: {folder}', flush=True)
+    return plan
+
+
 def _run(args, plan) -> int:
+    plan = _handle_changed(args, plan)
     missing = missing_teachers(plan, [run for run in plan.runs if not state.is_done(run)])
     if missing:
         raise missing_teachers_error(plan, missing)
@@ -93,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             sys.stdout.write(format_plan(plan, state.plan_states(plan, slurm_queue.QueueSnapshot())))
             return 0
         if args.command == 'status':
-            sys.stdout.write(format_status(plan, state.plan_states(plan, slurm_queue.QueueSnapshot())))
+            sys.stdout.write(format_status(plan, state.plan_states(plan, slurm_queue.QueueSnapshot()),
+                                           changed_runs(plan)))
             return 0
         return _run(args, plan)
     except Exception as exc:  # StudyError and the runner's errors: one line; anything else too, unless --traceback

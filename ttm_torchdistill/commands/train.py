@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--resume', action='store_true',
                         help='continue from <dst_ckpt stem>.last<suffix> (written after every epoch) at the next '
                              'epoch, restoring model, optimizer, scheduler, best accuracy and RNG states')
+    parser.add_argument('--continue-changed', '--continue_changed', dest='continue_changed', action='store_true',
+                        help='with --resume: continue a run whose config (or --set values) changed since it started '
+                             '(refused otherwise; more epochs are always allowed); the summary records the change')
     parser.add_argument('--smoke', action='store_true',
                         help='offline end-to-end check in seconds: synthetic data of the configured size and '
                              'classes, 1 epoch of 2 tiny steps, evaluation, checkpoints in a temporary folder; '
@@ -134,7 +137,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             log_config=args.log_config, disable_cudnn_benchmark=args.disable_cudnn_benchmark,
             world_size=args.world_size, dist_url=args.dist_url, dist_timeout_min=args.dist_timeout,
             adjust_lr=args.adjust_lr,
-            overrides=args.overrides, resume=args.resume, smoke=args.smoke, allow_pickle=args.allow_pickle,
+            overrides=args.overrides, resume=args.resume, continue_changed=args.continue_changed, smoke=args.smoke,
+            allow_pickle=args.allow_pickle,
             runtime_flags=runtime_flags(args), data_parallel=args.data_parallel)
         return run(options)
     except KeyboardInterrupt:

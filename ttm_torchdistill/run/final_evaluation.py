@@ -96,7 +96,7 @@ def summarise(prepared: Prepared, opts: RunOptions, ctx: DistContext, state: Run
     summary = build_summary(opts.config, prepared.config.get('reference'), prepared.identity, ctx.world_size,
                             state.planned_epochs, state.history, state.best, test_results, checkpoints,
                             state.wall_time_s, prepared.runtime.as_dict(), time.time() - started,
-                            state.sampler_seed)
+                            state.sampler_seed, state.attempts)
     json_path = summary_path(dst_ckpt)
     write_summary(json_path, summary)
     logger.info(f'Summary: student best val {_format_metrics(summary["best"])} (epoch {summary["best"]["epoch"]}); '

@@ -24,6 +24,8 @@ class RunOptions:
     adjust_lr: bool = False
     overrides: List[str] = field(default_factory=list)
     resume: bool = False
+    #: ``--continue-changed``: ``--resume`` a run whose config changed since it started (recorded, not refused)
+    continue_changed: bool = False
     smoke: bool = False
     allow_pickle: bool = False
     data_parallel: bool = False
@@ -37,5 +39,7 @@ class RunOptions:
         """Refuse combinations of options that contradict each other."""
         if self.resume and self.start_epoch:
             raise RunError('--resume takes the epoch from the last-epoch checkpoint; drop --start_epoch')
+        if self.continue_changed and not self.resume:
+            raise RunError('--continue-changed only applies to --resume (a run continued under a changed config)')
         if self.dist_timeout_min is not None and not self.dist_timeout_min > 0:
             raise RunError(f'--dist-timeout must be a positive number of minutes, got {self.dist_timeout_min}')

@@ -31,7 +31,7 @@ from .machine.seeding import RunSeed, resolve_seed
 from .models.build import build_model
 from .models.weights import load_weights
 from .options import RunOptions
-from .train.checkpoint import last_ckpt_path, load_last_on_rank0, run_identity
+from .train.checkpoint import check_same_run, last_ckpt_path, load_last_on_rank0, run_identity
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -46,7 +46,8 @@ class Prepared:
     :param student: the student as built from ``models:`` on the device (never wrapped).
     :param student_name: ``'student_model'`` or ``'model'``.
     :param dst_ckpt: where the best student is saved (user paths expanded).
-    :param identity: seed, config hash and overrides of the run (``checkpoint.run_identity``).
+    :param identity: seed, config digests, overrides and code version of the run (``checkpoint.run_identity``).
+    :param config_tree: the composed config after ``--set`` as JSON data (:mod:`.config.identity`).
     :param seed: the run's seed, the same on every rank (:mod:`.seeding`).
     :param resume_checkpoint: the last-epoch checkpoint ``--resume`` continues from, as rank 0 read it (every rank
         holds the same content), else None.
@@ -65,6 +66,7 @@ class Prepared:
     student_name: str
     dst_ckpt: str
     identity: Dict[str, Any]
+    config_tree: Any = None
     seed: RunSeed = RunSeed(0, drawn=False)
     resume_checkpoint: Optional[Dict[str, Any]] = None
     runtime: Runtime = Runtime()
@@ -164,8 +166,11 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         preflight.check_device_data_datasets(loaded, config)
     # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a
     # cheap error, and a run started without --seed continues with the seed it recorded.
-    resume_checkpoint = load_last_on_rank0(last_ckpt_path(dst_ckpt), ctx) if opts.resume else None
+    resume_checkpoint = load_last_on_rank0(last_ckpt_path(dst_ckpt), ctx, opts.allow_pickle) if opts.resume else None
     seed = _seed_the_run(opts, ctx, resume_checkpoint)
+    identity = run_identity(opts.config, seed.value, opts.overrides, seed.drawn, loaded.tree)
+    if resume_checkpoint is not None:  # a changed config is refused here, before anything is built
+        _check_resumed_run(resume_checkpoint, identity, loaded.tree, dst_ckpt, opts, ctx)
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
@@ -175,10 +180,19 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         logger.info(f'config: {config}')
     device_data = _device_data(runtime, datasets, ctx, seed.value)
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
-                    dst_ckpt=dst_ckpt, identity=run_identity(opts.config, seed.value, opts.overrides, seed.drawn),
-                    seed=seed, resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
+                    dst_ckpt=dst_ckpt, identity=identity, config_tree=loaded.tree, seed=seed,
+                    resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
                     cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
                     device_ids=box_device_ids(ctx, opts.data_parallel))
+
+
+def _check_resumed_run(ckpt: Dict[str, Any], identity: Dict[str, Any], tree: Any, dst_ckpt: str, opts: RunOptions,
+                       ctx: DistContext) -> None:
+    notes = check_same_run(ckpt.get('identity'), identity, last_ckpt_path(dst_ckpt), ckpt.get('config_tree'), tree,
+                           opts.continue_changed)
+    if ctx.is_main:
+        for level, note in notes:
+            logger.log(level, f'--resume: {note}')
 
 
 def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) -> Tuple[str, str]:

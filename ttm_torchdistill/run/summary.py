@@ -11,19 +11,25 @@ Schema (format 1)::
      "best": {"epoch", "top1", "top5"}, "last": {"epoch", "top1", "top5"},
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
      "checkpoints": {"best": str, "last": str}, "wall_time_s": float, "session_time_s": float,
-     "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"}}
+     "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"},
+     "config_digest": str|null, "code_version": str|null, "attempts": [{...}], "changed_mid_run": [str]}
 
 ``epoch_time_s`` is the whole epoch (training and validation), ``train_time_s`` its training part, and
 ``train_images`` the images trained on in the epoch over all processes (both absent from summaries written
 before they were recorded). ``sampler_seed`` seeds the training order when it is set explicitly: a
 ``DistributedSampler``'s under torchrun (the run seed unless the config's sampler sets one) or the device loader's;
 null in a one-process run on torchdistill's loader, whose order comes from the run seed's generator.
+``config_digest`` identifies the composed config after ``--set`` (paths that move files or tune loading left out,
+:mod:`~ttm_torchdistill.run.config.identity`), ``attempts`` lists every session of the run
+(:mod:`~ttm_torchdistill.run.attempts`) and ``changed_mid_run`` the config changes between them other than more
+epochs (``--resume --continue-changed``): ``report`` never averages such a run with others.
 """
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..atomic import atomic_file
+from .attempts import changed_mid_run
 
 SUMMARY_FORMAT = 1
 
@@ -47,7 +53,8 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
                   world_size: int, planned_epochs: Optional[int], epochs: List[Dict[str, Any]],
                   best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
                   wall_time_s: float, runtime: Optional[Dict[str, Any]] = None,
-                  session_time_s: Optional[float] = None, sampler_seed: Optional[int] = None) -> Dict[str, Any]:
+                  session_time_s: Optional[float] = None, sampler_seed: Optional[int] = None,
+                  attempts: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Assemble the summary dict with exactly the keys of the schema above.
 
     :param wall_time_s: training time, all sessions of a resumed run added up (the epochs, validation and
@@ -72,7 +79,9 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
         'last': {'epoch': last['epoch'], 'top1': last['val_top1'], 'top5': last['val_top5']} if last else
         {'epoch': None, 'top1': None, 'top5': None},
         'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'session_time_s': session_time_s,
-        'runtime': runtime,
+        'runtime': runtime, 'config_digest': identity.get('config_digest'),
+        'code_version': identity.get('code_version'), 'attempts': list(attempts or []),
+        'changed_mid_run': changed_mid_run(attempts or []),
     }
 
 

@@ -6,10 +6,11 @@ grid values as ``--set`` overrides, its own ``dst_ckpt`` and ``--run_log`` in it
 """
 import glob
 import itertools
+import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..errors import UserError
@@ -19,9 +20,10 @@ from .errors import StudyError
 from .schema import Study, grid_value_text
 
 RUNS_DIR = 'runs'
+#: Where ``study run --restart-changed`` moves the folders of runs it starts again.
+REPLACED_DIR = 'replaced'
 #: Files of a run folder (the checkpoint's summary and last checkpoint sit next to it).
 CKPT_NAME, RUN_LOG, CONSOLE_LOG = 'student.pt', 'run.log', 'console.log'
-_NUMERIC_KINDS = ('int', 'float')
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Run:
     :param cache: the teacher cache it reads, or None (:attr:`no_cache` says why).
     :param teacher_ckpt: the teacher's local ``src_ckpt`` as the config gives it (None without one), and
         ``teacher_key`` its model key: what :func:`missing_teachers` checks before anything starts.
+    :param continue_changed: a resumed attempt passes ``--continue-changed`` (``study run --continue-changed``: the
+        run continues under values the study changed since it started).
     """
     run_id: str
     experiment: str
@@ -50,6 +54,7 @@ class Run:
     no_cache: Optional[str]
     teacher_ckpt: Optional[str] = None
     teacher_key: Optional[str] = None
+    continue_changed: bool = False
 
     @property
     def dst_ckpt(self) -> str:
@@ -67,6 +72,18 @@ class Run:
     def run_log(self) -> str:
         return os.path.join(self.folder, RUN_LOG)
 
+    def is_finished(self) -> bool:
+        """Its summary exists and does not record fewer planned epochs than the study asks (a study that asks for
+        more epochs continues the run)."""
+        try:
+            with open(self.summary) as fp:
+                planned = json.load(fp).get('planned_epochs')
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, AttributeError):  # a summary the runner did not write: its presence decides
+            return True
+        return not isinstance(planned, int) or planned >= self.planned_epochs
+
     def all_overrides(self) -> List[str]:
         """The run's ``--set`` values as the runner records them (dst_ckpt last)."""
         return list(self.overrides) + [runner_api.dst_ckpt_override(self.student_name, self.dst_ckpt)]
@@ -76,6 +93,8 @@ class Run:
         flags = list(self.flags)
         if self.cache is not None:
             flags += ['--teacher-cache', self.cache.logits_dir]
+        if resume and self.continue_changed:
+            flags.append('--continue-changed')
         return runner_api.runner_argv(python, self.config, self.seed, self.all_overrides(), self.run_log, flags,
                                       resume, self.gpus)
 
@@ -281,3 +300,68 @@ def missing_teachers_text(plan: Plan, missing: List[MissingTeacher]) -> str:
 def missing_teachers_error(plan: Plan, missing: List[MissingTeacher]) -> StudyError:
     """Why ``study run`` starts nothing: each of those runs would fail at start-up for the same reason."""
     return StudyError(f'{plan.study.path}: nothing started: {missing_teachers_text(plan, missing)}')
+
+
+@dataclass(frozen=True)
+class ChangedRun:
+    """A run trained (in part or to the end) with other values than the study now asks.
+
+    :param changes: ``path: old -> new`` texts (more epochs aside, which a run simply continues to).
+    :param finished: whether its summary exists.
+    """
+    run: Run
+    changes: Tuple[str, ...]
+    finished: bool
+
+
+def changed_runs(plan: Plan) -> List[ChangedRun]:
+    """The runs whose last session trained another config than the study now asks (its ``set``, grid values or the
+    config file changed since), read from each run's attempts file. Runs that never completed an epoch start afresh
+    anyway and are not listed."""
+    changed = []
+    for run in plan.runs:
+        finished = run.is_finished()
+        if not os.path.isfile(run.summary) and not os.path.isfile(run.last_ckpt):
+            continue
+        asked = runner_api.asked_tree(config_path(plan.study, run.config), tuple(run.overrides))
+        changes = runner_api.recorded_changes(run.dst_ckpt, asked)
+        if changes:
+            changed.append(ChangedRun(run, tuple(changes), finished))
+    return changed
+
+
+def changed_runs_text(changed: List[ChangedRun], limit: int = 3) -> str:
+    """``run id (change; change), ...`` of the first ``limit`` runs, and how many more."""
+    shown = ', '.join(f'{c.run.run_id} ({"; ".join(c.changes)})' for c in changed[:limit])
+    return shown + (f' and {len(changed) - limit} more' if len(changed) > limit else '')
+
+
+def changed_runs_error(plan: Plan, changed: List[ChangedRun]) -> StudyError:
+    """Why ``study run`` starts nothing: continuing those runs would mix two settings under one variant."""
+    finished = sum(c.finished for c in changed)
+    return StudyError(
+        f'{plan.study.path}: nothing started: {len(changed)} run{"" if len(changed) == 1 else "s"} '
+        f'({finished} finished) {"was" if len(changed) == 1 else "were"} trained with other values than the study '
+        f'now asks: {changed_runs_text(changed)}; '
+        f'study run --continue-changed continues the unfinished ones under the new values (their summaries record '
+        f'the change; finished ones keep their results), --restart-changed starts them all again (their folders are '
+        f'moved to {os.path.join(plan.out, REPLACED_DIR)}/); more epochs alone need neither')
+
+
+def with_continue_changed(plan: Plan, changed: List[ChangedRun]) -> Plan:
+    """The plan with ``--continue-changed`` passed to the resumed attempts of the changed unfinished runs."""
+    ids = {c.run.run_id for c in changed if not c.finished}
+    runs = tuple(replace(run, continue_changed=True) if run.run_id in ids else run for run in plan.runs)
+    return replace(plan, runs=runs)
+
+
+def set_aside(plan: Plan, changed: List[ChangedRun], stamp: str) -> List[str]:
+    """Move the folders of ``changed`` to ``<out>/replaced/<stamp>/<run id>`` (so they start again); returns the new
+    folders. The caller has checked that none is running or queued."""
+    moved = []
+    for item in changed:
+        target = os.path.join(plan.out, REPLACED_DIR, stamp, item.run.run_id)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(item.run.folder, target)
+        moved.append(target)
+    return moved

@@ -6,6 +6,7 @@ non-dataset part); none builds a dataset or a model.
 """
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
@@ -14,12 +15,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from torchvision.datasets import CIFAR10
 
 from ..errors import RunError, one_line
+from ..run.attempts import attempts_path, read_attempts
 from ..run.config import apply_override, compose_file, load_config
+from ..run.config.identity import config_tree, is_epoch_change, tree_changes
 from ..run.config.dataset_nodes import construct_optional, dataset_class, dataset_class_key, init_kwargs_node
 from ..run.config.loading import mapping_value_node
 from ..run.data.device_transforms import translate_transform
 from ..run.data.view_space import ViewSpace
-from ..run.config.preflight import check_device_data_datasets, check_single_view, check_teacher_hooks
+from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets, check_single_view
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
 from ..run.models.weights import fetchable_teacher, how_to_get_weights, is_remote
@@ -28,7 +31,8 @@ from ..run.train.checkpoint import last_ckpt_path, summary_path
 
 __all__ = ['ConfigFacts', 'config_facts', 'check_overrides', 'value_kind', 'experiment_name', 'last_ckpt_path',
            'summary_path', 'split_runtime_overrides', 'runner_module', 'runner_argv', 'cache_teacher_argv',
-           'dst_ckpt_override', 'teacher_file_identity', 'fetchable_teacher', 'how_to_get_weights']
+           'dst_ckpt_override', 'teacher_file_identity', 'fetchable_teacher', 'how_to_get_weights', 'asked_tree',
+           'recorded_changes']
 
 
 def runner_module() -> str:
@@ -96,6 +100,26 @@ def value_kind(config_path: str, overrides: Sequence[str], dotted: str) -> str:
     return _node_kind(node)
 
 
+@lru_cache(maxsize=256)
+def asked_tree(config_path: str, overrides: Tuple[str, ...]) -> Any:
+    """The composed config a run of ``config_path`` with ``overrides`` trains with, as the runner records it
+    (:func:`~ttm_torchdistill.run.config.identity.config_tree`); seeds of a variant share it (cached)."""
+    rest, _ = split_runtime_overrides(overrides)
+    _, root = compose_file(config_path)
+    for assignment in rest:
+        apply_override(root, assignment)
+    return config_tree(root)
+
+
+def recorded_changes(dst_ckpt: str, asked: Any) -> Optional[List[str]]:
+    """How the config a run was last trained with differs from ``asked`` (more epochs aside), as ``path: old ->
+    new`` texts; None when the run recorded no config (not started, or by an earlier version)."""
+    recorded = read_attempts(attempts_path(dst_ckpt))
+    if recorded is None or recorded.get('config_tree') is None:
+        return None
+    return [c.text() for c in tree_changes(recorded['config_tree'], asked) if not is_epoch_change(c)]
+
+
 def _node_kind(node: Node) -> str:
     if isinstance(node, MappingNode):
         return 'mapping' if node.tag == 'tag:yaml.org,2002:map' else 'tagged'
@@ -139,8 +163,7 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
         dataset_id = (first.get('train_data_loader') or dict()).get('dataset_id')
         train_data = _train_dataset_text(config_path, rest, dataset_id) if dataset_id is not None else None
         try:
-            for stage_where, stage in stages:
-                check_teacher_hooks(stage, stage_where)
+            check_cache_stands_in(config)
         except Exception as exc:  # RunError: the runner's own words for why the cache cannot stand in
             refusal = str(exc)
     student_name = student_entry(config)[0]

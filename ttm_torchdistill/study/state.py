@@ -38,8 +38,10 @@ def console_log(task: Task) -> str:
 
 
 def is_done(task: Task) -> bool:
+    """A run is done when its summary holds at least the epochs the study asks (a study that asks for more epochs
+    continues its finished runs); a cache when its metadata is written."""
     if isinstance(task, Run):
-        return os.path.isfile(task.summary)
+        return task.is_finished()
     return os.path.isfile(os.path.join(task.logits_dir, 'metadata.json'))
 
 

@@ -1,9 +1,9 @@
 """What ``study plan`` and ``study status`` print: runs with their state, counts, failures, running epochs."""
 import os
-from typing import List
+from typing import List, Optional
 
-from .plan import Plan, Run, missing_teachers, missing_teachers_text
-from .state import STATES, TaskState, last_epoch, task_id
+from .plan import ChangedRun, Plan, Run, missing_teachers, missing_teachers_text
+from .state import STATES, TaskState, last_epoch, read_json, task_id
 
 
 def _table(rows: List[List[str]]) -> List[str]:
@@ -52,8 +52,27 @@ def format_plan(plan: Plan, states: List[TaskState]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def format_status(plan: Plan, states: List[TaskState]) -> str:
-    """Counts per state; failed tasks with their ``error:`` line and log; running runs with their epoch."""
+def _changed_lines(plan: Plan, changed: List[ChangedRun]) -> List[str]:
+    """Runs trained with other values than the study now asks, and finished runs whose config changed between their
+    sessions (read from their summaries)."""
+    lines = []
+    if changed:
+        lines += ['', 'trained with other values than the study now asks (study run refuses to go on until '
+                      '--continue-changed or --restart-changed):']
+        lines += [f'  {c.run.run_id} ({"finished" if c.finished else "unfinished"}): {"; ".join(c.changes)}'
+                  for c in changed]
+    mid_run = [(run, (read_json(run.summary) or dict()).get('changed_mid_run')) for run in plan.runs
+               if os.path.isfile(run.summary)]
+    mid_run = [(run, changes) for run, changes in mid_run if changes]
+    if mid_run:
+        lines += ['', 'changed mid-run (continued with --continue-changed; report lists them apart, never averaged):']
+        lines += [f'  {run.run_id}: {"; ".join(changes)}' for run, changes in mid_run]
+    return lines
+
+
+def format_status(plan: Plan, states: List[TaskState], changed: Optional[List[ChangedRun]] = None) -> str:
+    """Counts per state; failed tasks with their ``error:`` line and log; running runs with their epoch; runs whose
+    values changed (``changed``: :func:`~.plan.changed_runs`, and the summaries' ``changed_mid_run``)."""
     runs = [s for s in states if isinstance(s.task, Run)]
     caches = [s for s in states if not isinstance(s.task, Run)]
     lines = []
@@ -78,6 +97,7 @@ def format_status(plan: Plan, states: List[TaskState]) -> str:
             epoch = last_epoch(s.task) if isinstance(s.task, Run) else None
             where = f'epoch {epoch}' if epoch else 'no epoch done yet' if isinstance(s.task, Run) else 'building'
             lines.append(f'  {task_id(s.task)}: {s.state} ({s.detail}), {where}')
+    lines += _changed_lines(plan, changed or [])
     lines += ['', f'report: python -m ttm_torchdistill report {plan.out}']
     return '\n'.join(lines) + '\n'
 

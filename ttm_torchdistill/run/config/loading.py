@@ -17,6 +17,7 @@ from torchdistill.common import yaml_util
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ...errors import RunError
+from .identity import config_tree
 
 
 class ConfigLoader(yaml.FullLoader):
@@ -58,11 +59,14 @@ class LoadedConfig:
     :param config: the constructed config without the ``datasets`` entry.
     :param dataset_nodes: ``[(dataset_id, node)]`` in file order; build them with :mod:`ttm_torchdistill.run.data`.
     :param loader: the loader that composed the nodes (needed to construct them later).
+    :param tree: the composed config after the overrides as JSON data (:func:`.identity.config_tree`): what the run
+        is, compared by ``--resume``.
     """
     path: str
     config: Dict[str, Any]
     dataset_nodes: List[Tuple[str, Node]] = field(default_factory=list)
     loader: Optional[ConfigLoader] = None
+    tree: Any = None
 
 
 def _describe_mark(exc: yaml.MarkedYAMLError) -> str:
@@ -245,9 +249,8 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> LoadedConfig:
     :param overrides: ``KEY=VALUE`` strings from ``--set``, applied in order.
     :return: the loaded config; ``config['datasets']`` is absent until the datasets are built.
     """
-    loader, root = compose_file(path)
-    for assignment in overrides:
-        apply_override(root, assignment)
+    loader, root = composed_with_overrides(path, overrides)
+    tree = config_tree(root)
     dataset_nodes: List[Tuple[str, Node]] = []
     kept = []
     for key_node, value_node in root.value:
@@ -261,7 +264,15 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> LoadedConfig:
             kept.append((key_node, value_node))
     rest = MappingNode(root.tag, kept, root.start_mark, root.end_mark, root.flow_style)
     config = _construct(loader, rest, f'config {path}')
-    return LoadedConfig(path=path, config=config, dataset_nodes=dataset_nodes, loader=loader)
+    return LoadedConfig(path=path, config=config, dataset_nodes=dataset_nodes, loader=loader, tree=tree)
+
+
+def composed_with_overrides(path: str, overrides: Sequence[str] = ()) -> Tuple[ConfigLoader, MappingNode]:
+    """Compose ``path`` and apply ``overrides`` (no tag executed)."""
+    loader, root = compose_file(path)
+    for assignment in overrides:
+        apply_override(root, assignment)
+    return loader, root
 
 
 def mapping_value_node(node: Node, key: str) -> Optional[Node]:

@@ -144,14 +144,28 @@ def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:
                        f'run this config without the cache')
 
 
+def check_cache_stands_in(config: Dict[str, Any]) -> None:
+    """A teacher cache can stand in for the teacher in every training stage: each reads only its logits, and on the
+    first stage's training dataset, the one the cache is checked against (a stage without ``train_data_loader``
+    keeps the previous stage's, as in torchdistill)."""
+    stages = list(iter_train_stage_configs(config))
+    first_id = ((stages[0][1].get('train_data_loader') or dict()).get('dataset_id') if stages else None)
+    for where, stage in stages:
+        check_teacher_hooks(stage, where)
+        dataset_id = (stage.get('train_data_loader') or dict()).get('dataset_id')
+        if dataset_id is not None and dataset_id != first_id:
+            raise RunError(f'runtime.teacher_cache holds the teacher\'s logits on {stages[0][0]}.train_data_loader\'s '
+                           f'dataset {first_id!r} (the one the cache is checked against), but '
+                           f'{where}.train_data_loader trains on {dataset_id!r}; run this config without the cache')
+
+
 def check_teacher_cache(config: Dict[str, Any], runtime: Runtime) -> None:
     """``runtime.teacher_cache`` needs a teacher to stand in for, whose logits are all the config reads of it."""
     if not runtime.teacher_cache:
         return
     if teacher_entry(config) is None:
         raise RunError('runtime.teacher_cache is set but the config has no models.teacher_model to stand in for')
-    for where, stage in iter_train_stage_configs(config):
-        check_teacher_hooks(stage, where)
+    check_cache_stands_in(config)
 
 
 def check_device_data_datasets(loaded: LoadedConfig, config: Dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import torch
 from torchdistill.misc.log import setup_tracker
 
 from ...errors import RunError
+from ..attempts import attempt_record, attempts_path, write_attempts
 from ..config.walk import iter_train_stage_configs
 from ..data.sample_streams import install_seeded_loaders, set_loader_epoch
 from ..machine.context import DistContext, all_gather_objects, all_reduce_sum
@@ -117,6 +118,7 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     box = session.box
     logger.info(f'Start training ({prepared.runtime.describe()})')
     first_epoch = start_epoch(box, prepared, opts, ctx, state, session.scaler)
+    _record_attempt(prepared, ctx, state, first_epoch)
     if box.val_data_loader is None:
         raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
     try:
@@ -127,6 +129,17 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     state.planned_epochs, state.sampler_seed = box.num_epochs, session.sampler_seed
     box.clean_modules()
     return state
+
+
+def _record_attempt(prepared: Prepared, ctx: DistContext, state: RunState, first_epoch: int) -> None:
+    """Add this session to the run's attempts (those of the resumed checkpoint before it) and write the attempts
+    file (rank 0), before the first step."""
+    resumed = prepared.resume_checkpoint or dict()
+    previous = list(resumed.get('attempts') or [])
+    state.attempts = previous + [attempt_record(prepared.identity, prepared.runtime.as_dict(), first_epoch,
+                                                ctx.world_size, resumed.get('config_tree'), prepared.config_tree)]
+    if ctx.is_main:
+        write_attempts(attempts_path(prepared.dst_ckpt), state.attempts, prepared.config_tree)
 
 
 def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: RunState, epoch: int) -> None:
@@ -181,7 +194,7 @@ def _save(session: Session, prepared: Prepared, ctx: DistContext, state: RunStat
     wall = state.previous_wall_time_s + time.time() - session.start
     save_last(session.last_path, student.state_dict(), box.optimizer, box.lr_scheduler, epoch + 1, state.best,
               state.history, ctx.world_size, wall, prepared.identity, session.scaler,
-              capture_box_state(box, student), rng_per_rank)
+              capture_box_state(box, student), rng_per_rank, prepared.config_tree, state.attempts)
     if improved:
         best = state.best
         save_best(prepared.dst_ckpt, student.state_dict(), epoch + 1, best['top1'], best['top5'])

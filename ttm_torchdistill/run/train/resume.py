@@ -12,7 +12,7 @@ from ..prepare import Prepared
 from .box import fast_forward_stages
 from .box_state import restore_box_state
 from .checkpoint import (
-    best_checkpoint_epoch, check_same_run, last_ckpt_path, optional_state, rank_rng_state, restore_rng_state, save_best,
+    best_checkpoint_epoch, last_ckpt_path, optional_state, rank_rng_state, restore_rng_state, save_best,
 )
 from .state import RunState
 
@@ -26,9 +26,7 @@ def resume(box, prepared: Prepared, ctx: DistContext, state: RunState, scaler) -
     the same weights and optimizer state; each takes its own RNG states when the world size is unchanged.
     """
     last_path, dst_ckpt = last_ckpt_path(prepared.dst_ckpt), prepared.dst_ckpt
-    ckpt = prepared.resume_checkpoint
-    for note in check_same_run(ckpt.get('identity'), prepared.identity, last_path):
-        logger.warning(f'--resume: {note}')
+    ckpt = prepared.resume_checkpoint  # its identity was checked by the preparation stage
     prepared.student.load_state_dict(ckpt['model'])
     state.history = list(ckpt['history'])
     state.best = dict(ckpt['best'])

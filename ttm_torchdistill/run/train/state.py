@@ -12,6 +12,7 @@ class RunState:
     :param previous_wall_time_s: training time of earlier sessions of a resumed run.
     :param wall_time_s: total training time, set when the stage ends.
     :param planned_epochs: the config's number of epochs (None when not training).
+    :param attempts: every session of the run so far, this one last (:mod:`~ttm_torchdistill.run.attempts`).
     :param sampler_seed: the seed of the training order when one is set explicitly (a DistributedSampler's under
         torchrun, the device loader's), else None.
     """
@@ -21,3 +22,4 @@ class RunState:
     wall_time_s: float = 0.0
     planned_epochs: Optional[int] = None
     sampler_seed: Optional[int] = None
+    attempts: List[Dict[str, Any]] = field(default_factory=list)
