@@ -10,6 +10,9 @@ CIFAR-100 of ``runner_support``).
 
 ``TTM_TEST_PROBE=rank_dirs``: each rank works in its own folder ``rank<RANK>`` (two nodes without a shared
 filesystem), and saves the student it tests as ``tested_student.pt`` there.
+
+``TTM_TEST_PROBE=split_indices``: each rank writes the source indices of every dataset that is a part of a split
+(a ``torch.utils.data.Subset``) to ``split_indices_rank<RANK>.json`` once the datasets are built.
 """
 import os
 import time
@@ -66,6 +69,21 @@ def _install_no_md5_probe() -> None:
     cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
 
 
-_PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe, 'no_md5': _install_no_md5_probe}
+def _install_split_indices_probe() -> None:
+    import json
+    from ttm_torchdistill.run import prepare
+    original_build = prepare.build_real_datasets
+
+    def recording_build(loaded):
+        datasets = original_build(loaded)
+        parts = {name: [int(i) for i in data.indices] for name, data in datasets.items() if hasattr(data, 'indices')}
+        with open(f'split_indices_rank{RANK}.json', 'w') as fp:
+            json.dump(parts, fp)
+        return datasets
+    prepare.build_real_datasets = recording_build
+
+
+_PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe, 'no_md5': _install_no_md5_probe,
+           'split_indices': _install_split_indices_probe}
 for _name in os.environ['TTM_TEST_PROBE'].split(','):  # several probes: comma-separated
     _PROBES[_name]()

@@ -153,6 +153,25 @@ def write_tiny_cifar100(root: str, num_train: int = 40, num_test: int = 20, seed
     return root
 
 
+def write_tiny_cifar10(root: str, num_train: int = 50, num_test: int = 20, seed: int = 0) -> str:
+    """Write ``root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` in torchvision's on-disk format
+    (the training images spread over the five batches, labels cycling through 0..9); returns ``root``."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, 'cifar-10-batches-py')
+    os.makedirs(folder, exist_ok=True)
+    train = np.array_split(np.arange(num_train), 5)
+    for name, indices in [(f'data_batch_{i + 1}', part) for i, part in enumerate(train)] + \
+            [('test_batch', np.arange(num_test))]:
+        entry = {'batch_label': name, 'labels': [int(i) % 10 for i in indices],
+                 'data': rng.integers(0, 256, size=(len(indices), 3 * 32 * 32), dtype=np.uint8),
+                 'filenames': [f'{name}_{i}.png' for i in indices]}
+        with open(os.path.join(folder, name), 'wb') as fp:
+            pickle.dump(entry, fp)
+    with open(os.path.join(folder, 'batches.meta'), 'wb') as fp:
+        pickle.dump({'label_names': [f'class_{i}' for i in range(10)], 'num_cases_per_batch': num_train // 5}, fp)
+    return root
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -7,7 +7,8 @@ import importlib
 import os
 from typing import Any, Optional
 
-from yaml.nodes import Node, ScalarNode
+from torch.utils.data import Dataset
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .loading import LoadedConfig, mapping_value_node
 
@@ -50,3 +51,30 @@ def dataset_class(class_key: str) -> Optional[type]:
         return getattr(importlib.import_module(module_name), name) if module_name else None
     except Exception:  # an unknown class is reported by the caller with the original failure
         return None
+
+
+def is_data_source(node: Node) -> bool:
+    """Whether ``node`` is an ``!import_call`` of a dataset class that reads data itself (a torch ``Dataset`` built
+    without another dataset as ``init.kwargs.dataset``), as opposed to a split, a wrapper or an index into them."""
+    if not isinstance(node, MappingNode) or node.tag != '!import_call':
+        return False
+    cls = dataset_class(dataset_class_key(node))
+    return isinstance(cls, type) and issubclass(cls, Dataset) and \
+        mapping_value_node(init_kwargs_node(node), 'dataset') is None
+
+
+def data_source(node: Node) -> Node:
+    """The first node that reads data in the entry ``node`` (itself when it does, the split's source for a part of a
+    split, ...), depth first; ``node`` when there is none."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if is_data_source(current):
+            return current
+        children = current.value if isinstance(current, SequenceNode) else \
+            [value for _, value in current.value] if isinstance(current, MappingNode) else []
+        stack.extend(reversed(children))
+    return node

@@ -138,9 +138,23 @@ def _reference_counts(root: Node) -> Dict[int, int]:
     return counts
 
 
+def _through_alias(parent: Node, index: int) -> bool:
+    """Whether the child at ``index`` of ``parent`` is written there as an alias (``*name``) rather than where its
+    anchor (``&name``) defines it. The composer shares one node between the two; only the marks tell them apart: an
+    alias's node carries the marks of its definition, which comes earlier in the file than the place of the alias."""
+    if isinstance(parent, MappingNode):
+        place, child = parent.value[index][0].end_mark, parent.value[index][1]
+    else:
+        place = parent.value[index - 1].end_mark if index else parent.start_mark
+        child = parent.value[index]
+    same_text = place is not None and child.start_mark is not None and place.name == child.start_mark.name
+    return same_text and child.start_mark.index < place.index
+
+
 def _unshared(node: Node, counts: Dict[int, int]) -> Node:
-    # A container reached through a YAML alias is shared with the anchor's other uses: copy it (one level) so
-    # that the override changes this path only.
+    # A container reached through a YAML alias is shared with the anchor and its other aliases: copy it (one level)
+    # so that the override changes this path only. (Reached where its anchor defines it, it is changed in place, and
+    # every alias of it sees the change: a split defined once stays one split.)
     if counts.get(id(node), 1) <= 1 or not isinstance(node, (MappingNode, SequenceNode)):
         return node
     copy = type(node)(node.tag, list(node.value), node.start_mark, node.end_mark, node.flow_style)
@@ -154,9 +168,9 @@ def apply_override(root: MappingNode, assignment: str) -> None:
 
     ``KEY`` is a dotted path through mappings (keys) and sequences (integer indices); every component must exist.
     A ``*`` component stands for every key (or index) at its level, e.g. ``datasets.*.init.kwargs.root=/data``
-    sets the root of every dataset entry; at least one must have the rest of the path. Only the path changes:
-    containers on the way that are shared through YAML anchors/aliases are copied first, so other places that alias
-    the same anchor keep their values.
+    sets the root of every dataset entry; at least one must have the rest of the path. A path through the place
+    where an anchor (``&name``) defines a value changes that value for every alias (``*name``) of it; a path through
+    an alias changes that place only (the containers on the way are copied first).
 
     :raises RunError: malformed assignment or a path that does not exist (naming the missing component).
     """
@@ -200,9 +214,11 @@ def _expand_wildcards(root: Node, parts: List[str], dotted: str) -> List[List[st
 def _apply_one(root: MappingNode, parts: List[str], value_text: str, dotted: str) -> None:
     counts = _reference_counts(root)
     parent, index, node = None, None, root
+    aliased = False  # once the path has gone through an alias, every shared container below it is copied
     for depth, part in enumerate(parts):
         here = '.'.join(parts[:depth]) or '<top level>'
-        if parent is not None:
+        aliased = aliased or (parent is not None and _through_alias(parent, index))
+        if aliased:
             copy = _unshared(node, counts)
             if copy is not node:
                 if isinstance(parent, MappingNode):
@@ -227,6 +243,11 @@ def _apply_one(root: MappingNode, parts: List[str], value_text: str, dotted: str
             raise RunError(f'--set path {dotted!r} does not exist: {here} is a single value, '
                            f'not a mapping or list')
     new_node = _compose_value(value_text)
+    aliased = aliased or _through_alias(parent, index)
+    if not aliased and counts.get(id(node), 1) > 1 and type(new_node) is type(node):
+        # the place where an anchor defines the value: its aliases are the same node, so change it in place
+        node.tag, node.value = new_node.tag, new_node.value
+        return
     if isinstance(parent, MappingNode):
         parent.value[index] = (parent.value[index][0], new_node)
     else:
@@ -240,6 +261,33 @@ def _construct(loader: ConfigLoader, node: Node, what: str) -> Any:
         raise RunError(f'cannot construct {what} at {_describe_mark(exc)}') from None
     except (ImportError, AttributeError) as exc:
         raise RunError(f'cannot construct {what}: {type(exc).__name__}: {exc}') from None
+
+
+class SharedConstruction:
+    """Construct several nodes of one document so that a node they share is built once.
+
+    ``construct_document`` forgets what it built after each call; a dataset split defined once (an anchored
+    ``split_dataset`` call) and named by two dataset ids through aliases would be split twice, each time at random,
+    and the parts would overlap. Here the constructor's memory of built nodes lives until :meth:`close`, as it does
+    while torchdistill constructs a whole file.
+    """
+
+    def __init__(self, loader: ConfigLoader):
+        self.loader = loader
+
+    def construct(self, node: Node) -> Any:
+        data = self.loader.construct_object(node, deep=True)
+        while self.loader.state_generators:  # as construct_document finishes objects built in two steps
+            generators, self.loader.state_generators = self.loader.state_generators, []
+            for generator in generators:
+                for _ in generator:
+                    pass
+        return data
+
+    def close(self) -> None:
+        self.loader.constructed_objects = {}
+        self.loader.recursive_objects = {}
+        self.loader.deep_construct = False
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> LoadedConfig:

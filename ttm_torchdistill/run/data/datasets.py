@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional
 
 
 from ...errors import RunError, one_line
-from ..config.dataset_nodes import dataset_class, dataset_class_key, dataset_root
-from ..config.loading import LoadedConfig
+from ..config.dataset_nodes import data_source, dataset_class, dataset_class_key, dataset_root
+from ..config.loading import LoadedConfig, SharedConstruction
 
 logger = logging.getLogger('ttm_torchdistill.run')
 CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'
@@ -87,26 +87,37 @@ def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
     class, bad arguments, YAML tag errors) name the dataset entry.
     """
     datasets = dict()
-    for dataset_id, node in loaded.dataset_nodes:
-        class_key = dataset_class_key(node)
-        try:
-            datasets[dataset_id] = loaded.loader.construct_document(node)
-        except (OSError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and not _is_missing_data_error(exc):
-                raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
-                               f'config: RuntimeError: {one_line(exc)}') from None
-            root = dataset_root(loaded, node)
-            where = f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from ' \
-                    f'{root or "<no root given>"}'
-            corrupt = corrupt_files(class_key, root)
-            if corrupt:
-                raise RunError(f'{where}: {_corrupt_message(class_key, root, corrupt)}') from None
-            reason = one_line(exc)
-            if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
-                reason = f'the data is not there and downloading it failed ({reason})'
-            raise RunError(f'{where}: {reason}; {_how_to_get(class_key, root)}') from None
-        except Exception as exc:
-            reason = one_line(exc)
-            raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
-                           f'config: {type(exc).__name__}: {reason}') from None
+    shared = SharedConstruction(loaded.loader)  # a split named by several ids is split once
+    try:
+        for dataset_id, node in loaded.dataset_nodes:
+            datasets[dataset_id] = _build_one(shared, loaded, dataset_id, node)
+    finally:
+        shared.close()
     return datasets
+
+
+def _build_one(shared: SharedConstruction, loaded: LoadedConfig, dataset_id: str, node) -> Any:
+    """One dataset entry, any failure turned into one :class:`RunError` line (naming the dataset that reads the data,
+    also for a part of a split)."""
+    source = data_source(node)
+    class_key = dataset_class_key(source)
+    try:
+        return shared.construct(node)
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not _is_missing_data_error(exc):
+            raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
+                           f'config: RuntimeError: {one_line(exc)}') from None
+        root = dataset_root(loaded, source)
+        where = f'dataset {dataset_id!r} ({class_key or "unknown class"}) could not be loaded from ' \
+                f'{root or "<no root given>"}'
+        corrupt = corrupt_files(class_key, root)
+        if corrupt:
+            raise RunError(f'{where}: {_corrupt_message(class_key, root, corrupt)}') from None
+        reason = one_line(exc)
+        if isinstance(exc, urllib.error.URLError) or 'urlopen' in reason:
+            reason = f'the data is not there and downloading it failed ({reason})'
+        raise RunError(f'{where}: {reason}; {_how_to_get(class_key, root)}') from None
+    except Exception as exc:
+        reason = one_line(exc)
+        raise RunError(f'dataset {dataset_id!r} ({class_key or "unknown class"}) cannot be built from the '
+                       f'config: {type(exc).__name__}: {reason}') from None

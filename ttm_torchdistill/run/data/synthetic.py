@@ -1,18 +1,23 @@
 """Synthetic stand-ins for a config's datasets (``--smoke``): random images through the config's own transforms.
 
-Nothing is read or downloaded: the dataset nodes of the config are not constructed, only their transforms.
+Nothing is read or downloaded: every node of the config's ``datasets:`` that would read data (an ``!import_call`` of
+a dataset class, :func:`~..config.dataset_nodes.is_data_source`) is replaced by a synthetic dataset of the same
+kind (CIFAR-sized, or 256 x 256 for ImageNet-style pipelines) with its own transforms; everything around it (a
+``split_dataset`` with its sub-splits' transforms, ``!access_by_index_or_key``) is built as the config says, once.
 """
+import copy
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision.datasets import CIFAR10, CIFAR100
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ...errors import RunError
-from ..config.loading import LoadedConfig, mapping_value_node
-from ..config.dataset_nodes import construct_optional, dataset_class, dataset_class_key, init_kwargs_node
+from ...errors import RunError, one_line
+from ..config.loading import LoadedConfig, SharedConstruction, mapping_value_node
+from ..config.dataset_nodes import dataset_class, dataset_class_key, init_kwargs_node, is_data_source
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
@@ -99,35 +104,111 @@ def smoke_spec(class_key: str, num_classes: Optional[int]) -> Tuple[Tuple[int, i
     return size, int(num_classes) if num_classes else default_classes
 
 
+def synthetic_dataset(class_key: str, num_samples: int, num_classes: Optional[int], transform=None,
+                      target_transform=None) -> Dataset:
+    """The stand-in of one dataset of class ``class_key`` (called through the config's own ``!import_call``)."""
+    size, classes = smoke_spec(class_key, num_classes)
+    if _is_cifar(class_key):
+        return SyntheticCIFAR(num_samples, classes, transform, target_transform)
+    return SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
+
+
+#: Images of a dataset that others are made of (a split's source): enough for each part to hold a smoke loader's.
+SPLIT_SOURCE_SAMPLES = 64
+
+
+def _stand_in_node(node: MappingNode, num_samples: int, num_classes: Optional[int],
+                   to_tensor: bool = False) -> MappingNode:
+    """An ``!import_call`` of :func:`synthetic_dataset` in place of the data-reading ``node``, with its transforms
+    (``to_tensor``: ``ToTensor()`` where it has none, so that its images can be batched)."""
+    kwargs_node = init_kwargs_node(node)
+    mark = node.start_mark
+
+    def scalar(value, tag='tag:yaml.org,2002:str'):
+        return ScalarNode(tag, str(value), mark, mark)
+    pairs = [(scalar('class_key'), scalar(dataset_class_key(node))),
+             (scalar('num_samples'), scalar(num_samples, 'tag:yaml.org,2002:int')),
+             (scalar('num_classes'), scalar(num_classes if num_classes else '', 'tag:yaml.org,2002:int'
+                                            if num_classes else 'tag:yaml.org,2002:null'))]
+    for name in ('transform', 'target_transform'):
+        value = mapping_value_node(kwargs_node, name)
+        if value is None and name == 'transform' and to_tensor:
+            value = MappingNode('!import_call', [(scalar('key'), scalar('torchvision.transforms.ToTensor'))], mark,
+                                mark)
+        if value is not None:
+            pairs.append((scalar(name), value))
+    init = MappingNode('tag:yaml.org,2002:map', [(scalar('kwargs'), MappingNode('tag:yaml.org,2002:map', pairs,
+                                                                               mark, mark))], mark, mark)
+    return MappingNode(node.tag, [(scalar('key'), scalar(f'{__name__}.synthetic_dataset')), (scalar('init'), init)],
+                       mark, mark)
+
+
+def _replace_leaves(node: Node, replacements: Dict[int, Node], num_classes: Optional[int], seen: set) -> None:
+    """Point every reference to a data-reading node below ``node`` at its stand-in (made once per shared node)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    children = node.value if isinstance(node, SequenceNode) else \
+        [value for _, value in node.value] if isinstance(node, MappingNode) else []
+    for index, child in enumerate(children):
+        if is_data_source(child):
+            stand_in = replacements.setdefault(id(child), _stand_in_node(child, SPLIT_SOURCE_SAMPLES, num_classes))
+            if isinstance(node, SequenceNode):
+                node.value[index] = stand_in
+            else:
+                node.value[index] = (node.value[index][0], stand_in)
+        else:
+            _replace_leaves(child, replacements, num_classes, seen)
+
+
+def _smoke_nodes(loaded: LoadedConfig, num_classes: Optional[int], train_ids, train_samples: int,
+                 eval_samples: int) -> List[Tuple[str, Node, bool]]:
+    """A copy of the dataset nodes (shared nodes stay shared) in which every node that would read data is a
+    synthetic stand-in: ``(dataset id, node, built directly)`` (directly: the id's own node was replaced)."""
+    nodes = copy.deepcopy([node for _, node in loaded.dataset_nodes])
+    replacements: Dict[int, Node] = dict()
+    result, seen = [], set()
+    for (dataset_id, _), node in zip(loaded.dataset_nodes, nodes):
+        if is_data_source(node):
+            samples = train_samples if dataset_id in train_ids else eval_samples
+            result.append((dataset_id, _stand_in_node(node, samples, num_classes, to_tensor=True), True))
+            continue
+        _replace_leaves(node, replacements, num_classes, seen)
+        result.append((dataset_id, node, False))
+    return result
+
+
+def _warn_without_transform(loaded: LoadedConfig) -> None:
+    for dataset_id, node in loaded.dataset_nodes:
+        if is_data_source(node) and mapping_value_node(init_kwargs_node(node), 'transform') is None:
+            # The synthetic PIL images could not be batched; the config's own dataset class may build its transform
+            # elsewhere (e.g. a wrapper), which a smoke run does not reproduce.
+            logger.warning(f'smoke: dataset {dataset_id!r} has no init.kwargs.transform; using ToTensor()')
+
+
 def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train_ids=(), train_samples: int = 8,
                          eval_samples: int = 4) -> Dict[str, Dataset]:
-    """Synthetic datasets standing in for every configured dataset; only the transforms are constructed.
+    """The config's datasets with every data-reading dataset replaced by a synthetic one; the rest of each entry
+    (a ``split_dataset`` call, sub-splits with their transforms, ``!access_by_index_or_key``) is built as written.
 
-    :param loaded: the loaded config (dataset nodes are not constructed, so nothing is read or downloaded).
+    :param loaded: the loaded config (nothing is read or downloaded).
     :param num_classes: class count (from the student's ``num_classes``) or None for the dataset's default.
     :param train_ids: ids of datasets feeding a training loader (they get ``train_samples``, others
-        ``eval_samples``: two training steps and one evaluation batch at the smoke batch size of 4).
+        ``eval_samples``: two training steps and one evaluation batch at the smoke batch size of 4); a dataset made
+        of another (a split's part) is cut to that size after it is built.
     """
-    datasets = dict()
-    for dataset_id, node in loaded.dataset_nodes:
-        class_key = dataset_class_key(node)
-        kwargs_node = init_kwargs_node(node)
-        try:
-            transform = construct_optional(loaded, mapping_value_node(kwargs_node, 'transform'))
-            target_transform = construct_optional(loaded, mapping_value_node(kwargs_node, 'target_transform'))
-        except Exception as exc:
-            raise RunError(f'dataset {dataset_id!r}: its transform could not be built: '
-                           f'{type(exc).__name__}: {exc}') from None
-        if transform is None:
-            # Without a transform the synthetic PIL images could not be batched; the config's own dataset class
-            # may build its transform elsewhere (e.g. a wrapper), which a smoke run does not reproduce.
-            from torchvision.transforms import ToTensor
-            logger.warning(f'smoke: dataset {dataset_id!r} has no init.kwargs.transform; using ToTensor()')
-            transform = ToTensor()
-        size, classes = smoke_spec(class_key, num_classes)
-        num_samples = train_samples if dataset_id in train_ids else eval_samples
-        if _is_cifar(class_key):
-            datasets[dataset_id] = SyntheticCIFAR(num_samples, classes, transform, target_transform)
-        else:
-            datasets[dataset_id] = SyntheticImageDataset(num_samples, size, classes, transform, target_transform)
+    _warn_without_transform(loaded)
+    datasets: Dict[str, Dataset] = dict()
+    shared = SharedConstruction(loaded.loader)
+    try:
+        for dataset_id, node, direct in _smoke_nodes(loaded, num_classes, train_ids, train_samples, eval_samples):
+            try:
+                dataset = shared.construct(node)
+            except Exception as exc:
+                raise RunError(f'dataset {dataset_id!r} (smoke stand-in): could not be built: '
+                               f'{type(exc).__name__}: {one_line(exc)}') from None
+            samples = train_samples if dataset_id in train_ids else eval_samples
+            datasets[dataset_id] = dataset if direct else Subset(dataset, range(min(len(dataset), samples)))
+    finally:
+        shared.close()
     return datasets
