@@ -136,3 +136,30 @@ def test_resume_under_a_changed_config_is_refused_unless_asked_and_then_recorded
     assert [(a['from_epoch'], a['more_epochs'], a['changes']) for a in summary['attempts']] == [
         (0, [], []), (2, ['train.num_epochs: 3.0 -> 4.0'], ['train.optimizer.kwargs.lr: 0.05 -> 0.1'])]
     assert summary['overrides'] == ['train.optimizer.kwargs.lr=0.1', 'train.num_epochs=4']
+
+
+def test_a_copied_config_does_not_overwrite_the_original_runs_files(tmp_path):
+    """A copy of a config keeps the original's dst_ckpt: running it would overwrite the original's finished run.
+    Refused with one line naming both configs and the way out; --overwrite replaces it; the same config again is
+    its own run and is overwritten with a warning, as before."""
+    folder = _prepare(str(tmp_path / 'run'))
+    assert support.run_cli(ARGS, cwd=folder).returncode == 0
+    copy = os.path.join(folder, 'my_variant.yaml')
+    with open(TINY) as source, open(copy, 'w') as target:
+        target.write(source.read().replace('alpha: 0.5', 'alpha: 0.7'))
+    changed = ['--config', copy] + ARGS[2:]
+    result = support.run_cli(changed, cwd=folder)
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f'error: ckpt/tiny_kd/student.pt holds the finished run of {TINY}, config digest ')
+    assert line.endswith(f'this run is {copy} (config digest ' + line.split('(config digest ')[1].split(')')[0] +
+                         ') and would overwrite that run\'s checkpoints and summary: give this config its own dst_ckpt '
+                         '(models.student_model.dst_ckpt in the config, or --set models.student_model.dst_ckpt=...), '
+                         'or pass --overwrite to replace that run')
+    with open(os.path.join(folder, 'ckpt', 'tiny_kd', 'student.json')) as fp:
+        assert json.load(fp)['config'] == TINY  # untouched
+    assert support.run_cli(changed + ['--overwrite'], cwd=folder).returncode == 0
+    with open(os.path.join(folder, 'ckpt', 'tiny_kd', 'student.json')) as fp:
+        assert json.load(fp)['config'] == copy
+    result = support.run_cli(changed, cwd=folder)  # the same config again: its own run, overwritten with a warning
+    assert result.returncode == 0 and 'starting a new run: ckpt/tiny_kd/student.last.pt' in result.stdout

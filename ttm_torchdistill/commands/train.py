@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--continue-changed', '--continue_changed', dest='continue_changed', action='store_true',
                         help='with --resume: continue a run whose config (or --set values) changed since it started '
                              '(refused otherwise; more epochs are always allowed); the summary records the change')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let a new run replace the checkpoints and summary of another experiment (another '
+                             'config) at its dst_ckpt (refused by default: give each config its own dst_ckpt)')
     parser.add_argument('--smoke', action='store_true',
                         help='offline end-to-end check in seconds: synthetic data of the configured size and '
                              'classes, 1 epoch of 2 tiny steps, evaluation, checkpoints in a temporary folder; '
@@ -138,7 +141,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             world_size=args.world_size, dist_url=args.dist_url, dist_timeout_min=args.dist_timeout,
             adjust_lr=args.adjust_lr,
             overrides=args.overrides, resume=args.resume, continue_changed=args.continue_changed, smoke=args.smoke,
-            allow_pickle=args.allow_pickle,
+            allow_pickle=args.allow_pickle, overwrite=args.overwrite,
             runtime_flags=runtime_flags(args), data_parallel=args.data_parallel)
         return run(options)
     except KeyboardInterrupt:

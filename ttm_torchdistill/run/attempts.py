@@ -34,7 +34,8 @@ def attempt_record(identity: Dict[str, Any], runtime: Dict[str, Any], from_epoch
     """
     changes = tree_changes(previous_tree, tree) if previous_tree is not None and tree is not None else []
     return {'from_epoch': from_epoch, 'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'host': socket.gethostname(),
-            'world_size': world_size, 'seed': identity['seed'], 'config_digest': identity.get('config_digest'),
+            'world_size': world_size, 'seed': identity['seed'], 'config': identity.get('config'),
+            'config_digest': identity.get('config_digest'),
             'config_sha256': identity['config_sha256'], 'overrides': list(identity['overrides']),
             'code_version': identity.get('code_version'), 'runtime': runtime,
             'more_epochs': [c.text() for c in changes if is_epoch_change(c)],
@@ -61,3 +62,39 @@ def read_attempts(path: str) -> Optional[Dict[str, Any]]:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) and data.get('format') == ATTEMPTS_FORMAT else None
+
+
+def _recorded_run(dst_ckpt: str) -> Optional[Dict[str, Any]]:
+    """``{config, config_digest, finished}`` of the run whose files are at ``dst_ckpt`` (its summary, else its
+    attempts file), or None when there is none."""
+    summary_path = os.path.splitext(dst_ckpt)[0] + '.json'
+    for path, finished in ((summary_path, True), (attempts_path(dst_ckpt), False)):
+        try:
+            with open(path, encoding='utf-8') as fp:
+                data = json.load(fp)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if finished and isinstance(data, dict):
+            return {'config': data.get('config'), 'config_digest': data.get('config_digest'), 'finished': True}
+        attempts = data.get('attempts') if isinstance(data, dict) else None
+        if attempts:
+            last = attempts[-1]
+            return {'config': last.get('config'), 'config_digest': last.get('config_digest'), 'finished': False}
+    return None
+
+
+def another_runs_files(dst_ckpt: str, config_path: str, config_digest: Optional[str]) -> Optional[str]:
+    """What a new run at ``dst_ckpt`` would overwrite of *another* experiment (a config with another digest, or
+    another config file when no digest was recorded), as text; None when the files there are this experiment's own
+    (or there are none)."""
+    recorded = _recorded_run(dst_ckpt)
+    if recorded is None:
+        return None
+    if recorded['config_digest'] is not None and config_digest is not None:
+        if recorded['config_digest'] == config_digest:
+            return None
+    elif recorded['config'] is None or os.path.abspath(recorded['config']) == os.path.abspath(config_path):
+        return None
+    state = 'finished run' if recorded['finished'] else 'unfinished run'
+    digest = f', config digest {recorded["config_digest"][:12]}' if recorded['config_digest'] else ''
+    return f'the {state} of {recorded["config"]}{digest}'

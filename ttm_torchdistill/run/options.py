@@ -26,6 +26,8 @@ class RunOptions:
     resume: bool = False
     #: ``--continue-changed``: ``--resume`` a run whose config changed since it started (recorded, not refused)
     continue_changed: bool = False
+    #: ``--overwrite``: a new run may replace the checkpoints and summary of another experiment at its ``dst_ckpt``
+    overwrite: bool = False
     smoke: bool = False
     allow_pickle: bool = False
     data_parallel: bool = False

@@ -25,7 +25,8 @@ from .config.walk import (
 from .data.datasets import build_real_datasets
 from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache
 from .data.synthetic import build_smoke_datasets
-from .machine.context import DistContext, rank0_first
+from .attempts import another_runs_files
+from .machine.context import DistContext, on_leaders, rank0_first
 from .machine.fit import box_device_ids, fit_config_to_machine, sync_bn_applies
 from .machine.seeding import RunSeed, resolve_seed
 from .models.build import build_model
@@ -171,6 +172,9 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     identity = run_identity(opts.config, seed.value, opts.overrides, seed.drawn, loaded.tree)
     if resume_checkpoint is not None:  # a changed config is refused here, before anything is built
         _check_resumed_run(resume_checkpoint, identity, loaded.tree, dst_ckpt, opts, ctx)
+    elif not (opts.test_only or opts.smoke or opts.overwrite):
+        on_leaders(lambda: _check_not_another_run(dst_ckpt, identity, opts, student_name), ctx, ctx.is_main,
+                   f'checking {dst_ckpt}')
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
@@ -193,6 +197,18 @@ def _check_resumed_run(ckpt: Dict[str, Any], identity: Dict[str, Any], tree: Any
     if ctx.is_main:
         for level, note in notes:
             logger.log(level, f'--resume: {note}')
+
+
+def _check_not_another_run(dst_ckpt: str, identity: Dict[str, Any], opts: RunOptions, student_name: str) -> None:
+    """A new run must not overwrite another experiment's checkpoints and summary (a copied config keeps the original's
+    ``dst_ckpt``); this experiment's own earlier run is overwritten with a warning (:mod:`.train.resume`)."""
+    other = another_runs_files(dst_ckpt, opts.config, identity.get('config_digest'))
+    if other is not None:
+        raise RunError(f'{dst_ckpt} holds {other}; this run is {opts.config} (config digest '
+                       f'{(identity.get("config_digest") or "")[:12]}) and would overwrite that run\'s checkpoints and '
+                       f'summary: give this config its own dst_ckpt (models.{student_name}.dst_ckpt in the config, '
+                       f'or --set models.{student_name}.dst_ckpt=...), '
+                       f'or pass --overwrite to replace that run')
 
 
 def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) -> Tuple[str, str]:

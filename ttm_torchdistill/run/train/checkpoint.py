@@ -201,12 +201,12 @@ def run_identity(config_path: str, seed: int, overrides: List[str], seed_drawn: 
     :param seed_drawn: the seed was drawn because no ``--seed`` was given (see :mod:`.seeding`).
     :param tree: the composed config after the overrides (:func:`~..config.identity.config_tree`); its digest
         leaves out paths that move files or tune loading.
-    :return: ``{seed, seed_drawn, config_sha256 (the file's bytes), config_digest, overrides, code_version,
-        streams}`` (``streams``: how torchdistill's loaders draw, :mod:`~..data.sample_streams`).
+    :return: ``{seed, seed_drawn, config (the path given), config_sha256 (the file's bytes), config_digest,
+        overrides, code_version, streams}`` (``streams``: how torchdistill's loaders draw, :mod:`~..data.sample_streams`).
     """
     with open(os.path.expanduser(config_path), 'rb') as fp:
         digest = hashlib.sha256(fp.read()).hexdigest()
-    return {'seed': seed, 'seed_drawn': bool(seed_drawn), 'config_sha256': digest,
+    return {'seed': seed, 'seed_drawn': bool(seed_drawn), 'config': config_path, 'config_sha256': digest,
             'config_digest': tree_digest(tree) if tree is not None else None, 'overrides': list(overrides),
             'code_version': code_version(), 'streams': STREAMS_VERSION}
 
