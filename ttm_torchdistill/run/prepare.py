@@ -163,6 +163,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         for note in notes:
             logger.info(f'smoke: {note}')
     student_name, dst_ckpt = _check_config(config, opts, runtime)
+    preflight.check_dataset_layout(loaded)
     if runtime.device_data:
         preflight.check_device_data_datasets(loaded, config)
     # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a

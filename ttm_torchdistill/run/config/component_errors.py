@@ -203,4 +203,37 @@ def explain_box_failure(exc: BaseException, config: Dict[str, Any]) -> RunError:
         where, key, cause = found
         return RunError(f'{where}: loss {key!r} rejected its kwargs: {type(cause).__name__}: '
                         f'{public_text(cause, key)}')
+    if isinstance(exc, KeyError):
+        missing = _missing_key_message(exc, config)
+        if missing is not None:
+            return RunError(missing)
     return RunError(f'cannot set up training from `train:`: {type(exc).__name__}: {one_line(exc)}')
+
+
+def _failing_class(exc: BaseException) -> Optional[type]:
+    """The class whose constructor raised ``exc`` (the innermost ``__init__`` frame of the traceback), or None."""
+    found, trace = None, exc.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        if frame.f_code.co_name == '__init__' and 'self' in frame.f_locals:
+            found = type(frame.f_locals['self'])
+        trace = trace.tb_next
+    return found
+
+
+def _missing_key_message(exc: KeyError, config: Dict[str, Any]) -> Optional[str]:
+    """A constructor that looked up a key its config entry lacks: name the entry, the class and the key (a config
+    written for another torchdistill version uses other names)."""
+    cls = _failing_class(exc)
+    if cls is None:
+        return None
+    entries = [c for c in iter_components(config) if c.target is cls or c.key == cls.__name__]
+    where = entries[0].where if entries else f'the `train:` block ({cls.__name__})'
+    return (f'{where} ({cls.__name__}): torchdistill\'s {cls.__name__} looks for the key {exc.args[0]!r} in its '
+            f'configuration, which is not there; the config may be written for another torchdistill version than '
+            f'this one ({_torchdistill_version()}): compare the entry with {cls.__module__}.{cls.__qualname__}')
+
+
+def _torchdistill_version() -> str:
+    import torchdistill
+    return f'torchdistill {getattr(torchdistill, "__version__", "of unknown version")}'

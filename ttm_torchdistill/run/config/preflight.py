@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 from torchdistill.losses.registry import HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LEVEL_LOSS_DICT, MIDDLE_LEVEL_LOSS_DICT
 from torchvision.datasets import CIFAR10
+from yaml.nodes import MappingNode
 
 from ...errors import RunError
 from ...views.two_view import TWO_VIEW_DATASET
@@ -16,7 +17,7 @@ from ..models.lookup import registry_hint
 from ..models.weights import how_to_get_weights, is_remote, missing_checkpoint
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
 from .dataset_nodes import dataset_class, dataset_class_key
-from .loading import LoadedConfig
+from .loading import LoadedConfig, mapping_value_node
 from .runtime import Runtime
 from .walk import STUDENT_ENTRIES, iter_loader_configs, iter_train_stage_configs, teacher_entry
 
@@ -104,6 +105,19 @@ def check_loss_keys(config: Dict[str, Any]) -> None:
             if key in MIDDLE_LEVEL_LOSS_DICT and 'kwargs' not in sub:
                 raise RunError(f'{where}.criterion.kwargs.sub_terms.{name}.criterion needs `kwargs:` '
                                f'(torchdistill requires it for mid-level loss {key!r})')
+
+
+def check_dataset_layout(loaded: LoadedConfig) -> None:
+    """A dataset entry in torchdistill's pre-1.0 layout (``key``, ``root`` and ``splits:`` of ``dataset_id`` s with
+    ``transform_configs``) is a plain mapping to torchdistill 1.1.5, which builds no dataset from it: say so before
+    the loaders look for the split ids."""
+    for dataset_id, node in loaded.dataset_nodes:
+        if isinstance(node, MappingNode) and node.tag == 'tag:yaml.org,2002:map' and \
+                mapping_value_node(node, 'splits') is not None:
+            raise RunError(f'datasets.{dataset_id} is written in torchdistill\'s pre-1.0 layout (a `splits:` mapping '
+                           f'of dataset ids with transform_configs), which torchdistill 1.1.5 does not read: write each '
+                           f'split as its own entry under datasets:, an !import_call of the dataset class with its '
+                           f'transform (the layout of torchdistill 1.x\'s sample configs and of this plugin\'s configs/)')
 
 
 def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:

@@ -32,6 +32,10 @@ def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any]
     key, kwargs = model_config['key'], model_config.get('kwargs') or dict()
     try:
         model = get_model(key, repo_or_dir, **kwargs) if target is None else target(**kwargs)
+    except RuntimeError as exc:
+        if repo_or_dir is None or not hub_unreachable(exc):
+            raise
+        raise hub_repository_missing(exc, where, key, repo_or_dir) from None
     except (TypeError, ValueError) as exc:
         raise explain_model_failure(exc, where, key, target, kwargs) from None
     except OSError as exc:  # a download of pretrained weights (urllib's URLError is an OSError)
@@ -52,6 +56,23 @@ def explain_model_failure(exc: BaseException, where: str, key: str, target: Opti
             return RunError(f'{where}.kwargs: {problem}')
     return RunError(f'cannot build model {key!r} from {where}.kwargs={kwargs}: {type(exc).__name__}: '
                     f'{public_text(exc, key)}')
+
+
+def hub_unreachable(exc: BaseException) -> bool:
+    """torch.hub's failure to reach GitHub for a repository that is not in its cache."""
+    text = str(exc).lower()
+    return 'no internet connection' in text or 'could not be found in the cache' in text
+
+
+def hub_repository_missing(exc: BaseException, where: str, key: str, repo_or_dir: str) -> RunError:
+    """The message for a model of a torch hub repository that cannot be fetched: where torch looks for it offline."""
+    owner_name = repo_or_dir.split(':', 1)[0]
+    folder = os.path.join(torch.hub.get_dir(), owner_name.replace('/', '_') + '_<branch>')
+    return RunError(f'{where}: model {key!r} comes from the torch hub repository {repo_or_dir!r} ({where}.repo_or_dir), '
+                    f'which could not be fetched ({one_line(exc)}); without network, copy that repository\'s checkout '
+                    f'to {folder} (the hub cache, where torch.hub.load looks first; on a machine with network, '
+                    f'python -c "import torch; torch.hub.list(\'{owner_name}\')" fills it), or set '
+                    f'{where}.repo_or_dir to a local clone of it and {where}.kwargs.source to \'local\'')
 
 
 def _weights_entry(key: str, kwargs: Dict[str, Any]):
