@@ -8,7 +8,11 @@ parameters):
   the crop offset (top, left) is uniform over the padded image, as ``RandomCrop.get_params`` draws it;
 * ``RandomHorizontalFlip(p)``: flip with probability ``p``;
 * ``ToTensor()``: uint8 ``H x W x C`` -> float ``C x H x W`` divided by 255 (exactly once);
-* ``Normalize(mean, std)``: ``(x - mean) / std`` per channel, after ``ToTensor``.
+* ``Normalize(mean, std)``: ``(x - mean) / std`` per channel, after ``ToTensor``;
+* ``ttm_torchdistill.views.StrongAugment(num_ops)`` (MLKD's strong view, before ``ToTensor``, RGB images): each
+  sample's ops, magnitudes and Cutout drawn up front (:func:`~ttm_torchdistill.views.device_augment.draw_plans`) and
+  applied to the batch as PIL computes them (:mod:`ttm_torchdistill.views.device_augment`, which says where the
+  result could differ from PIL's: in no pixel of its tests).
 
 Anything else raises ``ValueError`` naming what was found and what is supported; nothing is dropped or replaced.
 
@@ -32,7 +36,11 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
-SUPPORTED = 'RandomCrop (zero padding), RandomHorizontalFlip, ToTensor, Normalize (in a Compose or alone)'
+from ...views.augment import StrongAugment
+from ...views.device_augment import draw_plans, plan_width, strong_augment
+
+SUPPORTED = ('RandomCrop (zero padding), RandomHorizontalFlip, ToTensor, Normalize, '
+             'ttm_torchdistill.views.StrongAugment (in a Compose or alone)')
 
 
 def _is_zero_fill(fill: Any) -> bool:
@@ -148,7 +156,8 @@ class FlipOp:
 
 
 class ToTensorOp:
-    """``ToTensor``: uint8 -> float32 / 255 (the layout stays channel-last until the end of the pipeline)."""
+    """``ToTensor``: uint8 (or float32 holding uint8 values, after StrongAugment) -> float32 / 255 (the layout stays
+    channel-last until the end of the pipeline)."""
     name = 'ToTensor'
 
     def describe(self) -> Dict[str, Any]:
@@ -185,6 +194,36 @@ class NormalizeOp:
         return x.sub(mean).div(std)  # as torchvision: subtract, then divide, in float32
 
 
+class StrongAugmentOp:
+    """``ttm_torchdistill.views.StrongAugment(num_ops)``: MLKD's strong augmentation, per sample, on the uint8 batch.
+
+    Parameters per sample: one plan row of float64 (:func:`~ttm_torchdistill.views.device_augment.draw_plans`: op
+    indices, magnitudes, Cutout's fraction and centre), drawn with StrongAugment's distribution. It yields float32
+    holding the uint8 values (``ToTensor`` divides them by 255 as it divides the bytes).
+    """
+    name = 'StrongAugment'
+
+    def __init__(self, num_ops: int):
+        self.num_ops = int(num_ops)
+
+    def describe(self) -> Dict[str, Any]:
+        return {'op': self.name, 'num_ops': self.num_ops}
+
+    def out_hw(self, hw: Tuple[int, int]) -> Tuple[int, int]:
+        return hw
+
+    def draw(self, num_samples: int, hw: Tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        """Plans ``num_samples x (2 num_ops + 3)``, float64, from ``generator`` (CPU)."""
+        return draw_plans(num_samples, self.num_ops, (hw[1], hw[0]), generator)
+
+    def apply(self, x: torch.Tensor, plans: torch.Tensor) -> torch.Tensor:
+        """``x``: uint8 B x H x W x 3 (any memory layout); ``plans``: B rows of :meth:`draw`'s, on ``x``'s device."""
+        if plans.shape[1] != plan_width(self.num_ops):
+            raise ValueError(f'StrongAugment({self.num_ops}) takes plans of {plan_width(self.num_ops)} columns, got '
+                             f'{tuple(plans.shape)}')
+        return strong_augment(x, plans.to(x.device))
+
+
 def _flatten(transform: Any) -> List[Any]:
     if isinstance(transform, T.Compose):
         out = []
@@ -213,6 +252,12 @@ def _translate_one(t: Any):
         return FlipOp(p)
     if kind is T.ToTensor:
         return ToTensorOp()
+    if kind is StrongAugment:
+        if t.generator is not None:
+            raise ValueError('StrongAugment with a generator of its own is not supported by the device data path, '
+                             'which draws every sample\'s augmentation from its per-sample streams: expected '
+                             'generator None')
+        return StrongAugmentOp(t.num_ops)
     if kind is T.Normalize:
         mean, std = t.mean, t.std
         # float64 keeps the configured numbers as written (torchvision casts them to float32 when it applies them)
@@ -250,6 +295,13 @@ class DevicePipeline:
                 if converted:
                     raise ValueError('ToTensor appears twice: torchvision rejects a tensor input; expected it once')
                 converted = True
+            if isinstance(op, StrongAugmentOp):
+                if converted:
+                    raise ValueError('StrongAugment after ToTensor is not supported (it works on PIL images and '
+                                     'rejects tensors): expected it before ToTensor')
+                if self.image_shape[2] != 3:
+                    raise ValueError(f'StrongAugment works on RGB images; the images have {self.image_shape[2]} '
+                                     f'channels: expected 3')
             self._in_hw.append(hw)
             hw = op.out_hw(hw)
         if not converted:
@@ -323,7 +375,7 @@ class DevicePipeline:
                     k += 2
                     continue
                 x = op.apply(x, params[k])
-            elif isinstance(op, FlipOp):
+            elif isinstance(op, (FlipOp, StrongAugmentOp)):
                 x = op.apply(x, params[k])
             elif isinstance(op, ToTensorOp):
                 # convert in the output memory layout: NCHW memory makes the per-channel Normalize that usually
@@ -360,6 +412,8 @@ class PreparedImages:
                  memory_format: torch.memory_format = torch.contiguous_format):
         self.images = images
         self.windows: Optional[torch.Tensor] = None
+        #: what the buffers depend on: another pipeline with the same layout can gather from them
+        self.layout = prepared_layout(pipeline, memory_format)
         ops = pipeline.ops
         if not ops or not isinstance(ops[0], CropOp):
             self.prefix = 0
@@ -404,6 +458,16 @@ class PreparedImages:
         starts = image * self.image_stride + top * self.row_stride + left * self.col_stride
         batch = self.windows.index_select(0, starts)
         return (batch.permute(0, 2, 3, 1) if self.planar else batch), self.prefix
+
+
+def prepared_layout(pipeline: DevicePipeline, memory_format: torch.memory_format) -> Any:
+    """What :class:`PreparedImages` builds for ``pipeline``: the leading crop's size and padding, whether a flip
+    follows it, and whether the buffer is planar (None when the pipeline does not start with RandomCrop)."""
+    ops = pipeline.ops
+    if not ops or not isinstance(ops[0], CropOp):
+        return None
+    flip = len(ops) > 1 and isinstance(ops[1], FlipOp)
+    return ops[0].size, ops[0].padding, flip, memory_format != torch.channels_last
 
 
 def translate_transform(transform: Any, image_shape: Tuple[int, int, int] = (32, 32, 3)) -> DevicePipeline:
