@@ -1,5 +1,6 @@
 """MLKD's two views in torchdistill's pipeline: the dataset wrapper, per-view forwards (BatchNorm statistics per
-view), and tiny runs through ``python -m ttm_torchdistill`` (training, --smoke, --resume, the fast-path refusal)."""
+view, a wrapped module that makes both views' outputs at once), and tiny runs through ``python -m ttm_torchdistill``
+(training, --smoke, --resume). The device data path's two views: tests/test_mlkd_device_runs.py."""
 import copy
 import json
 import os
@@ -21,9 +22,6 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 CONFIG = os.path.join(support.CONFIG_DIR, 'runner_tiny_mlkd.yaml')
 LAST = os.path.join('ckpt', 'tiny_mlkd', 'student.last.pt')
-REFUSAL = ("error: runtime.device_data: train.train_data_loader.dataset_wrapper is 'TwoViewDataset', whose strong "
-           'view (its strong_transform, e.g. StrongAugment) the device data path does not translate; run this config '
-           'without --device-data and --teacher-cache')
 
 
 class RawImages(torch.utils.data.Dataset):
@@ -135,6 +133,24 @@ def test_two_view_model_gets_gradients_from_both_views():
     assert list(wrapper.parameters()) == list(net.parameters())  # no parameters of its own
 
 
+def test_a_wrapped_module_with_two_view_forward_makes_both_outputs_at_once():
+    """The runner's cached teacher: the weak view's output from one source, the strong view's from another, in one
+    call (TwoViewModel does not call the module itself then)."""
+    class Both(nn.Module):
+        def forward(self, x):
+            raise AssertionError('TwoViewModel calls two_view_forward, not forward')
+
+        def two_view_forward(self, weak, strong):
+            return weak.sum((1, 2, 3))[:, None], strong.mean((1, 2, 3))[:, None]
+    wrapper = TwoViewModel(teacher_model=Both())
+    seen = {}
+    wrapper.strong.register_forward_hook(lambda m, i, o: seen.__setitem__('strong', o))
+    views = torch.randn(4, 2, 3, 8, 8)
+    output = wrapper(views)
+    assert torch.equal(output, views[:, 0].sum((1, 2, 3))[:, None])
+    assert torch.equal(seen['strong'], views[:, 1].mean((1, 2, 3))[:, None])
+
+
 @pytest.mark.parametrize('make, error, message', [
     (lambda: TwoViewModel(), ValueError, r'TwoViewModel wraps exactly one model: give teacher_model or student_model'),
     (lambda: TwoViewModel(teacher_model=BNNet(), student_model=BNNet()), ValueError, r'wraps exactly one model'),
@@ -180,18 +196,6 @@ def test_tiny_two_view_smoke(run_folder, capsys):
     code, out, err = _run(capsys, ['--config', CONFIG, '--device', 'cpu', '--smoke'])
     assert code == 0, err[-20:]
     assert 'Smoke run of' in out and not os.path.exists('ckpt')
-
-
-@pytest.mark.parametrize('extra', [['--device-data'], ['--device-data', '--teacher-cache', 'cache']])
-def test_device_data_and_teacher_cache_refuse_the_two_view_config(run_folder, capsys, extra):
-    code, out, err = _run(capsys, ['--config', CONFIG, '--device', 'cpu', '--seed', '0'] + extra)
-    assert code == 1 and err == [REFUSAL]
-
-
-def test_cache_teacher_refuses_the_two_view_config(run_folder, capsys):
-    code, out, err = _run(capsys, ['cache-teacher', '--config', CONFIG, '--seed', '0', '--out', 'cache',
-                                   '--device', 'cpu'])
-    assert code == 1 and err == [REFUSAL] and not os.path.exists('cache')
 
 
 def test_two_view_run_resumes_bitwise(tmp_path, monkeypatch, capsys):

@@ -199,12 +199,12 @@ def test_values_of_the_wrong_kind(folder, capsys, keys, message):
 
 def test_device_data_true_with_a_config_it_refuses_is_the_study_files_error(monkeypatch, capsys):
     monkeypatch.chdir(support.REPO_ROOT)
-    study = load_study('configs/studies/max_logit_cifar100.yaml')
+    study = load_study('configs/studies/ttm_ilsvrc2012.yaml')
     strict = dataclasses.replace(study, runtime=dataclasses.replace(study.runtime, device_data=True))
     with pytest.raises(StudyError, match=r"runtime.device_data is true, but the device data path refuses "
-                                         r"configs/cifar100/mlkd/\S+\.yaml \(train.train_data_loader.dataset_wrapper "
-                                         r"is 'TwoViewDataset'.*\); write device_data: auto to run such configs on "
-                                         r"torchdistill's loader, or leave them out$"):
+                                         r"configs/ilsvrc2012/\S+\.yaml \(dataset 'ilsvrc2012/train' .* is not "
+                                         r"supported by the device data path.*\); write device_data: auto to run such "
+                                         r"configs on torchdistill's loader, or leave them out$"):
         plan_mod.make_plan(strict, python='PY')
 
 
@@ -299,12 +299,13 @@ def test_shipped_studies_plan_the_readme_tables(monkeypatch):
     assert len(cifar.caches) == 6 and {c.kind for c in cifar.caches} == {'complete'}
     assert {r.experiment.split('/')[1] for r in cifar.runs if r.cache is None} == {'wttm_crd', 'wttm_itrd'}
     hosts = plan_mod.make_plan(load_study('configs/studies/max_logit_cifar100.yaml'), python='PY')
-    assert len(hosts.runs) == 13 * 5 * 5 and len(hosts.caches) == 6
-    # MLKD's strong view is not translated by the device data path: device_data: auto leaves those runs on
-    # torchdistill's loader (and without a cache); every other run has both
-    two_view = {r.run_id for r in hosts.runs if r.experiment.split('/')[1] in ('mlkd', 'mlkd_at')}
-    assert {r.run_id for r in hosts.runs if '--device-data' not in r.argv('PY', resume=False)} == two_view
-    assert {r.run_id for r in hosts.runs if r.cache is None} == two_view and len(two_view) == 2 * 13 * 5
+    assert len(hosts.runs) == 13 * 5 * 5 and len(hosts.caches) == 6 and {c.kind for c in hosts.caches} == {'complete'}
+    # the device data path makes MLKD's strong view too: device_data: auto puts every run on it, and MLKD's runs read
+    # the weak view's logits from the complete cache of their teacher that the other methods read
+    two_view = [r for r in hosts.runs if r.experiment.split('/')[1] in ('mlkd', 'mlkd_at')]
+    assert len(two_view) == 2 * 13 * 5 and all('--device-data' in r.argv('PY', resume=False) for r in hosts.runs)
+    assert all(r.cache is not None for r in hosts.runs)
+    assert {r.cache.key for r in two_view} == {r.cache.key for r in hosts.runs}
     imagenet = plan_mod.make_plan(load_study('configs/studies/ttm_ilsvrc2012.yaml'), python='PY')
     assert len(imagenet.runs) == 10 and not imagenet.caches
     argv = imagenet.runs[0].argv('PY', resume=False)

@@ -23,7 +23,7 @@ from .config.walk import (
     iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry, train_dataset_ids,
 )
 from .data.datasets import build_real_datasets
-from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache
+from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache, two_view_teacher
 from .data.synthetic import build_smoke_datasets
 from .attempts import another_runs_files
 from .machine.context import DistContext, on_leaders, rank0_first
@@ -113,14 +113,19 @@ def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext, s
 
 
 def _cached_teacher(runtime: Runtime, config: Dict[str, Any], device_data: Optional[DeviceData],
-                    ctx: DistContext, seed: RunSeed) -> Optional[CachedTeacher]:
+                    ctx: DistContext, seed: RunSeed, teacher: Optional[nn.Module]) -> Optional[CachedTeacher]:
     """The stand-in teacher reading ``runtime.teacher_cache``, checked against this run's data (None without a cache;
-    the config was checked by ``preflight.check_teacher_cache``)."""
+    the config was checked by ``preflight.check_teacher_cache``); with MLKD's two views it runs ``teacher`` on the
+    strong view."""
     if not runtime.teacher_cache:
         return None
     where, first = next(iter_train_stage_configs(config))
     train_data = device_data.dataset(first['train_data_loader']['dataset_id'], f'{where}.train_data_loader')
     cache = open_teacher_cache(runtime.teacher_cache, config, train_data, planned_epochs(config), ctx, seed.drawn)
+    if two_view_teacher(config):
+        logger.info(f'Teacher logits of the weak view read from the cache {runtime.teacher_cache}; the teacher network '
+                    f'runs on the strong view')
+        return CachedTeacher(cache, strong_teacher=teacher)
     logger.info(f'Teacher logits read from the cache {runtime.teacher_cache} (the teacher network is not run while '
                 f'training)')
     return CachedTeacher(cache)
@@ -184,10 +189,11 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     if opts.log_config:
         logger.info(f'config: {config}')
     device_data = _device_data(runtime, datasets, ctx, seed.value)
+    cached_teacher = _cached_teacher(runtime, config, device_data, ctx, seed, teacher)
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=dst_ckpt, identity=identity, config_tree=loaded.tree, seed=seed,
                     resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
-                    cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
+                    cached_teacher=cached_teacher, smoke_dir=smoke_dir,
                     device_ids=box_device_ids(ctx, opts.data_parallel))
 
 
@@ -223,7 +229,7 @@ def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) ->
     preflight.check_loss_keys(config)
     preflight.check_components(config)
     if runtime.device_data:
-        preflight.check_single_view(config)
+        preflight.check_device_views(config)
     preflight.check_teacher_cache(config, runtime)
     return student_name, os.path.expanduser(dst_ckpt)
 

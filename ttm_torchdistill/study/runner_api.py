@@ -22,7 +22,7 @@ from ..run.config.dataset_nodes import construct_optional, dataset_class, datase
 from ..run.config.loading import mapping_value_node
 from ..run.data.device_transforms import translate_transform
 from ..run.data.view_space import ViewSpace
-from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets, check_single_view
+from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets, check_device_views
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
 from ..run.models.weights import fetchable_teacher, how_to_get_weights, is_remote
@@ -177,7 +177,7 @@ def _device_data_refusal(loaded) -> Optional[str]:
     """The runner's own refusal of ``--device-data`` for this config (None when it accepts it), checked as the
     runner checks it before building anything."""
     try:
-        check_single_view(loaded.config)
+        check_device_views(loaded.config)
         check_device_data_datasets(loaded, loaded.config)
     except RunError as exc:
         return str(exc)

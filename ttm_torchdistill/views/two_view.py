@@ -63,10 +63,12 @@ from torchdistill.models.wrapper import AuxiliaryModelWrapper
 
 from .._registry import auxiliary_model_wrapper, dataset_wrapper
 
-__all__ = ['TWO_VIEW_DATASET', 'TwoViewDataset', 'TwoViewModel']
+__all__ = ['TWO_VIEW_DATASET', 'TWO_VIEW_MODEL', 'TwoViewDataset', 'TwoViewModel']
 
-#: The registry key of the two-view dataset wrapper (the runner's device-data path refuses it by this key).
+#: The registry key of the two-view dataset wrapper (the runner's device data path translates its strong view).
 TWO_VIEW_DATASET = 'TwoViewDataset'
+#: The registry key of the two-view model wrapper (a teacher cache serves the weak view of a teacher wrapped in it).
+TWO_VIEW_MODEL = 'TwoViewModel'
 
 
 def _describe(obj: Any) -> str:
@@ -136,7 +138,7 @@ class TwoViewDataset(BaseDatasetWrapper):
         return torch.stack([weak, strong]), target, dict()
 
 
-@auxiliary_model_wrapper('TwoViewModel')
+@auxiliary_model_wrapper(TWO_VIEW_MODEL)
 class TwoViewModel(AuxiliaryModelWrapper):
     """Run a model once per view of a ``(N, 2, C, H, W)`` batch; hook ``weak`` and ``strong`` for the logits.
 
@@ -145,6 +147,9 @@ class TwoViewModel(AuxiliaryModelWrapper):
     calls are separate, so a model in train mode normalises each view with that view's batch statistics and
     updates its BatchNorm running statistics twice per step (weak, then strong), as in the authors' loop. One call
     of this module is one forward of DistributedDataParallel, which wraps it whole.
+
+    A wrapped module with a ``two_view_forward(weak, strong)`` method makes both outputs in one call instead (the
+    runner's cached teacher: the weak view's logits from a teacher cache, the strong view's from the teacher).
 
     :param teacher_model: the teacher (given by torchdistill for a teacher-side wrapper).
     :param student_model: the student (given by torchdistill for a student-side wrapper).
@@ -180,6 +185,12 @@ class TwoViewModel(AuxiliaryModelWrapper):
             raise ValueError(f'TwoViewModel expects a batch of two views of shape (N, 2, ...) from the '
                              f'{TWO_VIEW_DATASET} dataset wrapper, got {shape}')
         weak, strong = views.unbind(1)
+        two_view_forward = getattr(self.model, 'two_view_forward', None)
+        if callable(two_view_forward):
+            weak_output, strong_output = two_view_forward(weak, strong)
+            output = self.weak(weak_output)
+            self.strong(strong_output)
+            return output
         output = self.weak(self.model(weak))
         self.strong(self.model(strong))
         return output

@@ -11,8 +11,9 @@ from torchdistill.losses.registry import HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LE
 from torchvision.datasets import CIFAR10
 from yaml.nodes import MappingNode
 
-from ...errors import RunError
-from ...views.two_view import TWO_VIEW_DATASET
+from ...errors import RunError, one_line
+from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
+from ..data.device_transforms import translate_transform
 from ..models.lookup import registry_hint
 from ..models.weights import how_to_get_weights, is_remote, missing_checkpoint
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
@@ -135,24 +136,35 @@ def check_trainable(config: Dict[str, Any], test_only: bool) -> None:
         raise RunError('the config has no `train:` block (use -test_only to only evaluate)')
 
 
-def check_single_view(config: Dict[str, Any]) -> None:
-    """The device data path makes one view per image from the dataset's own transform: a loader that adds MLKD's
-    strongly augmented second view is refused before anything is built (this covers the teacher cache, which needs
-    the device data path, and ``cache-teacher``)."""
+def check_device_views(config: Dict[str, Any]) -> None:
+    """The device data path makes each image's views from the config's transforms: a loader that adds MLKD's strong
+    view (``TwoViewDataset``) must have a ``strong_transform`` it translates (crop, flip, ``StrongAugment``,
+    ``ToTensor``, ``Normalize``), checked before anything is built (this covers the teacher cache, which needs the
+    device data path, and ``cache-teacher``). The weak view is the dataset's transform, checked when it is built."""
     for where, loader_config in iter_loader_configs(config):
         wrapper = loader_config.get('dataset_wrapper')
-        if isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET:
-            raise RunError(f'runtime.device_data: {where}.dataset_wrapper is {TWO_VIEW_DATASET!r}, whose strong view '
-                           '(its strong_transform, e.g. StrongAugment) the device data path does not translate; run '
-                           'this config without --device-data and --teacher-cache')
+        if not (isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET):
+            continue
+        try:  # the device data path holds CIFAR images only (check_device_data_datasets): 32 x 32 RGB
+            translate_transform((wrapper.get('kwargs') or dict()).get('strong_transform'), image_shape=(32, 32, 3))
+        except ValueError as exc:
+            raise RunError(f'runtime.device_data: {where}.dataset_wrapper.kwargs.strong_transform: '
+                           f'{one_line(exc, None)}; run this config without --device-data and --teacher-cache') \
+                from None
 
 
 def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:
-    """A cache holds the teacher's logits only: a config that hooks the teacher's inner modules cannot use it."""
+    """A cache holds the teacher's logits only: a config that hooks the teacher's inner modules cannot use it. A
+    teacher wrapped in ``TwoViewModel`` (MLKD) can, hooking only the wrapper's ``weak`` and ``strong`` outputs: the
+    cache serves the weak view, the teacher runs on the strong one."""
     teacher = stage_config.get('teacher') or dict()
     hooks = teacher.get('forward_hook') or dict()
     asked = [path for io in ('input', 'output') for path in (hooks.get(io) or [])]
-    if asked or teacher.get('auxiliary_model_wrapper'):
+    wrapper = teacher.get('auxiliary_model_wrapper')
+    if isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_MODEL and not hooks.get('input') \
+            and set(asked) <= {'weak', 'strong'}:
+        return
+    if asked or wrapper:
         raise RunError(f'runtime.teacher_cache holds the teacher\'s logits only, but {where}.teacher asks for '
                        f'{"its modules " + ", ".join(asked) if asked else "an auxiliary model wrapper"}; '
                        f'run this config without the cache')

@@ -9,6 +9,9 @@ from a CPU ``torch.Generator`` seeded with ``derive_seed(STREAM, 'augment', seed
 flip decisions ``N``); a batch takes the rows of its indices. So the augmentation of sample ``i`` in epoch ``e``
 depends only on (seed, e, i, the pipeline, N): not on batch size, world size, rank or order, and resuming at
 epoch ``e`` gives the same stream.
+
+A second view of the same images (MLKD's strong view, :class:`DeviceView`) has its own pipeline and its own stream,
+``derive_seed(STREAM, 'augment', name, seed, e)``: the first view draws what it draws without it.
 """
 import hashlib
 from typing import Any, Dict, List, Optional, Tuple
@@ -16,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .device_transforms import DevicePipeline, translate_transform
+from .device_transforms import DevicePipeline, prepared_layout, translate_transform
 from .view_space import ViewSpace
 
 #: Names the scheme by which augmentation parameters are derived; part of a teacher cache's metadata.
@@ -67,9 +70,7 @@ class DeviceDataset:
         self.seed = int(seed)
         self.dtype = dtype
         self.memory_format = memory_format
-        self._params_epoch: Optional[int] = None
-        self._params: List[Optional[torch.Tensor]] = []
-        self._host_params: List[Optional[torch.Tensor]] = []  # the same draws on the CPU (for view indices)
+        self.view = DeviceView(self, pipeline)
         self._checksums: Optional[Tuple[str, str]] = None
 
     @classmethod
@@ -109,14 +110,7 @@ class DeviceDataset:
 
     def augmentation_params(self, epoch: int) -> List[Optional[torch.Tensor]]:
         """Per-op parameters of every sample for ``epoch`` (first dim N), on the device; cached for one epoch."""
-        if self._params_epoch != epoch:
-            generator = torch.Generator()
-            generator.manual_seed(derive_seed(STREAM, 'augment', self.seed, int(epoch)))
-            drawn = self.pipeline.draw(len(self), generator)
-            self._params = [None if p is None else p.to(self.device) for p in drawn]
-            self._host_params = drawn
-            self._params_epoch = epoch
-        return self._params
+        return self.view.augmentation_params(epoch)
 
     def view_indices(self, epoch: int) -> torch.Tensor:
         """The view of every sample in ``epoch`` (:class:`~.view_space.ViewSpace`'s index of the crop offset and flip
@@ -124,8 +118,7 @@ class DeviceDataset:
 
         :raises ValueError: a pipeline whose views cannot be enumerated.
         """
-        self.augmentation_params(epoch)
-        return ViewSpace(self.pipeline).index(self._host_params, len(self))
+        return ViewSpace(self.pipeline).index(self.view.host_params(epoch), len(self))
 
     def augment(self, epoch: int, indices: torch.Tensor) -> torch.Tensor:
         """The transformed images of samples ``indices`` in ``epoch``.
@@ -133,13 +126,12 @@ class DeviceDataset:
         :param indices: LongTensor ``(B,)`` of dataset indices (any device).
         :return: ``B x C x H' x W'`` of ``dtype`` on the device.
         """
-        indices = torch.as_tensor(indices, dtype=torch.long).to(self.device)
-        return self.render(indices, [None if p is None else p[indices] for p in self.augmentation_params(epoch)])
+        return self.view.augment(epoch, indices)
 
     def render(self, indices: torch.Tensor, params) -> torch.Tensor:
         """The images of samples ``indices`` (LongTensor ``(B,)`` on the device) made with the given per-op
         parameters (B rows each, on the device): what :meth:`augment` yields when those parameters are drawn."""
-        return self.pipeline.run(self.prepared, indices, params, self.dtype, self.memory_format)
+        return self.view.render(indices, params)
 
     def describe(self) -> Dict[str, Any]:
         """Canonical description of how images are produced (for cache metadata): stream, image shape, ops."""
@@ -153,3 +145,67 @@ class DeviceDataset:
             self._checksums = (hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(),
                                hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest())
         return self._checksums
+
+
+class DeviceView:
+    """One view of a :class:`DeviceDataset`'s images: a translated pipeline and its own per-epoch stream of draws.
+
+    The dataset's own view (``name`` None) draws epoch ``e`` from ``derive_seed(STREAM, 'augment', seed, e)``; a named
+    one (MLKD's strong view: ``'strong'``) from ``derive_seed(STREAM, 'augment', name, seed, e)``. A view whose
+    pipeline starts with the same crop (and flip) as the dataset's gathers from the dataset's prepared buffers.
+
+    :param data: the dataset whose images (seed, device, dtype, memory format) the view uses.
+    :param pipeline: the view's translated transform, for images of the dataset's shape.
+    :param name: None for the dataset's own view, else the name of the view's stream.
+    :raises ValueError: a pipeline for other images, or whose output shape differs from the dataset's (two views of
+        a batch are stacked).
+    """
+
+    def __init__(self, data: DeviceDataset, pipeline: DevicePipeline, name: Optional[str] = None):
+        if pipeline.image_shape != data.pipeline.image_shape:
+            raise ValueError(f'the view\'s pipeline was translated for images {pipeline.image_shape}, the dataset has '
+                             f'{data.pipeline.image_shape}')
+        if pipeline.out_hw != data.pipeline.out_hw:
+            raise ValueError(f'the views must have the same size to be batched together: the dataset\'s transform '
+                             f'makes {data.pipeline.out_hw}, this one {pipeline.out_hw}')
+        self.data, self.pipeline, self.name = data, pipeline, name
+        same = name is None or prepared_layout(pipeline, data.memory_format) == data.prepared.layout
+        self.prepared = data.prepared if same else pipeline.prepare(data.images, data.memory_format)
+        self._params_epoch: Optional[int] = None
+        self._params: List[Optional[torch.Tensor]] = []
+        self._host_params: List[Optional[torch.Tensor]] = []  # the same draws on the CPU (for view indices)
+
+    def stream_seed(self, epoch: int) -> int:
+        """The seed of the generator that draws every sample's parameters of ``epoch``."""
+        if self.name is None:
+            return derive_seed(STREAM, 'augment', self.data.seed, int(epoch))
+        return derive_seed(STREAM, 'augment', self.name, self.data.seed, int(epoch))
+
+    def augmentation_params(self, epoch: int) -> List[Optional[torch.Tensor]]:
+        """Per-op parameters of every sample for ``epoch`` (first dim N), on the device; cached for one epoch."""
+        if self._params_epoch != epoch:
+            generator = torch.Generator()
+            generator.manual_seed(self.stream_seed(epoch))
+            drawn = self.pipeline.draw(len(self.data), generator)
+            self._params = [None if p is None else p.to(self.data.device) for p in drawn]
+            self._host_params = drawn
+            self._params_epoch = epoch
+        return self._params
+
+    def host_params(self, epoch: int) -> List[Optional[torch.Tensor]]:
+        """:meth:`augmentation_params` as drawn, on the CPU."""
+        self.augmentation_params(epoch)
+        return self._host_params
+
+    def augment(self, epoch: int, indices: torch.Tensor) -> torch.Tensor:
+        """This view of samples ``indices`` (LongTensor ``(B,)``, any device) in ``epoch``: ``B x C x H' x W'``."""
+        indices = torch.as_tensor(indices, dtype=torch.long).to(self.data.device)
+        return self.render(indices, [None if p is None else p[indices] for p in self.augmentation_params(epoch)])
+
+    def render(self, indices: torch.Tensor, params) -> torch.Tensor:
+        """This view of samples ``indices`` (on the device) made with the given per-op parameters (B rows each)."""
+        return self.pipeline.run(self.prepared, indices, params, self.data.dtype, self.data.memory_format)
+
+    def describe(self) -> Dict[str, Any]:
+        """Canonical description of the view: its stream and its translated ops."""
+        return {'stream': STREAM, 'view': self.name, 'ops': self.pipeline.describe()}

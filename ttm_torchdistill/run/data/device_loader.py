@@ -32,6 +32,12 @@ torchdistill's default pre-epoch process only calls ``set_epoch`` on a ``Distrib
 forwards to the loader, so that attribute path works but the runner must call ``loader.set_epoch(epoch)`` itself.
 ``num_workers``, ``pin_memory`` and the like are accepted and ignored: they do not change which samples are
 yielded, and the data already lives on the device.
+
+Two views (MLKD: ``dataset_wrapper: {key: TwoViewDataset}``): given a second view of the dataset
+(:class:`~.device_dataset.DeviceView`, its strong view), the loader yields ``(views, targets, supp_dict)`` with
+``views`` of shape ``(B, 2, C, H, W)``, the dataset's own view then the second, as ``TwoViewDataset`` batches them.
+``views[:, v]`` is one contiguous batch in the run's memory format (the tensor is a transposed view of a view-major
+buffer), so ``TwoViewModel`` hands each model a batch laid out as a single-view run's.
 """
 import math
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -39,7 +45,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import torch
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
-from .device_dataset import DeviceDataset
+from ...views.two_view import TWO_VIEW_DATASET
+from .device_dataset import DeviceDataset, DeviceView
 
 #: DataLoader kwargs that do not change which samples a loader yields (accepted and ignored).
 IGNORED_LOADER_KWARGS = ('num_workers', 'pin_memory', 'persistent_workers', 'prefetch_factor', 'timeout',
@@ -54,6 +61,15 @@ def epoch_order(num_samples: int, epoch: int, shuffle: bool, order_seed: int) ->
     generator = torch.Generator()
     generator.manual_seed(order_seed + epoch)
     return torch.randperm(num_samples, generator=generator, device='cpu')
+
+
+def stack_views(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Two batches ``B x C x H x W`` as one ``B x 2 x C x H x W`` whose ``[:, v]`` keeps the batches' memory format
+    (channels-last or contiguous): a view-major buffer, transposed."""
+    if first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous():
+        buffer = torch.stack([first.permute(0, 2, 3, 1), second.permute(0, 2, 3, 1)])  # 2 x B x H x W x C
+        return buffer.permute(1, 0, 4, 2, 3)
+    return torch.stack([first, second]).transpose(0, 1)
 
 
 def shard(order: torch.Tensor, rank: int, world_size: int, drop_last: bool) -> torch.Tensor:
@@ -107,11 +123,12 @@ class DeviceLoader:
     :param rank: this process's rank.
     :param world_size: number of processes.
     :param shard_drop_last: the DistributedSampler's ``drop_last`` (trim instead of pad).
+    :param second_view: a second view of ``dataset`` to yield beside its own (MLKD's strong view), or None.
     """
 
     def __init__(self, dataset: DeviceDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                  order_seed: Optional[int] = None, distributed: Optional[bool] = None, rank: int = 0,
-                 world_size: int = 1, shard_drop_last: bool = False):
+                 world_size: int = 1, shard_drop_last: bool = False, second_view: Optional[DeviceView] = None):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f'batch_size {batch_size!r}: expected a positive int')
         if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
@@ -124,13 +141,17 @@ class DeviceLoader:
         self.distributed = world_size > 1 if distributed is None else bool(distributed)
         self.rank, self.world_size = rank, world_size
         self.shard_drop_last = bool(shard_drop_last)
+        if second_view is not None and second_view.data is not dataset:
+            raise ValueError('the second view must be a view of the loader\'s dataset')
+        self.second_view = second_view
         self.batch_sampler = _SamplerView(self)
         self.epoch = 0  # the epoch the next iteration runs
         self._order: Optional[Tuple[int, torch.Tensor]] = None
 
     @classmethod
     def from_config(cls, dataset: DeviceDataset, loader_config: Dict[str, Any], seed: Optional[int] = None,
-                    distributed: bool = False, rank: int = 0, world_size: int = 1) -> 'DeviceLoader':
+                    distributed: bool = False, rank: int = 0, world_size: int = 1,
+                    second_view: Optional[DeviceView] = None) -> 'DeviceLoader':
         """A loader from a torchdistill data loader config (``train.train_data_loader`` etc.).
 
         Reads ``sampler.class_or_func`` (RandomSampler or SequentialSampler; DistributedSampler when
@@ -138,11 +159,20 @@ class DeviceLoader:
         ``kwargs`` (batch_size, drop_last; worker/pinning options ignored).
 
         :param seed: the order seed when the sampler config gives none (default: the dataset's seed).
-        :raises ValueError: for a dataset_wrapper, batch_sampler, collate_fn, another sampler, or a kwarg that
-            would change what is yielded.
+        :param second_view: the strong view when the config wraps the dataset in ``TwoViewDataset`` (translated by
+            the caller from its ``strong_transform``), else None.
+        :raises ValueError: for another dataset_wrapper, a batch_sampler, collate_fn, another sampler, or a kwarg
+            that would change what is yielded.
         """
         config = loader_config or dict()
-        for key in ('dataset_wrapper', 'batch_sampler', 'collate_fn'):
+        wrapper = config.get('dataset_wrapper')
+        if wrapper and not (isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET):
+            raise ValueError(f'data loader dataset_wrapper {wrapper!r} is not supported by the device data path: '
+                             f'expected none, or {TWO_VIEW_DATASET!r}')
+        if bool(wrapper) != (second_view is not None):
+            raise ValueError(f'a {TWO_VIEW_DATASET!r} loader needs its second view and only such a loader takes '
+                             f'one: dataset_wrapper {wrapper!r}, second view {second_view!r}')
+        for key in ('batch_sampler', 'collate_fn'):
             if config.get(key):
                 raise ValueError(f'data loader {key} {config[key]!r} is not supported by the device data path: '
                                  f'expected none')
@@ -191,7 +221,7 @@ class DeviceLoader:
         batch_size = kwargs.get('batch_size', 1)
         return cls(dataset, batch_size, shuffle=shuffle, drop_last=bool(kwargs.get('drop_last', False)),
                    order_seed=order_seed, distributed=distributed, rank=rank, world_size=world_size,
-                   shard_drop_last=shard_drop_last)
+                   shard_drop_last=shard_drop_last, second_view=second_view)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration run epoch ``epoch`` (order and augmentation); later ones follow on from it."""
@@ -229,4 +259,7 @@ class DeviceLoader:
         data = self.dataset
         for step in range(len(self)):
             idx = order[step * self.batch_size:(step + 1) * self.batch_size]
-            yield data.augment(epoch, idx), data.targets[idx], {'indices': idx}
+            images = data.augment(epoch, idx)
+            if self.second_view is not None:
+                images = stack_views(images, self.second_view.augment(epoch, idx))
+            yield images, data.targets[idx], {'indices': idx}

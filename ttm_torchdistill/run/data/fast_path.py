@@ -2,9 +2,13 @@
 
 :class:`DeviceData` builds one :class:`~.device_dataset.DeviceDataset` per dataset id (validation
 and test usually share one) and swaps a box's data loaders for
-:class:`~ttm_torchdistill.run.data.device_loader.DeviceLoader` s with the same batch size, order and sharding.
+:class:`~ttm_torchdistill.run.data.device_loader.DeviceLoader` s with the same batch size, order and sharding; a
+loader whose dataset is wrapped in ``TwoViewDataset`` (MLKD) also yields the strong view, translated from the
+wrapper's ``strong_transform`` (:class:`~.device_dataset.DeviceView`).
 :class:`CachedTeacher` stands in for the teacher inside the box: it returns the cached logits of the batch's sample
-indices for the current epoch, so the teacher network is never run while training.
+indices for the current epoch, so the teacher network is never run while training. With two views (a teacher
+wrapped in ``TwoViewModel``) the cache serves the weak view, whose views it holds, and the teacher runs on the strong
+view, which no cache can hold (its augmentation has no listable views).
 """
 import logging
 from typing import Any, Dict, Optional
@@ -13,11 +17,13 @@ import torch
 from torch import nn
 
 from ...errors import RunError, one_line
-from ..config.walk import student_num_classes, teacher_entry
+from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
+from ..config.walk import iter_train_stage_configs, student_num_classes, teacher_entry
 from ..machine.context import DistContext
 from ..models.weights import is_remote
-from .device_dataset import DeviceDataset
+from .device_dataset import DeviceDataset, DeviceView
 from .device_loader import DeviceLoader
+from .device_transforms import translate_transform
 from .teacher_cache import TeacherCache, cache_metadata, file_sha256
 from .view_cache import is_view_cache, open_view_cache
 
@@ -51,13 +57,29 @@ class DeviceData:
         return self._device_datasets[dataset_id]
 
     def loader(self, loader_config: Dict[str, Any], where: str) -> DeviceLoader:
-        """A device loader with the semantics of ``loader_config`` (batch size, drop_last, order, sharding)."""
+        """A device loader with the semantics of ``loader_config`` (batch size, drop_last, order, sharding; the
+        strong view too when the dataset is wrapped in ``TwoViewDataset``)."""
         data = self.dataset(loader_config['dataset_id'], where)
         try:
             return DeviceLoader.from_config(data, loader_config, seed=self.seed, distributed=self.ctx.distributed,
-                                            rank=self.ctx.rank, world_size=self.ctx.world_size)
+                                            rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                            second_view=self.strong_view(loader_config, data, where))
         except ValueError as exc:
             raise RunError(f'runtime.device_data: {where}: {one_line(exc, None)}') from None
+
+    @staticmethod
+    def strong_view(loader_config: Dict[str, Any], data: DeviceDataset, where: str) -> Optional[DeviceView]:
+        """The strong view of a ``TwoViewDataset`` loader (its ``strong_transform`` translated, its own stream), or
+        None for any other loader."""
+        wrapper = loader_config.get('dataset_wrapper')
+        if not (isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET):
+            return None
+        strong = (wrapper.get('kwargs') or dict()).get('strong_transform')
+        try:
+            return DeviceView(data, translate_transform(strong, image_shape=data.pipeline.image_shape), 'strong')
+        except ValueError as exc:
+            raise RunError(f'runtime.device_data: {where}.dataset_wrapper.kwargs.strong_transform: '
+                           f'{one_line(exc, None)}') from None
 
     def install(self, box, stage_config: Dict[str, Any], where: str) -> None:
         """Replace the box's train and validation loaders (after a stage change too) with device loaders."""
@@ -80,11 +102,16 @@ class CachedTeacher(nn.Module):
     """The teacher's logits read from a cache: ``forward(images)`` returns those of the selected batch.
 
     The runner calls :meth:`select` with the epoch and the batch's sample indices before each step.
+
+    :param cache: the opened cache (per-seed or complete), checked against the run.
+    :param strong_teacher: the teacher network, for configs whose teacher is wrapped in ``TwoViewModel``: it runs on
+        the strong view while the cache serves the weak one (:meth:`two_view_forward`); None otherwise.
     """
 
-    def __init__(self, cache: TeacherCache):
+    def __init__(self, cache: TeacherCache, strong_teacher: Optional[nn.Module] = None):
         super().__init__()
         self.cache = cache
+        self.strong_teacher = strong_teacher
         self.epoch: Optional[int] = None
         self.indices: Optional[torch.Tensor] = None
 
@@ -97,6 +124,20 @@ class CachedTeacher(nn.Module):
                                'of every batch before the step)')
         # the dtype a live teacher would return (float32, or float64 under torch.set_default_dtype)
         return self.cache.lookup(self.epoch, self.indices, dtype=torch.get_default_dtype())
+
+    def two_view_forward(self, weak: torch.Tensor, strong: torch.Tensor):
+        """The teacher's logits on both views (``TwoViewModel`` calls it): the weak view's from the cache, the strong
+        view's from the teacher network, run on the strong batch."""
+        if self.strong_teacher is None:
+            raise RuntimeError('CachedTeacher: two views but no teacher network for the strong view (the runner '
+                               'gives it one for a config whose teacher is wrapped in TwoViewModel)')
+        return self(weak), self.strong_teacher(strong)
+
+
+def two_view_teacher(config: Dict[str, Any]) -> bool:
+    """Whether a training stage wraps the teacher in ``TwoViewModel`` (so a cache serves its weak view only)."""
+    return any(((stage.get('teacher') or dict()).get('auxiliary_model_wrapper') or dict()).get('key') == TWO_VIEW_MODEL
+               for _, stage in iter_train_stage_configs(config))
 
 
 def open_teacher_cache(path: str, config: Dict[str, Any], train_data: DeviceDataset, num_epochs: int,
