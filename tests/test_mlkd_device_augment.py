@@ -76,16 +76,15 @@ def test_each_op_equals_strong_augment_pixel_for_pixel(name, size):
 
 
 def test_cutout_equals_strong_augments_cutout():
+    """Plans of no op: Cutout alone, at fractions 0 (none) to just below 0.5 and centres from near 1 to W."""
     images = _images(1)
     cases = [(f, ux, uy) for f in (0.0, 0.01, 0.2, 0.37, 0.4999) for ux, uy in ((0.0, 0.0), (0.999, 0.999),
                                                                                (0.5, 0.1), (0.93, 0.41))]
-    fraction = torch.tensor([c[0] for c in cases], dtype=torch.float64)
-    cx = torch.tensor([32 + (1 - 32) * c[1] for c in cases], dtype=torch.float64)
-    cy = torch.tensor([32 + (1 - 32) * c[2] for c in cases], dtype=torch.float64)
-    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().expand(len(cases), -1, -1, -1)
-    got = DA.cutout_batch(batch, fraction, cx, cy).permute(0, 2, 3, 1).to(torch.uint8).numpy()
+    plans = torch.tensor([[f, 32 + (1 - 32) * ux, 32 + (1 - 32) * uy] for f, ux, uy in cases], dtype=torch.float64)
+    batch = torch.from_numpy(images).expand(len(cases), -1, -1, -1)
+    got = DA.strong_augment(batch, plans).to(torch.uint8).numpy()
     for i, (f, _, _) in enumerate(cases):
-        expected = np.asarray(SA.cutout(Image.fromarray(images[0]), f, (float(cx[i]), float(cy[i]))))
+        expected = np.asarray(SA.cutout(Image.fromarray(images[0]), f, (float(plans[i, 1]), float(plans[i, 2]))))
         assert np.array_equal(got[i], expected), cases[i]
 
 
@@ -216,24 +215,32 @@ def test_grey_images_and_the_complete_cache_are_refused():
      r'expects uint8 RGB images B x H x W x 3, got torch.uint8 \(2, 3, 8, 8\)'),
     (torch.zeros(2, 8, 8, 3), torch.zeros(2, 7, dtype=torch.float64), r'got torch.float32'),
     (torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(3, 7, dtype=torch.float64),
-     r'one plan row of 2k \+ 3 values per image \(2 images\), got plans of shape \(3, 7\)'),
-    (torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, 6, dtype=torch.float64), r'shape \(2, 6\)'),
+     r'expected one program row per image \(2 images\), got a program of shape \(3, 44\)'),
+    (torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, 6, dtype=torch.float64),
+     r'plans of 6 columns: expected 3, 5, 7, ... \(0, 1, 2, ... ops\)'),
 ])
 def test_strong_augment_errors(images, plans, message):
     with pytest.raises(ValueError, match=message):
         DA.strong_augment(images, plans)
 
 
+def test_programs_are_made_on_the_host():
+    with pytest.raises(ValueError, match=r'programs are made on the host from CPU plans N x \(2k \+ 3\), got 1-d'):
+        DA.programs(torch.zeros(7, dtype=torch.float64), (32, 32))
+
+
 SYNC_METHODS = ('item', 'tolist', '__bool__', '__float__', '__int__', 'cpu', 'numpy', '__array__')
 
 
 def test_a_batch_reads_nothing_back_to_the_host(monkeypatch):
-    """Every op, the tables and Cutout run without a value read back from the device (counted on the CPU, where a
-    read would be a CUDA synchronisation): the batch is not sorted by op on the host."""
+    """Every op, the tables and Cutout run from the batch's program rows without a value read back from the device
+    (counted on the CPU, where a read would be a CUDA synchronisation) and without a tensor made from host values:
+    the batch is not sorted by op on the host, and the programs are made once per epoch."""
     images = torch.from_numpy(_images(28, seed=6))
     plans = DA.draw_plans(28, 2, (32, 32), torch.Generator().manual_seed(6))
     plans[:14, 0] = torch.arange(14, dtype=torch.float64)  # every op in the first slot
-    DA.strong_augment(images, plans)  # the constants are made (once per device) here
+    program = DA.programs(plans, (32, 32))
+    DA.apply_programs(images, program)  # the constants are made (once per device) here
     reads = []
     for name in SYNC_METHODS:
         original = getattr(torch.Tensor, name)
@@ -242,5 +249,5 @@ def test_a_batch_reads_nothing_back_to_the_host(monkeypatch):
     created = []
     original_tensor = torch.tensor
     monkeypatch.setattr(torch, 'tensor', lambda *a, **k: created.append(1) or original_tensor(*a, **k))
-    DA.strong_augment(images, plans)
+    DA.apply_programs(images, program)
     assert reads == [] and created == []

@@ -221,7 +221,8 @@ def test_torchrun_two_processes_train_mlkd_with_device_data(cifar_folder, capsys
         # the weights; BatchNorm's running statistics are each rank's own until DDP broadcasts rank 0's at a forward
         for key, value in ranks[0].items():
             assert 'running_' in key or torch.equal(value, ranks[1][key]), (epoch, key)
-        assert not torch.equal(ranks[0]['model.bn.running_mean'], ranks[1]['model.bn.running_mean'])  # two shards, two batches
+        # two shards: each rank's BatchNorm saw other batches
+        assert not torch.equal(ranks[0]['model.bn.running_mean'], ranks[1]['model.bn.running_mean'])
 
 
 SYNC_METHODS = ('item', 'tolist', '__bool__', '__float__', '__int__', 'cpu', 'numpy', '__array__')
@@ -235,9 +236,17 @@ def test_an_epoch_reads_the_device_once_per_window(cifar_folder, capsys, monkeyp
     reads, epochs = {'on': False, 'calls': []}, []
 
     def host_side() -> bool:
-        # the complete cache's per-epoch gather reads the epoch's view indices, computed from the CPU draws: a host
-        # tensor on every device, not a read of the device
-        return sys._getframe(2).f_code.co_filename.endswith(os.path.join('data', 'view_cache.py'))
+        # Host tensors on every device, not reads of the device: the epoch's draws (a CPU generator; the strong view's
+        # programs read Rotate's angles there), and the complete cache's per-epoch gather of the view indices
+        # computed from them.
+        frame = sys._getframe(2)
+        if frame.f_code.co_filename.endswith(os.path.join('data', 'view_cache.py')):
+            return True
+        while frame is not None:
+            if frame.f_code.co_name == 'draw' and frame.f_code.co_filename.endswith('device_transforms.py'):
+                return True
+            frame = frame.f_back
+        return False
 
     for name in SYNC_METHODS:
         original = getattr(torch.Tensor, name)

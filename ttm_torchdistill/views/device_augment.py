@@ -17,7 +17,8 @@ op                         on the batch
 =========================  =============================================================================
 Rotate, ShearX, ShearY     PIL's 16.16 fixed-point affine map (``affine_fixed``): the source pixel of each
                            output pixel in integer arithmetic, black outside; Rotate's matrix as
-                           ``Image.rotate`` builds it (``cos``/``sin`` rounded to 15 decimals)
+                           ``Image.rotate`` builds it (Python's ``math``, ``cos``/``sin`` rounded to 15
+                           decimals)
 TranslateX, TranslateY     PIL's scaling path (``ImagingScaleAffine``): source column (row) ``COORD(x + 0.5
                            + v W)``, black outside
 AutoContrast               per channel: ``int(i * 255 / (hi - lo) - lo * 255 / (hi - lo))`` in float64
@@ -32,38 +33,52 @@ Cutout                     the grey ``(125, 123, 114)`` square of :func:`~.augme
                            and columns included
 =========================  =============================================================================
 
-**Where it may differ from PIL.** Rotate's ``cos`` and ``sin`` are computed in float64 on the device and rounded to
-15 decimals in floating point, where Python's ``math`` and ``round`` may give a value a few units in the last place
-apart (measured: 8 % of 10**6 random angles). PIL uses the matrix only through its fixed-point coefficients
-``floor(65536 a + 0.5)``, which change only when ``65536 a`` lies within about ``1e-10`` of a half-integer: none of
-those 10**6 angles gave another coefficient. Translate's source positions are ``floor(c + 0.5) + x`` where PIL adds
-1.0 ``x`` times to ``c + 0.5``: the same unless ``c`` lies within about ``1e-14`` pixel of a pixel edge. So a whole
-CIFAR-100 run would expect far below one pixel that differs from PIL's; no test found one (every op on fixed and
-random draws, square and not, compared with :class:`~.augment.StrongAugment` pixel for pixel). Exactness rests on each
-floating-point operation being its own IEEE-rounded tensor operation (no fused multiply-add), as eager PyTorch runs
-them on the CPU and on CUDA; a ``torch.compile`` d version, or a backend without float64 (Apple's MPS), is not covered.
+**Host and device.** Everything that depends on a sample's plan alone (the affine map's fixed-point coefficients,
+the blend factor, which table or degenerate image applies, Cutout's box) is computed once per epoch on the host, for
+every sample, by :func:`programs` (a "program" row per sample); :func:`apply_programs` then works on the batch on the
+device. So the device runs only the per-pixel work (about 260 tensor operations per batch with two ops per sample)
+without reading anything back, and the per-sample numbers are the same on every device. Rotate's matrix is built
+with Python's ``math`` and ``round`` as ``Image.rotate`` builds it. Cost on the host: about 0.1 s per epoch for
+CIFAR-100's 50,000 samples (one CPU core).
+
+**Where it may differ from PIL.** Translate's source positions are ``floor(c + 0.5) + x``, where PIL adds 1.0 to
+``c + 0.5`` ``x`` times: the same unless ``c`` lies within about ``1e-14`` pixel of a pixel edge (a whole CIFAR-100
+run would expect far below one such sample). No test found a pixel that differs (every op on fixed and random draws,
+square images and not, compared with :class:`~.augment.StrongAugment` pixel for pixel). The per-pixel arithmetic
+relies on each floating-point tensor operation being rounded on its own (no fused multiply-add), as eager PyTorch
+runs them on the CPU and on CUDA; a ``torch.compile`` d version, or a backend without float64 (Apple's MPS), is not
+covered.
 
 The draws (:func:`draw_plans`) have :meth:`StrongAugment.sample <.augment.StrongAugment.sample>`'s distribution: op
 indices uniform with replacement, each magnitude uniform over its range, Cutout's fraction ``U[0, 0.5)`` and centre
 in ``(1, W]`` (the authors' ``np.random.uniform(w)``). A plan is one row of float64: the ``k`` op indices, their
-``k`` magnitudes, then Cutout's fraction, centre x and centre y. Nothing here reads a value back to the host.
+``k`` magnitudes, then Cutout's fraction, centre x and centre y; a program is the plan followed by what the batch
+needs of it (:func:`programs`). :func:`apply_programs` reads no value back to the host.
 """
 import functools
 import math
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .augment import CUTOUT_FILL, CUTOUT_MAX_FRACTION, OPS, StrongAugmentPlan
 
-__all__ = ['OP_NAMES', 'plan_width', 'draw_plans', 'plans_tensor', 'strong_augment', 'apply_ops', 'cutout_batch',
-           'affine_coefficients']
+__all__ = ['OP_NAMES', 'plan_width', 'program_width', 'draw_plans', 'plans_tensor', 'programs', 'apply_programs',
+           'strong_augment', 'apply_ops', 'affine_coefficients']
 
 #: Op index -> name, in the authors' order (the indices a plan holds).
 OP_NAMES: Tuple[str, ...] = tuple(OPS)
 _INDEX = {name: index for index, name in enumerate(OP_NAMES)}
+#: The program columns of one op slot: PIL's fixed-point affine coefficients, the blend factor (float32's value; 1
+#: where the op is no blend), 0/1 selectors of the degenerate image and of the look-up table, Posterize's quantum,
+#: Solarize's threshold.
+_SLOT = ('a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'factor', 'Sharpness', 'Color', 'Contrast', 'AutoContrast', 'Equalize',
+         'Posterize', 'Solarize', 'quantum', 'threshold')
+_SLOT_COLUMN = {name: index for index, name in enumerate(_SLOT)}
 _BLEND = ('Brightness', 'Color', 'Contrast', 'Sharpness')
+#: Cutout's box in a program: first and last column and row (inclusive), and whether there is a box.
+_BOX = 5
 #: PIL's ITU-R 601-2 luma in 16-bit fixed point (``ImagingConvert`` RGB -> L).
 _LUMA = (19595.0, 38470.0, 7471.0)
 #: PIL's ``ImageFilter.SMOOTH`` kernel weights (edge, centre) and divisor.
@@ -73,6 +88,21 @@ _SMOOTH = (1.0, 5.0, 13.0)
 def plan_width(num_ops: int) -> int:
     """Columns of a plan row: ``num_ops`` op indices, ``num_ops`` magnitudes, Cutout's fraction, centre x, centre y."""
     return 2 * num_ops + 3
+
+
+def program_width(num_ops: int) -> int:
+    """Columns of a program row: the plan, then 16 per op and 5 for Cutout's box (:func:`programs`)."""
+    return plan_width(num_ops) + len(_SLOT) * num_ops + _BOX
+
+
+def _num_ops(columns: int, width, what: str) -> int:
+    for num_ops in range(columns + 1):
+        if width(num_ops) == columns:
+            return num_ops
+        if width(num_ops) > columns:
+            break
+    raise ValueError(f'{what} of {columns} columns: expected {width(0)}, {width(1)}, {width(2)}, ... '
+                     f'(0, 1, 2, ... ops)')
 
 
 def draw_plans(num_samples: int, num_ops: int, size: Tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -102,43 +132,71 @@ def plans_tensor(plans: Sequence[StrongAugmentPlan]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), -1)
 
 
-def strong_augment(images: torch.Tensor, plans: torch.Tensor) -> torch.Tensor:
-    """The strong view of a uint8 RGB batch ``B x H x W x 3``: each sample's ops, then its Cutout.
+def programs(plans: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Each plan with what a batch needs of it, computed on the host: float64 ``N x program_width(k)``.
 
-    :param plans: float64 ``B x plan_width(k)`` (:func:`draw_plans`), on the images' device.
-    :return: float32 ``B x H x W x 3`` holding the uint8 values PIL gives (``.to(torch.uint8)`` for the bytes;
-        dividing by 255 is ``ToTensor``'s result), laid out planar in memory (a ``permute(0, 3, 1, 2)`` of it is
-        contiguous).
-    :raises ValueError: images that are not uint8 RGB, or plans of another shape (shapes only: no device read).
+    Per op: PIL's fixed-point affine coefficients (:func:`affine_coefficients`), the blend factor, which degenerate
+    image and which table apply, Posterize's quantum and Solarize's threshold; then Cutout's box. Made once per epoch
+    for every sample (the device path draws its plans on the host anyway), so the device runs only per-pixel work.
+
+    :param plans: float64 ``N x plan_width(k)`` on the CPU (:func:`draw_plans`).
+    :param size: ``(width, height)`` of the images.
     """
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
-        raise ValueError(f'strong_augment expects uint8 RGB images B x H x W x 3, got {images.dtype} '
-                         f'{tuple(images.shape)}')
-    width = plans.shape[1] if plans.dim() == 2 else -1
-    if plans.dim() != 2 or plans.shape[0] != images.shape[0] or width < 3 or (width - 3) % 2 != 0:
-        raise ValueError(f'strong_augment expects one plan row of 2k + 3 values per image ({images.shape[0]} '
-                         f'images), got plans of shape {tuple(plans.shape)}')
-    num_ops = (width - 3) // 2
-    # planar float32 inside: per-channel statistics and planes reduce fastest over contiguous pixels
-    x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    if plans.device.type != 'cpu' or plans.dim() != 2:
+        raise ValueError(f'programs are made on the host from CPU plans N x (2k + 3), got {plans.dim()}-d plans on '
+                         f'{plans.device}')
+    num_ops = _num_ops(plans.shape[1], plan_width, 'plans')
+    width, height = size
+    columns = [plans.to(torch.float64)]
     for slot in range(num_ops):
-        x = apply_ops(x, plans[:, slot].long(), plans[:, num_ops + slot])
-    x = cutout_batch(x, plans[:, 2 * num_ops], plans[:, 2 * num_ops + 1], plans[:, 2 * num_ops + 2])
-    return x.permute(0, 2, 3, 1)
+        columns.append(_slot_program(plans[:, slot].long(), plans[:, num_ops + slot], width, height))
+    columns.append(_cutout_box(*plans[:, 2 * num_ops:].unbind(1), width, height))
+    return torch.cat(columns, dim=1)
 
 
-def apply_ops(x: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
-    """One op per sample: ``x`` float32 ``B x 3 x H x W`` holding integers 0..255, ``ops`` LongTensor ``(B,)`` of
-    :data:`OP_NAMES` indices, ``magnitudes`` float64 ``(B,)``. Every sample goes through the three families
-    (geometric, look-up table, blend); each family is the identity for the samples whose op is not one of its own,
-    so no sample is sorted out on the host."""
-    x = _geometric(x, ops, magnitudes)
-    x = _lookup(x, ops, magnitudes)
-    return _blend(x, ops, magnitudes)
+def _slot_program(ops: torch.Tensor, v: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """The program columns of one op slot (:data:`_SLOT`), float64 ``N x 16``."""
+    columns = [c.to(torch.float64) for c in affine_coefficients(ops, v, height, width).unbind(1)]
+    blend = torch.zeros_like(ops, dtype=torch.bool)
+    for name in _BLEND:
+        blend = blend | (ops == _INDEX[name])
+    # PIL's ImagingBlend takes the factor as a C float
+    columns.append(torch.where(blend, v.to(torch.float32).to(torch.float64), 1.0))
+    for name in _SLOT[7:14]:
+        columns.append((ops == _INDEX[name]).to(torch.float64))
+    # Posterize keeps the top max(1, int(v)) bits: levels are floored to multiples of 2 ** (8 - bits)
+    columns.append(torch.pow(2.0, 8.0 - torch.floor(v).clamp(min=1, max=8)))
+    columns.append(v.to(torch.float64))  # Solarize: levels from the threshold on are inverted
+    return torch.stack(columns, dim=1)
 
 
-def _is(ops: torch.Tensor, name: str) -> torch.Tensor:
-    return ops == _INDEX[name]
+def _rotation(angle: float, width: int, height: int) -> Tuple[float, ...]:
+    """``Image.rotate(angle)``'s affine matrix (output -> input), in Python floats as Pillow computes it."""
+    theta = -math.radians(angle % 360.0)
+    cos, sin = round(math.cos(theta), 15), round(math.sin(theta), 15)
+    matrix = [cos, sin, 0.0, -sin, cos, 0.0]  # round(-x, 15) is -round(x, 15): rounding to even is symmetric
+    cx, cy = width / 2, height / 2
+    a, b, c, d, e, f = matrix
+    matrix[2], matrix[5] = a * -cx + b * -cy + c, d * -cx + e * -cy + f
+    matrix[2] += cx
+    matrix[5] += cy
+    return tuple(matrix)
+
+
+def _affine_matrices(ops: torch.Tensor, v: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Each sample's PIL affine matrix ``(a, b, c, d, e, f)`` (output -> input), float64 ``N x 6``, on the host; the
+    identity for non-geometric ops (and for Rotate by a multiple of 360 degrees, which Image.rotate copies)."""
+    zero, one = torch.zeros_like(v), torch.ones_like(v)
+    shear_x, shear_y = ops == _INDEX['ShearX'], ops == _INDEX['ShearY']
+    matrices = torch.stack([
+        one, torch.where(shear_x, v, zero), torch.where(ops == _INDEX['TranslateX'], v * width, zero),
+        torch.where(shear_y, v, zero), one, torch.where(ops == _INDEX['TranslateY'], v * height, zero)], dim=1)
+    rotate = (ops == _INDEX['Rotate']) & (torch.remainder(v, 360.0) != 0)  # a whole turn: Image.rotate copies
+    rows: List[int] = torch.nonzero(rotate).flatten().tolist()
+    if rows:
+        rotations = [_rotation(angle, width, height) for angle in v[rows].tolist()]
+        matrices[rows] = torch.tensor(rotations, dtype=torch.float64)
+    return matrices
 
 
 def _fix(value: torch.Tensor) -> torch.Tensor:
@@ -146,54 +204,10 @@ def _fix(value: torch.Tensor) -> torch.Tensor:
     return torch.floor(value * 65536.0 + 0.5).long()
 
 
-def _round15(value: torch.Tensor) -> torch.Tensor:
-    # Image.rotate rounds cos and sin to 15 decimals (Python's round; here in float64, see the module docstring)
-    return torch.round(value * 1e15) / 1e15
-
-
-@functools.lru_cache(maxsize=64)
-def _constant(values: Tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A small constant tensor made once per device (a new one per call would copy from the host every batch)."""
-    return torch.tensor(values, dtype=dtype, device=device)
-
-
-def _selector(ops: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
-    """1.0 for the samples whose op is one of ``names``, else 0.0: float32 ``B x 1 x 1 x 1``. Selecting by
-    ``a + s (b - a)`` is exact on integer-valued floats and cheaper than ``torch.where`` over whole images."""
-    chosen = torch.zeros_like(ops, dtype=torch.bool)
-    for name in names:
-        chosen = chosen | _is(ops, name)
-    return chosen.to(torch.float32).view(-1, 1, 1, 1)
-
-
-def _affine_matrices(ops: torch.Tensor, v: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Each sample's PIL affine matrix ``(a, b, c, d, e, f)`` (output -> input), float64 ``B x 6``; the identity for
-    non-geometric ops (and for Rotate by a multiple of 360 degrees, which Image.rotate copies)."""
-    zero, one = torch.zeros_like(v), torch.ones_like(v)
-    angle = torch.remainder(v, 360.0)  # Image.rotate: angle % 360.0, then -math.radians(angle) = -(angle * pi / 180)
-    theta = -(angle * (math.pi / 180.0))
-    cos, sin = _round15(torch.cos(theta)), _round15(torch.sin(theta))
-    cx, cy = width / 2.0, height / 2.0
-    # Image.rotate: (c, f) = transform(-cx, -cy) = (a x + b y + 0.0, d x + e y + 0.0), then + (cx, cy)
-    c = (cos * -cx + sin * -cy + 0.0) + cx
-    f = (-sin * -cx + cos * -cy + 0.0) + cy
-    rotate = _is(ops, 'Rotate') & (angle != 0)
-    shear_x, shear_y = _is(ops, 'ShearX'), _is(ops, 'ShearY')
-    columns = [
-        torch.where(rotate, cos, one),
-        torch.where(rotate, sin, torch.where(shear_x, v, zero)),
-        torch.where(rotate, c, torch.where(_is(ops, 'TranslateX'), v * width, zero)),
-        torch.where(rotate, -sin, torch.where(shear_y, v, zero)),
-        torch.where(rotate, cos, one),
-        torch.where(rotate, f, torch.where(_is(ops, 'TranslateY'), v * height, zero)),
-    ]
-    return torch.stack(columns, dim=1)
-
-
 def affine_coefficients(ops: torch.Tensor, magnitudes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The integer coefficients ``(A0 .. A5)`` (int64 ``B x 6``) with which output pixel ``(x, y)`` of each sample
-    reads input pixel ``((A2 + y A1 + x A0) >> 16, (A5 + y A4 + x A3) >> 16)``, as PIL's nearest-neighbour affine
-    transform does for the sample's op (the identity for the non-geometric ops).
+    """The integer coefficients ``(A0 .. A5)`` (int64 ``N x 6``, on the host) with which output pixel ``(x, y)`` of
+    each sample reads input pixel ``((A2 + y A1 + x A0) >> 16, (A5 + y A4 + x A3) >> 16)``, as PIL's
+    nearest-neighbour affine transform does for the sample's op (the identity for the non-geometric ops).
 
     A matrix that shears or rotates goes through PIL's ``affine_fixed``: ``A0 = FIX(a)``, ``A1 = FIX(b)``,
     ``A2 = FIX(c + a / 2 + b / 2)`` (and likewise for the row). The others (translations and the identity, with
@@ -208,14 +222,87 @@ def affine_coefficients(ops: torch.Tensor, magnitudes: torch.Tensor, height: int
     return torch.stack([_fix(a0), _fix(a1), column, _fix(a3), _fix(a4), row], dim=1)
 
 
-def _geometric(x: torch.Tensor, ops: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate, ShearX/Y, TranslateX/Y: each output pixel copied from its input pixel, black outside the image.
+def _cutout_box(fraction: torch.Tensor, center_x: torch.Tensor, center_y: torch.Tensor, width: int,
+                height: int) -> torch.Tensor:
+    """:func:`~.augment.cutout`'s square per sample: first and last column and row, both included (its corner
+    ``int(max(0, c - side / 2))``, its far corner ``int(min(W, corner + side))``), and 1 where there is a square
+    (``fraction > 0``): float64 ``N x 5``."""
+    side = fraction * width
+    x0 = torch.floor(torch.clamp(center_x - side / 2.0, min=0.0))
+    y0 = torch.floor(torch.clamp(center_y - side / 2.0, min=0.0))
+    x1 = torch.floor(torch.clamp(x0 + side, max=float(width)))
+    y1 = torch.floor(torch.clamp(y0 + side, max=float(height)))
+    return torch.stack([x0, x1, y0, y1, (fraction > 0).to(torch.float64)], dim=1)
+
+
+def strong_augment(images: torch.Tensor, plans: torch.Tensor) -> torch.Tensor:
+    """The strong view of a uint8 RGB batch ``B x H x W x 3`` drawn by ``plans`` (CPU, :func:`draw_plans`):
+    :func:`programs` on the host, then :func:`apply_programs` on the images' device."""
+    if images.dim() != 4:
+        raise ValueError(f'strong_augment expects uint8 RGB images B x H x W x 3, got {images.dtype} '
+                         f'{tuple(images.shape)}')
+    program = programs(plans, (images.shape[2], images.shape[1])).to(images.device)
+    return apply_programs(images, program)
+
+
+def apply_programs(images: torch.Tensor, program: torch.Tensor) -> torch.Tensor:
+    """The strong view of a uint8 RGB batch ``B x H x W x 3``: each sample's ops, then its Cutout.
+
+    :param program: float64 ``B x program_width(k)`` (:func:`programs` rows of these samples), on the images' device.
+    :return: float32 ``B x H x W x 3`` holding the uint8 values PIL gives (``.to(torch.uint8)`` for the bytes;
+        dividing by 255 is ``ToTensor``'s result), laid out planar in memory (a ``permute(0, 3, 1, 2)`` of it is
+        contiguous).
+    :raises ValueError: images that are not uint8 RGB, or a program of another shape (shapes only: no device read).
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
+        raise ValueError(f'strong_augment expects uint8 RGB images B x H x W x 3, got {images.dtype} '
+                         f'{tuple(images.shape)}')
+    if program.dim() != 2 or program.shape[0] != images.shape[0]:
+        raise ValueError(f'expected one program row per image ({images.shape[0]} images), got a program of shape '
+                         f'{tuple(program.shape)}')
+    num_ops = _num_ops(program.shape[1], program_width, 'a program')
+    # planar float32 inside: per-channel statistics and planes reduce fastest over contiguous pixels
+    x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    first = plan_width(num_ops)
+    for slot in range(num_ops):
+        x = _apply_slot(x, program[:, first + slot * len(_SLOT):first + (slot + 1) * len(_SLOT)])
+    x = _cutout(x, program[:, -_BOX:])
+    return x.permute(0, 2, 3, 1)
+
+
+def apply_ops(x: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
+    """One op per sample on ``x`` (float32 ``B x 3 x H x W`` holding integers 0..255): ``ops`` (LongTensor ``(B,)`` of
+    :data:`OP_NAMES` indices) and ``magnitudes`` (float64 ``(B,)``) on the host."""
+    height, width = x.shape[-2:]
+    return _apply_slot(x, _slot_program(ops, magnitudes, width, height).to(x.device))
+
+
+def _apply_slot(x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """One op slot of every sample: the three families (geometric, look-up table, blend) in turn; each is the identity
+    for the samples whose op is not one of its own, so no sample is sorted out on the host."""
+    x = _geometric(x, slot[:, :6].long())
+    x = _lookup(x, slot)
+    return _blend(x, slot)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: Tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small constant tensor made once per device (a new one per call would copy from the host every batch)."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _column(slot: torch.Tensor, name: str, *shape: int) -> torch.Tensor:
+    return slot[:, _SLOT_COLUMN[name]].view(-1, *shape)
+
+
+def _geometric(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Rotate, ShearX/Y, TranslateX/Y: each output pixel copied from the input pixel the sample's fixed-point
+    coefficients give it, black outside the image.
 
     The planes are padded with one black pixel on each side and every source position clamped into the padding, so
     a position outside the image reads black (PIL's fill) without a mask.
     """
     batch, channels, height, width = x.shape
-    coefficients = affine_coefficients(ops, v, height, width)
     a0, a1, a2, a3, a4, a5 = (c.view(batch, 1, 1) for c in coefficients.unbind(1))
     xs = torch.arange(width, device=x.device).view(1, 1, width)
     ys = torch.arange(height, device=x.device).view(1, height, 1)
@@ -226,7 +313,7 @@ def _geometric(x: torch.Tensor, ops: torch.Tensor, v: torch.Tensor) -> torch.Ten
     return padded.gather(2, flat.view(batch, 1, height * width).expand(-1, channels, -1)).view_as(x)
 
 
-def _tables(x: torch.Tensor, histogram: torch.Tensor, ops: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _tables(x: torch.Tensor, histogram: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     """Each sample's 256-entry table per channel (float64 ``B x C x 256``): AutoContrast, Equalize, Posterize or
     Solarize as PIL computes it, the identity for the other ops. Integer arithmetic is done in float64, exactly
     (integers below 2**53; ``floor(a / b)`` of such integers is ``a // b``)."""
@@ -246,18 +333,17 @@ def _tables(x: torch.Tensor, histogram: torch.Tensor, ops: torch.Tensor, v: torc
     below = histogram.cumsum(2) - histogram
     equalized = torch.floor((torch.floor(step / 2.0) + below) / step.clamp(min=1)).clamp(0, 255)
     equalize = torch.where(((histogram > 0).sum(2, keepdim=True) > 1) & (step > 0), equalized, identity)
-    # Posterize: keep the top max(1, int(v)) bits
-    quantum = torch.pow(2.0, 8.0 - torch.floor(v).clamp(min=1, max=8))[:, None, None]
+    quantum = _column(slot, 'quantum', 1, 1)
     posterize = torch.floor(levels / quantum) * quantum
-    solarize = torch.where(levels < v[:, None, None], levels, 255.0 - levels)
+    solarize = torch.where(levels < _column(slot, 'threshold', 1, 1), levels, 255.0 - levels)
     table = identity
     for name, candidate in (('AutoContrast', autocontrast), ('Equalize', equalize), ('Posterize', posterize),
                             ('Solarize', solarize)):
-        table = torch.where(_is(ops, name)[:, None, None], candidate, table)
+        table = torch.where(_column(slot, name, 1, 1) > 0, candidate, table)
     return table
 
 
-def _lookup(x: torch.Tensor, ops: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _lookup(x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     """AutoContrast, Equalize, Posterize, Solarize: one 256-entry look-up table per sample and channel, applied as one
     gather per plane."""
     batch, channels, height, width = x.shape
@@ -265,7 +351,7 @@ def _lookup(x: torch.Tensor, ops: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     histogram = torch.zeros(batch * channels, 256, dtype=torch.float64, device=x.device)
     histogram = histogram.scatter_add_(1, values, torch.ones((), dtype=torch.float64, device=x.device).expand(
         values.shape)).view(batch, channels, 256)
-    table = _tables(x, histogram, ops, v).to(torch.float32).view(batch * channels, 256)
+    table = _tables(x, histogram, slot).to(torch.float32).view(batch * channels, 256)
     return table.gather(1, values).view_as(x)
 
 
@@ -295,39 +381,34 @@ def _smooth(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _blend(x: torch.Tensor, ops: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _blend(x: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
     """Brightness, Color, Contrast, Sharpness: ``Image.blend(degenerate, x, factor)`` as PIL's C code computes it,
     ``trunc(d + f (x - d))`` in float32 (clipped to 0..255, which only an extrapolating factor reaches).
 
-    The other samples get ``f = 1``, which gives back ``x`` exactly (integers below 2**24).
+    The other samples have ``f = 1``, which gives back ``x`` exactly (integers below 2**24). The degenerate image is
+    chosen by 0/1 selectors, ``s1 d1 + s2 d2 + s3 d3``: exact on integer values, and cheaper than ``torch.where``
+    over whole images.
     """
     red, green, blue = x.unbind(1)
     # the 16-bit fixed-point luma stays below 2**24: exact in float32; >> 16 is a floor division by 65536
     luma = torch.floor((red * _LUMA[0] + green * _LUMA[1] + blue * _LUMA[2] + 32768.0) / 65536.0).unsqueeze(1)
     # ImageStat's mean: the integer sum divided by the count (an exact sum; `mean()` may multiply by 1 / count)
     mean = torch.floor(luma.to(torch.float64).sum((2, 3), keepdim=True) / (luma.shape[2] * luma.shape[3]) + 0.5)
-    # the degenerate image: black (Brightness), the luma (Color), its mean (Contrast), the smoothed image (Sharpness)
-    degenerate = (_selector(ops, ('Sharpness',)) * _smooth(x) + _selector(ops, ('Color',)) * luma
-                  + _selector(ops, ('Contrast',)) * mean.to(torch.float32))
-    factor = torch.where(_selector(ops, _BLEND).view(-1) > 0, v, 1.0).to(torch.float32).view(-1, 1, 1, 1)
+    select = slot[:, 7:10].to(torch.float32)  # Sharpness, Color, Contrast; Brightness' degenerate image is black
+    degenerate = (select[:, 0].view(-1, 1, 1, 1) * _smooth(x) + select[:, 1].view(-1, 1, 1, 1) * luma
+                  + select[:, 2].view(-1, 1, 1, 1) * mean.to(torch.float32))
+    factor = _column(slot, 'factor', 1, 1, 1).to(torch.float32)
     return (degenerate + factor * (x - degenerate)).clamp_(0, 255).floor_()
 
 
-def cutout_batch(x: torch.Tensor, fraction: torch.Tensor, center_x: torch.Tensor,
-                 center_y: torch.Tensor) -> torch.Tensor:
-    """:func:`~.augment.cutout` per sample: the grey square of side ``fraction * W`` around the centre (pixels), its
-    corner ``int(max(0, c - side / 2))``, its far corner ``int(min(W, corner + side))``, both included; none where
-    ``fraction <= 0``. ``x``: float32 ``B x 3 x H x W``; the others float64 ``(B,)``."""
+def _cutout(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Cutout's grey square per sample, from its box (:func:`_cutout_box`): ``x + inside (fill - x)``, exact."""
     height, width = x.shape[-2:]
-    side = fraction * width
-    x0 = torch.floor(torch.clamp(center_x - side / 2.0, min=0.0))
-    y0 = torch.floor(torch.clamp(center_y - side / 2.0, min=0.0))
-    x1 = torch.floor(torch.clamp(x0 + side, max=float(width)))
-    y1 = torch.floor(torch.clamp(y0 + side, max=float(height)))
-    xs = torch.arange(width, device=x.device, dtype=torch.float64)
-    ys = torch.arange(height, device=x.device, dtype=torch.float64)
-    columns = (xs[None, :] >= x0[:, None]) & (xs[None, :] <= x1[:, None]) & (fraction > 0)[:, None]
-    rows = (ys[None, :] >= y0[:, None]) & (ys[None, :] <= y1[:, None])
+    x0, x1, y0, y1, active = (c.view(-1, 1) for c in box.unbind(1))
+    xs = torch.arange(width, device=x.device, dtype=torch.float64).view(1, width)
+    ys = torch.arange(height, device=x.device, dtype=torch.float64).view(1, height)
+    columns = (xs >= x0) & (xs <= x1) & (active > 0)
+    rows = (ys >= y0) & (ys <= y1)
     inside = (rows[:, :, None] & columns[:, None, :]).to(torch.float32).unsqueeze(1)
     fill = _constant(tuple(float(c) for c in CUTOUT_FILL), torch.float32, x.device).view(1, 3, 1, 1)
     return x + inside * (fill - x)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torchvision import transforms as T
 
 from ...views.augment import StrongAugment
-from ...views.device_augment import draw_plans, plan_width, strong_augment
+from ...views.device_augment import apply_programs, draw_plans, program_width, programs
 
 SUPPORTED = ('RandomCrop (zero padding), RandomHorizontalFlip, ToTensor, Normalize, '
              'ttm_torchdistill.views.StrongAugment (in a Compose or alone)')
@@ -197,9 +197,11 @@ class NormalizeOp:
 class StrongAugmentOp:
     """``ttm_torchdistill.views.StrongAugment(num_ops)``: MLKD's strong augmentation, per sample, on the uint8 batch.
 
-    Parameters per sample: one plan row of float64 (:func:`~ttm_torchdistill.views.device_augment.draw_plans`: op
-    indices, magnitudes, Cutout's fraction and centre), drawn with StrongAugment's distribution. It yields float32
-    holding the uint8 values (``ToTensor`` divides them by 255 as it divides the bytes).
+    Parameters per sample: one program row of float64 (:func:`~ttm_torchdistill.views.device_augment.programs` of
+    the plan :func:`~ttm_torchdistill.views.device_augment.draw_plans` draws with StrongAugment's distribution: op
+    indices, magnitudes, Cutout's fraction and centre, then what the batch needs of them, computed on the host when
+    the epoch's parameters are drawn). It yields float32 holding the uint8 values (``ToTensor`` divides them by 255 as
+    it divides the bytes).
     """
     name = 'StrongAugment'
 
@@ -213,15 +215,16 @@ class StrongAugmentOp:
         return hw
 
     def draw(self, num_samples: int, hw: Tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-        """Plans ``num_samples x (2 num_ops + 3)``, float64, from ``generator`` (CPU)."""
-        return draw_plans(num_samples, self.num_ops, (hw[1], hw[0]), generator)
+        """Programs ``num_samples x program_width(num_ops)``, float64, from ``generator`` (CPU)."""
+        size = (hw[1], hw[0])
+        return programs(draw_plans(num_samples, self.num_ops, size, generator), size)
 
-    def apply(self, x: torch.Tensor, plans: torch.Tensor) -> torch.Tensor:
-        """``x``: uint8 B x H x W x 3 (any memory layout); ``plans``: B rows of :meth:`draw`'s, on ``x``'s device."""
-        if plans.shape[1] != plan_width(self.num_ops):
-            raise ValueError(f'StrongAugment({self.num_ops}) takes plans of {plan_width(self.num_ops)} columns, got '
-                             f'{tuple(plans.shape)}')
-        return strong_augment(x, plans.to(x.device))
+    def apply(self, x: torch.Tensor, program: torch.Tensor) -> torch.Tensor:
+        """``x``: uint8 B x H x W x 3 (any memory layout); ``program``: B rows of :meth:`draw`'s, on ``x``'s device."""
+        if program.shape[1] != program_width(self.num_ops):
+            raise ValueError(f'StrongAugment({self.num_ops}) takes programs of {program_width(self.num_ops)} columns, '
+                             f'got {tuple(program.shape)}')
+        return apply_programs(x, program)
 
 
 def _flatten(transform: Any) -> List[Any]:
