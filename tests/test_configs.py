@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from torchdistill.common import main_util, yaml_util
 
 from ttm_torchdistill.experiments import EXPERIMENTS, Experiment
-from ttm_torchdistill.experiments.render import render
+from ttm_torchdistill.experiments.render import EDIT_THE_ROW, GENERATED_AS, render
 
 # --------------------------------------------------------------------------------------------------------------
 # Loading the shipped experiment YAMLs offline.
@@ -398,7 +398,10 @@ def test_plugin_registers_the_pre_epoch_process(plugin):
 @pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_IDS)
 def test_config_header_gives_the_reference_the_sources_and_one_command(path):
     text = (REPO_ROOT / path).read_text()
-    header = text.split('\ndependencies:')[0].strip().splitlines()
+    lines = text.split('\ndependencies:')[0].strip().splitlines()
+    # the first two lines tell the generator's files from the users' (docs/configs.md)
+    assert lines[:2] == [f'{GENERATED_AS}{path.as_posix()}', EDIT_THE_ROW], lines[:2]
+    header = lines[2:]
     assert all(line.startswith('#') for line in header), 'the header must be a comment block'
     assert len(header) <= 16, f'{path}: a header of {len(header)} lines; it holds what the run needs, no more'
     dataset, method, student, teacher, variant = describe(path)
