@@ -265,6 +265,8 @@ SPECS: Dict[str, LossSpec] = {
                dict(OTHER_PATHS, student_strong_module_path='fc2', student_strong_module_io='input',
                     teacher_strong_module_path='head2', teacher_strong_module_io='output')),
         errors=temperature_errors() + (
+            ErrorCase({'temprature': 4.0}, TypeError,
+                      r"^MLKDLoss has no argument 'temprature' \(did you mean 'temperature'\?\)"),
             ErrorCase({'temperature': -2}, ValueError, r"temperature must be a positive number or 'max_logit', got -2"),
             ErrorCase({'code_faithful': None}, TypeError, r'code_faithful must be True or False, got None'),
             ErrorCase({'standardize': 'True'}, TypeError, r"standardize must be True or False, got 'True'"),

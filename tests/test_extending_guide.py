@@ -118,11 +118,12 @@ EXPECTED = ['test_every_registered_loss_has_a_complete_spec', 'test_docstring_fo
 
 def test_the_loss_the_guide_adds_to_the_plugin_passes_every_loss_test():
     """Part A's blocks, run in the modules they are added to (tests/guide_plugin_example.py), then the loss tests of
-    the new key; its README row is the guide's, not the README's, so those two tests are left out."""
+    the new key. Left out: the README and losses.md rows and the module's __all__ and docstring, which the guide
+    shows but does not write into those files."""
     tests = ['tests/test_loss_specs.py', 'tests/test_loss_registry.py', 'tests/test_losses_properties.py',
              'tests/test_losses_errors.py']
     command = [sys.executable, '-m', 'pytest', '-v', '-p', 'no:cacheprovider', '-p', 'guide_plugin_example', *tests,
-               '-k', '(ATReverseKDLoss or complete_spec) and not readme and not losses_doc']
+               '-k', '(ATReverseKDLoss or complete_spec) and not readme and not losses_doc and not exports_it']
     result = subprocess.run(command, cwd=support.REPO_ROOT, env=support.subprocess_env(), capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -3,6 +3,7 @@ fails here with a message naming it and what to add."""
 import ast
 import inspect
 import re
+import sys
 
 import pytest
 from torch import nn
@@ -86,7 +87,15 @@ def test_a_spec_with_an_unknown_argument_or_exemption_is_named():
     assert any('.identities is empty' in p for p in problems)
 
 
-# ---- the docs: README's loss table and docs/losses.md ----
+# ---- the docs: the module, README's loss table and docs/losses.md ----
+
+@pytest.mark.parametrize('key', REGISTERED)
+def test_the_module_of_a_loss_exports_it_and_lists_its_key(key):
+    cls = registered_losses()[key]
+    module = sys.modules[cls.__module__]
+    assert cls.__name__ in module.__all__, f'{cls.__module__}.__all__ lacks {cls.__name__}'
+    assert f'``{key}``' in module.__doc__, f'the docstring of {cls.__module__} does not list the key {key}'
+
 
 def _rows(text, header_start):
     lines = text.splitlines()
