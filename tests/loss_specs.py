@@ -28,15 +28,16 @@ SPEC_FILE = 'tests/loss_specs.py'
 PLUGIN_PREFIX = 'ttm_torchdistill.'
 MAX_LOGIT = 'max_logit'
 
-#: The generic properties tests/test_losses_properties.py checks for every variant of every logit loss, and which a
-#: spec may declare not to hold (``LossSpec.exempt``), with the reason.
+#: The generic properties tests/test_losses_properties.py checks for every variant of every registered loss, and which
+#: a spec may declare not to hold (``LossSpec.exempt``), with the reason.
 PROPERTIES = {
     'slow_reference': 'value and student gradients equal the variant\'s slow float64 reference',
     'gradcheck': 'torch.autograd.gradcheck of the public function',
     'shift_invariant': 'adding a constant to each row of every logit tensor changes nothing',
     'zero_at_teacher': 'the loss is 0 when each student tensor equals its teacher tensor',
     'teacher_gets_no_gradient': 'the public function detaches the teacher (the adapter always must)',
-    'per_sample_temperature': 'a per-sample temperature tensor works (gradcheck, resolve_temperature, constant rows)',
+    'per_sample_temperature': 'a per-sample temperature tensor: gradcheck, resolve_temperature bit for bit, a '
+                              'constant tensor equal to the number',
     'finite_at_100': 'finite value and gradient for float32 logits of magnitude 100',
     'finite_under_autocast': 'a finite float32 value from half-precision inputs under autocast',
 }
