@@ -314,31 +314,6 @@ def test_itrd_gradcheck():
     assert torch.autograd.gradcheck(lambda r, e: criterion(*_itrd_io(r, e, t)), (raw, embedded))
 
 
-def test_itrd_correlation_of_perfectly_correlated_features():
-    # c_k = (N - 1) / N for identical standardised columns (unbiased std, mean over N): log2(D / N^(2 alpha))
-    n, d, alpha = 8, 5, 1.5
-    t = _features(n, d, 11).detach()
-    s = (t * 3.0 + 2.0).requires_grad_()  # a positive affine map per column standardises to the same values
-    value = FF.itrd_correlation_loss(s, t, alpha)
-    assert value.item() == pytest.approx(math.log2(d) - 2 * alpha * math.log2(n), rel=1e-12)
-
-
-def test_itrd_correlation_ignores_teacher_column_scale_and_shift():
-    s, t = _features(6, 4, 12), _features(6, 4, 13).detach()
-    scaled = t * torch.tensor([1.0, 5.0, 0.1, 2.0], dtype=torch.float64) - 7.0
-    torch.testing.assert_close(FF.itrd_correlation_loss(s, scaled, 1.5), FF.itrd_correlation_loss(s, t, 1.5))
-
-
-def test_itrd_mutual_is_zero_for_a_rank_one_teacher_and_ignores_row_scale():
-    s = _features(6, 4, 14)
-    t = torch.ones(6, 3, dtype=torch.float64)  # every pair of teacher samples has cosine 1: G_st = G_s
-    assert FF.itrd_mutual_information_loss(s, t).item() == pytest.approx(0.0, abs=1e-15)
-    t = _features(6, 3, 15).detach()
-    rows = torch.arange(1.0, 7.0, dtype=torch.float64)[:, None]
-    torch.testing.assert_close(FF.itrd_mutual_information_loss(s * rows, t / rows),
-                               FF.itrd_mutual_information_loss(s, t))
-
-
 def test_itrd_teacher_gets_no_gradient():
     raw, embedded = _features(6, 5, 4), _features(6, 5, 5)
     teacher = _features(6, 5, 6)
@@ -391,29 +366,6 @@ def test_itrd_computes_in_float32_under_bf16_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         in_bf16 = FF._itrd(embedded, raw, teacher, 2.0, 1.0, 1.5, 0.0)
     assert in_bf16.dtype == torch.bfloat16 and not torch.equal(in_bf16.float(), expected)
-
-
-@pytest.mark.parametrize('kwargs, error, message', [
-    ({'lambda_corr': -1.0}, ValueError, r'lambda_corr must be a finite, non-negative number, got -1\.0'),
-    ({'lambda_mutual': '1'}, TypeError, r"lambda_mutual must be a non-negative real number, got '1' \(str\)"),
-    ({'lambda_mutual': True}, TypeError, r'lambda_mutual must be a non-negative real number, got True \(bool\)'),
-    ({'alpha_it': 0.0}, ValueError, r'alpha_it must be positive \(1\.01 and 1\.5 in the TTM runs\), got 0\.0'),
-    ({'alpha_it': math.inf}, ValueError, r'alpha_it must be a finite, non-negative number, got inf'),
-    ({'eps': -1e-6}, ValueError, r'eps must be a finite, non-negative number, got -1e-06'),
-    ({'mutual_uses_embedding': 'auto'}, TypeError, r"mutual_uses_embedding must be True or False, got 'auto'"),
-    ({'teacher_module_io': 'out'}, ValueError, r"teacher_module_io must be 'input' or 'output', got 'out'"),
-    ({'student_module_path': ''}, TypeError, r"student_module_path must be a non-empty string, got ''"),
-    ({'alpha': 1.5}, TypeError, r"^ITRDLoss has no argument 'alpha' \(did you mean 'alpha_it'\?\)"),
-])
-def test_itrd_bad_arguments(kwargs, error, message):
-    with pytest.raises(error, match=message):
-        get_mid_level_loss({'key': 'ITRDLoss', 'kwargs': dict({'teacher_module_path': 'fc'}, **kwargs)})
-
-
-def test_itrd_needs_the_teacher_feature_path():
-    with pytest.raises(TypeError, match=r"^ITRDLoss needs 'teacher_module_path', which is not given; ITRDLoss "
-                                        r"accepts: .*teacher_module_path \(required\)"):
-        get_mid_level_loss({'key': 'ITRDLoss', 'kwargs': {}})
 
 
 def test_itrd_missing_hook_is_reported():

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import torch
 
+from ..cli import commands_help
 from ..errors import error_line
 from ..run.config.runtime import AMP_MODES
 from ..run.runner import RunOptions, run
@@ -39,10 +40,7 @@ EPILOG = textwrap.dedent('''\
       # 4 GPUs (NCCL) or 4 CPU processes (gloo, add --device cpu); batch_size in the YAML is per process
       torchrun --nproc_per_node=4 -m ttm_torchdistill --config X.yaml --world_size 4
 
-    subcommands:
-      python -m ttm_torchdistill fetch-teachers --help   download public CIFAR-100 teachers
-      python -m ttm_torchdistill report --help           tabulate run summaries (<dst_ckpt stem>.json)
-    ''')
+    ''') + commands_help()
 
 
 def _default_device() -> str:
