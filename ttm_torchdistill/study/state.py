@@ -10,6 +10,7 @@ Files of a task folder (a run's ``<out>/runs/<run id>``, a cache's ``<out>/cache
 * ``console.log``: every attempt's header and the command's output; a run's ``run.log`` holds the runner's log
   lines of every attempt, ``student.last.pt`` its last completed epoch.
 """
+import glob
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
+from ..atomic import atomic_file
 from . import locks
 from .caches import CacheNeed
 from .plan import CONSOLE_LOG, Run
@@ -24,6 +26,8 @@ from .slurm_queue import QueueSnapshot
 
 FAILED_FILE, SUBMITTED_FILE = 'failed.json', 'submitted.json'
 STATES = ('done', 'running', 'queued', 'failed', 'interrupted', 'pending')
+#: Age after which a state file's temporary file is a killed writer's leftover (see :func:`write_json`).
+STALE_TEMP_S = 600.0
 _EPOCH_LINE = re.compile(r'Epoch (\d+)/(\d+) done')
 
 Task = Union[Run, CacheNeed]
@@ -58,10 +62,28 @@ def read_json(path: str) -> Optional[dict]:
 
 
 def write_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + '.partial', 'w') as fp:
-        json.dump(data, fp, indent=1)
-    os.replace(path + '.partial', path)
+    """Replace ``path`` with ``data`` atomically: a temporary file of its own (two ``study run`` writing ``plan.json``
+    at once each rename a complete file; the last one wins), fsync'ed, then renamed. A killed writer's temporary
+    file (``.NAME.*.tmp``) is never read, and a later write removes the ones older than :data:`STALE_TEMP_S`."""
+    with atomic_file(path, 'w') as pending:
+        json.dump(data, pending.file, indent=1)
+    remove_stale_temps(path)
+
+
+def remove_stale_temps(path: str, older_than_s: float = None) -> List[str]:
+    """Remove the temporary files that killed writers of ``path`` left (older than ``older_than_s``, default
+    :data:`STALE_TEMP_S`: a live writer of a small JSON file renames its own within milliseconds); returns them."""
+    older_than_s = STALE_TEMP_S if older_than_s is None else older_than_s
+    folder, name = os.path.split(os.path.abspath(path))
+    removed = []
+    for temp in glob.glob(os.path.join(glob.escape(folder), f'.{glob.escape(name)}.*.tmp')):
+        try:
+            if time.time() - os.path.getmtime(temp) > older_than_s:
+                os.remove(temp)
+                removed.append(temp)
+        except FileNotFoundError:  # another writer removed or renamed it meanwhile
+            pass
+    return removed
 
 
 def record_failure(task: Task, error: str, exit_code: Optional[int]) -> None:
