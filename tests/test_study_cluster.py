@@ -166,3 +166,34 @@ def test_arrays_are_cut_at_max_array_size_and_jobs_ask_for_requeue_and_the_cpus_
     for script in scripts:
         text = open(script).read()
         assert '#SBATCH --requeue' in text and re.search(r'^srun .* --cpus-per-task 2 ', text, flags=re.M), text
+
+
+def test_runs_of_a_cache_built_outside_slurm_are_not_submitted_until_it_is_done(tmp_path, monkeypatch):
+    """A `study run --executor local` building seed 0's cache holds its lock: a Slurm submission meanwhile has no job
+    to make that cache's runs depend on, so it leaves them out and says so (before, they were submitted without a
+    dependency and failed on the missing cache)."""
+    folder = str(tmp_path)
+    study_files.study_folder(folder)
+    study_files.write_study(folder, runtime={'device_data': True, 'teacher_cache': 'per_seed'},
+                            slurm={'additional': {'hold': True}})
+    monkeypatch.chdir(folder)
+    from ttm_torchdistill.study.plan import make_plan
+    from ttm_torchdistill.study.schema import load_study
+    plan = make_plan(load_study('study.yaml'))
+    seed0 = next(cache for cache in plan.caches if cache.seed == 0)
+    holder = subprocess.Popen([sys.executable, '-c', HOLDER, seed0.folder, plan.study.out_dir, '120'],
+                              stdout=subprocess.PIPE, text=True, env=support.subprocess_env())
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        code, out, err = study_cli_in(folder, ['run', 'study.yaml', '--executor', 'slurm'], monkeypatch)
+    finally:
+        holder.kill()
+        holder.wait()
+        jobs = re.findall(r'Slurm job (\S+)', out)
+        subprocess.run(['scancel'] + sorted({job.split('_')[0] for job in jobs}), capture_output=True)
+    assert code == 0, err
+    submitted = re.findall(r'^submitted (.+): Slurm job', out, flags=re.M)
+    assert sorted(submitted) == sorted([f'cache {c.key}' for c in plan.caches if c.seed == 1] +
+                                       [r.run_id for r in plan.runs if r.seed == 1])
+    assert re.search(rf'^not submitted: 2 run\(s\) of teacher cache {seed0.key}, which is being built \(pid '
+                     rf'{holder.pid} on \S+\); `study run` again once it is done$', out, flags=re.M), out

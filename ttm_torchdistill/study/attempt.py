@@ -31,8 +31,8 @@ from .plan import Plan, Run
 from .slurm_queue import QueueSnapshot
 from .state import Task
 
-#: Outcomes of :func:`attempt`.
-DONE, FAILED, INTERRUPTED, LOCKED, CRASHED = 'done', 'failed', 'interrupted', 'locked', 'crashed'
+#: Outcomes of :func:`attempt` (WAITING: a run whose teacher cache is not built yet; nothing started).
+DONE, FAILED, INTERRUPTED, LOCKED, CRASHED, WAITING = 'done', 'failed', 'interrupted', 'locked', 'crashed', 'waiting'
 #: Exit status of the runner for Ctrl-C (``error: interrupted``).
 INTERRUPTED_STATUS = 130
 #: Crashed attempts in a row after which a run or cache is failed (its crashes are kept in ``crashes.json``).
@@ -93,12 +93,22 @@ def command(task: Task, plan: Plan):
 
 
 def dependency_failure(task: Task) -> Optional[str]:
-    """Why a run cannot start: its cache was not built (None when it has none or it is there)."""
+    """Why a run cannot start: its cache failed (None when it has none, it is there, or it is merely missing:
+    :func:`cache_missing`)."""
     if isinstance(task, Run) and task.cache is not None and not state.is_done(task.cache):
         failed = state.failure(task.cache)
-        reason = failed.get('error') if failed else 'it has not been built (no metadata.json)'
-        return f'error: teacher cache {task.cache.key} failed: {reason} (log: {state.console_log(task.cache)})'
+        if failed:
+            return (f'error: teacher cache {task.cache.key} failed: {failed.get("error")} '
+                    f'(log: {state.console_log(task.cache)})')
     return None
+
+
+def cache_missing(task: Task) -> bool:
+    """Whether a run's cache is neither built nor failed (its job was cancelled, or its build interrupted): the run
+    waits for it, and is not failed (Slurm 22.05 starts ``afterok`` dependants of an array task cancelled while
+    pending)."""
+    return isinstance(task, Run) and task.cache is not None and not state.is_done(task.cache) and \
+        state.failure(task.cache) is None
 
 
 def settle(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id: Optional[str] = None,
@@ -113,7 +123,7 @@ def settle(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id:
 
 def attempt(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id: Optional[str] = None,
             on_start=None, queue: Optional[QueueSnapshot] = None) -> str:
-    """Run one attempt of ``task`` in the study's base folder; returns DONE, FAILED, INTERRUPTED, CRASHED or LOCKED.
+    """Run one attempt of ``task`` in the study's base folder; returns one of the outcomes above.
 
     :param env: environment of the command (``CUDA_VISIBLE_DEVICES`` of the slot); default: this process's.
     :param job_id: the Slurm job id to record in the lock (default: from the environment).
@@ -126,6 +136,8 @@ def attempt(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id
         os.makedirs(task.folder, exist_ok=True)
         state.record_failure(task, blocked, None)
         return FAILED
+    if cache_missing(task):
+        return WAITING
     lock, holder = locks.acquire(task.folder, plan.study.out_dir, queue or QueueSnapshot(), job_id)
     if lock is None:
         return LOCKED
@@ -307,5 +319,7 @@ def _log_attempt(task: Task, event: str, record: Dict[str, object], outcome: Opt
             'job_id': record.get('job_id'), 'restart': record.get('restart'), 'since': record.get('since')}
     if outcome is not None:
         line['outcome'] = outcome
+    elif record.get('took_over'):  # the earlier holder ended without its end line (killed): judged gone
+        line['took_over'] = record['took_over']
     with open(os.path.join(task.folder, ATTEMPTS_LOG), 'a') as fp:  # one short line per write: appends stay whole
         fp.write(json.dumps(line) + '\n')

@@ -151,7 +151,8 @@ class LocalExecutor:
     def _progress(self, total: int, waiting: int) -> str:
         done = sum(o == attempts.DONE for o in self.outcomes.values())
         failed = sum(o == attempts.FAILED for o in self.outcomes.values())
-        other = sum(o in (attempts.INTERRUPTED, attempts.LOCKED, attempts.CRASHED) for o in self.outcomes.values())
+        other = sum(o in (attempts.INTERRUPTED, attempts.LOCKED, attempts.CRASHED, attempts.WAITING)
+                    for o in self.outcomes.values())
         running = len(self.started)
         line = f'study {self.plan.study.name}: {done} done, {running} running, {failed} failed'
         if other:

@@ -206,6 +206,12 @@ def submit(plan: Plan, queue: Optional[QueueSnapshot] = None, log=print, limits:
             groups.setdefault(None if run.cache is None else run.cache.key, []).append(run)
     for key, runs in groups.items():
         job = cache_jobs.get(key) if key is not None else None
+        if key is not None and job is None and not state.is_done(plan.cache(key)):
+            # built by a process outside this study's Slurm jobs: no job to depend on, and a run started before the
+            # cache is complete would fail for want of it
+            log(f'not submitted: {len(runs)} run(s) of teacher cache {key}, which is being built '
+                f'({states[task_id(plan.cache(key))].detail}); `study run` again once it is done')
+            continue
         name = runs[0].run_id if len(runs) == 1 else f'{plan.study.name}:runs' + (f':{key}' if key else '')
         for run, run_job in zip(runs, _submit_array(plan, runs, name, f'afterok:{job}' if job else None,
                                                     limits.max_array_size)):
