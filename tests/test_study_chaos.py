@@ -210,7 +210,10 @@ def test_a_locked_cache_job_fails_and_no_run_starts_on_a_missing_cache(studies):
     assert 'JobState=FAILED' in studies['locked_job'] and 'ExitCode=1:0' in studies['locked_job']
     assert studies['started_after_first'] == []  # no attempt, no failure recorded
     code, out, _ = studies['status_after_first']
+    # the live holder still held seed 0's cache: status shows it running, held by that process, and nothing else
     assert code == 0 and 'study study: 4 runs: 4 pending' in out, out
+    assert 'study study: 2 teacher caches: 1 running, 1 pending' in out, out
+    assert re.search(r'^  cache \S+-seed0-\S+: running \(pid \d+ on \S+\), building$', out, flags=re.M), out
 
 
 def standalone(folder, run, alone, overrides=()):
