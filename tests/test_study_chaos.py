@@ -6,7 +6,8 @@ longer by ``TTM_TEST_EPOCH_SLEEP_S``). Slurm sends the pre-timeout USR2 between 
 limits every 30 s and sends up to 30 s early), submitit's handler calls the study's checkpoint, which stops the
 command, and requeues the job; the next attempt resumes from the last completed epoch.
 
-**Chaos** (a fixed schedule: ``random.Random(SEED)``), on a 2 x 2 study with per-seed caches:
+**Chaos** (kill, requeue, kill, requeue; targets and delays from ``random.Random(SEED)``) on a 2 x 2 study with
+per-seed caches:
 
 1. a live process holds one cache's lock and the other cache's (pending) job is cancelled: the locked cache's job
    fails, having no result, and no run of either cache starts anything (Slurm 22.05 does start the ``afterok``
@@ -104,17 +105,22 @@ def study_jobs(*prefixes):
 
 
 def chaos(folder, rng, log):
-    """SIGKILL two runners and requeue two running run jobs, one event every 2-4 s once runners are up."""
-    actions = ['kill', 'requeue', 'kill', 'requeue']
-    rng.shuffle(actions)
+    """SIGKILL two runners and requeue two running run jobs, one event every 1-3 s while runners are up (the schedule
+    stops early if the study has finished first); returns the run folders whose jobs were requeued."""
     touched = set()
-    for action in actions:
-        time.sleep(rng.uniform(2, 4))
-        found = wait_for(lambda: runners(folder), 'a runner running', timeout=120)
+    for action in ('kill', 'requeue', 'kill', 'requeue'):  # the order fixed, targets and delays drawn
+        time.sleep(rng.uniform(1, 3))
+        found = wait_for(lambda: runners(folder) or not study_jobs('study:', 'cifar100/', 'cache ') and 'done',
+                         'a runner running, or the study finished', timeout=120)
+        if found == 'done':
+            break
         run_log = rng.choice(sorted(found))
         run_folder = os.path.dirname(os.path.join(folder, run_log))
         if action == 'kill':
-            os.kill(found[run_log], signal.SIGKILL)
+            try:
+                os.kill(found[run_log], signal.SIGKILL)
+            except ProcessLookupError:  # it ended meanwhile
+                continue
         else:
             held = locks.read_lock(run_folder) or {}
             if not held.get('job_id'):

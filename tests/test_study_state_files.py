@@ -1,36 +1,36 @@
 """The study's state files (``plan.json``, ``submitted.json``, ``failed.json``) under concurrent writers and killed
 ones: real processes writing the same file at once, each rename a complete file, and leftovers cleaned up."""
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
 import time
 
-import runner_support as support
 from ttm_torchdistill.study import state
 
-WRITER = '''
-import sys
-from ttm_torchdistill.study import state
-path, who = sys.argv[1], sys.argv[2]
-for i in range(300):
-    state.write_json(path, {'writer': who, 'i': i, 'runs': ['x' * 64] * 200})
-'''
+
+def write_many(path, who):
+    for i in range(300):
+        state.write_json(path, {'writer': who, 'i': i, 'runs': ['x' * 64] * 200})
 
 
 def test_two_concurrent_writers_of_plan_json_never_tear_it_or_fail(tmp_path):
+    """Two processes (forked from this one: no interpreter start-up) write the file 300 times each while this one
+    reads it."""
     path = str(tmp_path / 'plan.json')
-    writers = [subprocess.Popen([sys.executable, '-c', WRITER, path, who], env=support.subprocess_env(),
-                                stderr=subprocess.PIPE, text=True) for who in ('a', 'b')]
+    context = multiprocessing.get_context('fork')
+    writers = [context.Process(target=write_many, args=(path, who)) for who in ('a', 'b')]
+    for writer in writers:
+        writer.start()
     seen = set()
-    while any(w.poll() is None for w in writers):
+    while any(w.is_alive() for w in writers):
         try:
             with open(path) as fp:
                 seen.add(json.load(fp)['writer'])  # a reader sees a whole file, never a torn one
         except FileNotFoundError:  # before the first rename
             pass
-    errors = [w.stderr.read() for w in writers]
-    assert [w.returncode for w in writers] == [0, 0], errors
+    for writer in writers:
+        writer.join()
+    assert [w.exitcode for w in writers] == [0, 0]  # a writer whose rename failed ends with exit code 1
     with open(path) as fp:
         assert json.load(fp)['i'] == 299
     assert seen <= {'a', 'b'}
