@@ -26,7 +26,8 @@ from .errors import StudyError
 KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
 RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
 RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
-SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup')
+SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup',
+              'signal_delay_s')
 AMP_MODES = ('off', 'bf16', 'fp16')
 CACHE_DTYPES = ('float32', 'float16')
 
@@ -43,7 +44,8 @@ class Resources:
 @dataclass(frozen=True)
 class SlurmOptions:
     """Passed through to sbatch (through submitit); ``additional`` holds any other sbatch option, ``setup``
-    shell lines run before each job (``module load ...``, ``source venv/bin/activate``)."""
+    shell lines run before each job (``module load ...``, ``source venv/bin/activate``); ``signal_delay_s``: how
+    long before the time limit Slurm sends the pre-timeout signal (submitit's ``USR2``), which requeues the job."""
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
@@ -51,6 +53,7 @@ class SlurmOptions:
     array_parallelism: int = 256
     additional: Dict[str, Any] = field(default_factory=dict)
     setup: Tuple[str, ...] = ()
+    signal_delay_s: int = 90
 
 
 @dataclass(frozen=True)
@@ -248,9 +251,12 @@ def _slurm(path: str, value: Any) -> SlurmOptions:
     if not isinstance(additional, dict) or not all(isinstance(k, str) and k for k in additional):
         raise _fail(path, 'slurm.additional', f'expected a mapping of sbatch option -> value, got {additional!r}')
     setup = _string_list(path, 'slurm.setup', value.get('setup') or [], allow_empty=True)
+    delay = value.get('signal_delay_s', SlurmOptions.signal_delay_s)
+    if not _is_int(delay) or delay < 1:
+        raise _fail(path, 'slurm.signal_delay_s', f'expected an integer >= 1 (seconds), got {delay!r}')
     return SlurmOptions(**{k: _optional_str(path, f'slurm.{k}', value.get(k))
                            for k in ('partition', 'account', 'qos', 'constraint')},
-                        array_parallelism=parallelism, additional=dict(additional), setup=setup)
+                        array_parallelism=parallelism, additional=dict(additional), setup=setup, signal_delay_s=delay)
 
 
 def parse_study(data: Any, path: str, base: str) -> Study:
