@@ -244,9 +244,9 @@ def test_every_run_ends_bit_identical_to_its_standalone_command(studies):
     folder, timed = studies['folder'], studies['timed']
     runs = [(folder, run_folder(folder, e, s), ()) for e in (KD, WTTM) for s in (0, 1)]
     runs.append((timed, run_folder(timed, KD, 0), ('train.num_epochs=10',)))
-    for chunk in (runs[:3], runs[3:]):  # three commands at a time on the two cores
+    for first in (0, 3):  # three commands at a time on the two cores, each in its own folder
         started = [(base, run, f'alone/{i}', standalone(base, run, f'alone/{i}', overrides))
-                   for i, (base, run, overrides) in enumerate(chunk)]
+                   for i, (base, run, overrides) in enumerate(runs[first:first + 3], start=first)]
         for base, run, alone, process in started:
             assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
             for name in ('student.last.pt', 'student.pt'):
