@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ttm_torchdistill._registry import mid_level_loss, model, pre_epoch_process
+from ttm_torchdistill.datasets import CIFAR100Format
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
@@ -123,6 +124,26 @@ class TinyTensorDataset(Dataset):
             import time
             time.sleep(self.delay_s)
         return self.images[index], self.targets[index]
+
+
+class ReadRecordingCIFAR100(CIFAR100Format):
+    """The plugin's own-format CIFAR-100, appending ``<split> build`` and ``<split> read`` lines to
+    ``$TTM_TEST_READS`` (O_APPEND: the file's order is the order of events) when it is built and read."""
+
+    def _record(self, event: str) -> None:
+        fd = os.open(os.environ['TTM_TEST_READS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, f'{"train" if self.train else "test"} {event}\n'.encode())
+        finally:
+            os.close(fd)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._record('build')
+
+    def __getitem__(self, index):
+        self._record('read')
+        return super().__getitem__(index)
 
 
 def every_index_sampler(dataset, **kwargs):

@@ -16,7 +16,7 @@ from ..errors import error_line
 from ..run.config.runtime import AMP_MODES
 from ..run.runner import RunOptions, run
 
-RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
+RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed')
 
 EPILOG = textwrap.dedent('''\
     examples:
@@ -121,6 +121,12 @@ def _add_speed_options(parser: argparse.ArgumentParser) -> None:
     speed.add_argument('--teacher-cache', dest='teacher_cache', metavar='DIR',
                        help='read teacher logits from DIR (written by the cache-teacher subcommand) instead of '
                             'running the teacher; needs --device-data')
+    tuning = parser.add_argument_group('validation without the test set (also runtime.holdout, runtime.holdout_seed)')
+    tuning.add_argument('--holdout', type=int, metavar='N',
+                        help='validate on N training images held out (class-balanced), train on the rest; the test '
+                             'set is read only by the final test')
+    tuning.add_argument('--holdout-seed', dest='holdout_seed', type=int, metavar='S',
+                        help='which N images are held out (default 0; the run seed does not change them)')
 
 
 def runtime_flags(args: argparse.Namespace) -> dict:

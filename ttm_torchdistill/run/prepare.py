@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -16,11 +16,14 @@ from torchdistill.common.main_util import import_dependencies, set_seed
 
 from ..errors import RunError
 from .config import preflight
+from .config.dataset_nodes import test_only_ids
+from .config.holdout import holdout_record, holdout_rewrite
 from .config.loading import LoadedConfig, load_config
 from .config.runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
 from .config.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
 from .config.walk import (
-    iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry, train_dataset_ids,
+    iter_loader_configs, iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry,
+    train_dataset_ids,
 )
 from .data.datasets import build_real_datasets
 from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache
@@ -59,6 +62,9 @@ class Prepared:
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
         (:func:`~ttm_torchdistill.run.machine.fit.box_device_ids`).
+    :param build_test_set: builds the datasets only the test loader reads, for the final test (None when there are
+        none): a run that validates on a held-out split never reads the test set before training ends.
+    :param holdout: the held-out split's record for the summary (:func:`.config.holdout.holdout_record`), else None.
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]
@@ -75,6 +81,8 @@ class Prepared:
     cached_teacher: Optional[CachedTeacher] = None
     smoke_dir: Optional[str] = None
     device_ids: Optional[Sequence[int]] = None
+    build_test_set: Optional[Callable[[], Dict[str, Any]]] = None
+    holdout: Optional[Dict[str, Any]] = None
 
     @property
     def train_config(self) -> Dict[str, Any]:
@@ -139,7 +147,7 @@ def _seed_the_run(opts: RunOptions, ctx: DistContext, resume_checkpoint: Optiona
 def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
     """Load and check the config, then build datasets and models (cheap checks first, so a typo costs seconds)."""
     overrides, runtime_set = split_runtime_overrides(opts.overrides)
-    loaded = load_config(opts.config, overrides)
+    loaded = load_config(opts.config, overrides, rewrite=holdout_rewrite(runtime_set, opts.runtime_flags, opts.smoke))
     _import_plugins(loaded)
     runtime = resolve_runtime(loaded.config.get('runtime'), runtime_set, opts.runtime_flags)
     check_device(runtime, ctx.device.type, opts.data_parallel)
@@ -179,7 +187,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
-    datasets = _build_datasets(loaded, config, opts, ctx)
+    datasets, build_test_set = _build_datasets(loaded, config, opts, ctx)
     teacher, student = _build_models(config, student_name, runtime, opts, ctx)
     if opts.log_config:
         logger.info(f'config: {config}')
@@ -188,7 +196,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
                     dst_ckpt=dst_ckpt, identity=identity, config_tree=loaded.tree, seed=seed,
                     resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
                     cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
-                    device_ids=box_device_ids(ctx, opts.data_parallel))
+                    device_ids=box_device_ids(ctx, opts.data_parallel), build_test_set=build_test_set,
+                    holdout=holdout_record(runtime.holdout, runtime.holdout_seed, config, datasets))
 
 
 def _check_resumed_run(ckpt: Dict[str, Any], identity: Dict[str, Any], tree: Any, dst_ckpt: str, opts: RunOptions,
@@ -229,14 +238,23 @@ def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) ->
 
 
 def _build_datasets(loaded: LoadedConfig, config: Dict[str, Any], opts: RunOptions, ctx: DistContext):
+    """The datasets training reads, and a function that builds the rest (the test loader's) for the final test."""
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
                                         train_samples=SMOKE_TRAIN_SAMPLES)
-    else:
-        # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
-        datasets = rank0_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')
-    preflight.check_dataset_ids(config, datasets)
-    return datasets
+        preflight.check_dataset_ids(config, datasets)
+        return datasets, None
+    loaders = dict(iter_loader_configs(config))
+    test_ids = {c.get('dataset_id') for where, c in loaders.items() if where.startswith('test.')}
+    later = test_only_ids(loaded, {c.get('dataset_id') for where, c in loaders.items()
+                                   if not where.startswith('test.')}, test_ids)
+    # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
+    eager = [dataset_id for dataset_id, _ in loaded.dataset_nodes if dataset_id not in later]
+    datasets = rank0_first(lambda: build_real_datasets(loaded, eager), ctx, 'building the datasets')
+    preflight.check_dataset_ids(config, {**datasets, **{i: None for i in later}})
+    if not later:
+        return datasets, None
+    return datasets, lambda: rank0_first(lambda: build_real_datasets(loaded, later), ctx, 'building the test set')
 
 
 def _build_models(config: Dict[str, Any], student_name: str, runtime: Runtime, opts: RunOptions,

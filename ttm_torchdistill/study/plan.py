@@ -323,7 +323,8 @@ def changed_runs(plan: Plan) -> List[ChangedRun]:
         finished = run.is_finished()
         if not os.path.isfile(run.summary) and not os.path.isfile(run.last_ckpt):
             continue
-        asked = runner_api.asked_tree(config_path(plan.study, run.config), tuple(run.overrides))
+        asked = runner_api.asked_tree(config_path(plan.study, run.config), tuple(run.overrides),
+                                      plan.study.runtime.holdout, plan.study.runtime.holdout_seed)
         changes = runner_api.recorded_changes(run.dst_ckpt, asked)
         if changes:
             changed.append(ChangedRun(run, tuple(changes), finished))

@@ -24,7 +24,7 @@ import yaml
 from .errors import StudyError
 
 KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
-RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
+RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed')
 RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
 SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup',
               'signal_delay_s')
@@ -67,6 +67,8 @@ class RuntimeOptions:
     channels_last: bool = False
     compile: bool = False
     teacher_cache: Optional[str] = None
+    holdout: Optional[int] = None
+    holdout_seed: int = 0
 
     def flags(self, device_data_refusal: Optional[str] = None) -> List[str]:
         """The runner flags that turn these options on (a false value leaves the config's own ``runtime:``).
@@ -84,6 +86,8 @@ class RuntimeOptions:
             argv.append('--compile')
         if self.teacher_cache not in (None, 'auto', 'per_seed'):
             argv += ['--teacher-cache', self.teacher_cache]
+        if self.holdout:
+            argv += ['--holdout', str(self.holdout), '--holdout-seed', str(self.holdout_seed)]
         return argv
 
 
@@ -216,8 +220,17 @@ def _runtime(path: str, value: Any) -> RuntimeOptions:
     if cache is not None and not device_data:
         raise _fail(path, 'runtime.teacher_cache', 'needs runtime.device_data: true or auto (the cache is indexed '
                                                    'by the device-data augmentation stream)')
+    holdout, holdout_seed = value.get('holdout'), value.get('holdout_seed', 0)
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1):
+        raise _fail(path, 'runtime.holdout', f'expected a positive number of training images, got {holdout!r}')
+    if isinstance(holdout_seed, bool) or not isinstance(holdout_seed, int) or holdout_seed < 0:
+        raise _fail(path, 'runtime.holdout_seed', f'expected a non-negative integer, got {holdout_seed!r}')
+    if holdout and device_data:
+        raise _fail(path, 'runtime.holdout', 'runs on torchdistill\'s loader: the device data path does not hold a '
+                                             'held-out split yet; set device_data: false')
     return RuntimeOptions(device_data=device_data, amp=amp, channels_last=value.get('channels_last', False),
-                          compile=value.get('compile', False), teacher_cache=cache)
+                          compile=value.get('compile', False), teacher_cache=cache, holdout=holdout,
+                          holdout_seed=holdout_seed)
 
 
 def _resources(path: str, value: Any) -> Resources:

@@ -78,3 +78,37 @@ def data_source(node: Node) -> Node:
             [value for _, value in current.value] if isinstance(current, MappingNode) else []
         stack.extend(reversed(children))
     return node
+
+
+def _makes_a_dataset(node: Node) -> bool:
+    """A node that builds a dataset: one that reads data, or a call given one (a split, a wrapper)."""
+    return is_data_source(node) or (isinstance(node, MappingNode) and node.tag == '!import_call' and
+                                    mapping_value_node(init_kwargs_node(node), 'dataset') is not None)
+
+
+def _dataset_nodes(node: Node) -> set:
+    """The nodes below ``node`` that build a dataset (a shared transform does not tie two datasets together)."""
+    seen, found, stack = set(), set(), [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _makes_a_dataset(current):
+            found.add(id(current))
+        stack.extend(current.value if isinstance(current, SequenceNode) else
+                     [v for pair in current.value for v in pair] if isinstance(current, MappingNode) else [])
+    return found
+
+
+def test_only_ids(loaded: LoadedConfig, train_and_val_ids: set, test_ids: set) -> set:
+    """The dataset ids only the test loader reads, and that share no YAML node with the others (a part of a split the
+    training set comes from must be built with it): those are built for the final test only, so that training never
+    reads the test set."""
+    candidates = {i for i in test_ids if i not in train_and_val_ids}
+    others = set()
+    for dataset_id, node in loaded.dataset_nodes:
+        if dataset_id not in candidates:
+            others |= _dataset_nodes(node)
+    return {dataset_id for dataset_id, node in loaded.dataset_nodes
+            if dataset_id in candidates and not (_dataset_nodes(node) & others)}

@@ -142,10 +142,11 @@ def check_dataset_layout(loaded: LoadedConfig) -> None:
     for dataset_id, node in loaded.dataset_nodes:
         if isinstance(node, MappingNode) and node.tag == 'tag:yaml.org,2002:map' and \
                 mapping_value_node(node, 'splits') is not None:
-            raise RunError(f'datasets.{dataset_id} is written in torchdistill\'s pre-1.0 layout (a `splits:` mapping '
-                           f'of dataset ids with transform_configs), which torchdistill 1.1.5 does not read: write each '
-                           f'split as its own entry under datasets:, an !import_call of the dataset class with its '
-                           f'transform (the layout of torchdistill 1.x\'s sample configs and of this plugin\'s configs/)')
+            raise RunError(f'datasets.{dataset_id} is written in torchdistill\'s pre-1.0 layout (a `splits:` '
+                           f'mapping of dataset ids with transform_configs), which torchdistill 1.1.5 does not read: '
+                           f'write each split as its own entry under datasets:, an !import_call of the dataset class '
+                           f'with its transform (the layout of torchdistill 1.x\'s sample configs and of this '
+                           f'plugin\'s configs/)')
 
 
 def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:

@@ -8,10 +8,15 @@ A config may carry a top-level block (torchdistill ignores it)::
       channels_last: false   # student, teacher and input batches in channels-last memory format
       compile: false         # torch.compile of student and teacher (checkpoints keep the plain keys)
       teacher_cache: null    # a folder written by `python -m ttm_torchdistill cache-teacher`
+      holdout: null          # N: validate on N training images held out (class-balanced), not on the test set
+      holdout_seed: 0        # which N images (fixed for every run and seed of a study)
 
 Each key is also a runner flag (``--device-data``, ``--amp bf16``, ``--channels-last``, ``--compile``,
-``--teacher-cache PATH``) and can be set with ``--set runtime.KEY=VALUE`` even when the file has no ``runtime:``
-block. Precedence: the file, then ``--set runtime.*``, then the flags. Unknown keys and values are one-line errors.
+``--teacher-cache PATH``, ``--holdout N``, ``--holdout-seed S``) and can be set with ``--set runtime.KEY=VALUE`` even
+when the file has no ``runtime:`` block. Precedence: the file, then ``--set runtime.*``, then the flags. Unknown keys
+and values are one-line errors. ``holdout`` is the one key that changes what is learned (the training set loses N
+images, :mod:`.holdout`); it is here so that ``--set`` and study files reach it like the others, and the run's
+config digest and the report keep such runs apart.
 
 ``amp`` holds for each epoch's validation too (as in timm and Lightning), which then costs what the training step's
 forward pass costs: in float32 it would be about 15 % of a bf16 epoch. The final test runs in float32 whatever
@@ -47,6 +52,8 @@ class Runtime:
     channels_last: bool = False
     compile: bool = False
     teacher_cache: Optional[str] = None
+    holdout: Optional[int] = None
+    holdout_seed: int = 0
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -62,7 +69,7 @@ class Runtime:
         """One line for the progress header, e.g. ``runtime: device_data, amp=bf16`` (``defaults`` if none)."""
         on = []
         for key, value in self.as_dict().items():
-            if value in (False, None, 'off'):
+            if value in (False, None, 'off') or (key == 'holdout_seed' and not self.holdout):
                 continue
             on.append(key if value is True else f'{key}={value}')
         return 'runtime: ' + (', '.join(on) if on else 'defaults (stock torchdistill path)')
@@ -77,6 +84,14 @@ def _check_value(key: str, value: Any, where: str) -> Any:
             value = 'off'
         if value not in AMP_MODES:
             raise RunError(f'{where}: amp must be one of {", ".join(AMP_MODES)}, got {value!r}')
+        return value
+    if key in ('holdout', 'holdout_seed'):
+        if value is None and key == 'holdout':
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == 'holdout' else 0):
+            expected = 'a positive number of training images (or null)' if key == 'holdout' else \
+                'a non-negative integer'
+            raise RunError(f'{where}: {key} must be {expected}, got {value!r}')
         return value
     if key == 'teacher_cache':
         if value is not None and (not isinstance(value, str) or not value):
@@ -134,6 +149,9 @@ def resolve_runtime(block: Any, set_values: Dict[str, Any], flags: Dict[str, Any
     if runtime.teacher_cache and not runtime.device_data:
         raise RunError('runtime.teacher_cache needs runtime.device_data: the cache is indexed by the device-data '
                        'augmentation stream (add --device-data)')
+    if runtime.holdout and runtime.device_data:
+        raise RunError('runtime.holdout runs on torchdistill\'s loader: the device data path (and with it the teacher '
+                       'cache) does not hold a held-out split yet; drop --device-data (and --teacher-cache)')
     return runtime
 
 
