@@ -9,7 +9,6 @@ import textwrap
 import pytest
 import torch
 import yaml
-from torchdistill.common.yaml_util import load_yaml_file
 from torchdistill.core.distillation import get_distillation_box
 from torchdistill.datasets.wrapper import CRDDatasetWrapper
 from torchdistill.losses.mid_level import CRDLoss
@@ -22,11 +21,11 @@ import ttm_torchdistill.feature_functional as FF
 from conftest import REPO_ROOT
 from ttm_torchdistill import _registry
 from ttm_torchdistill.feature_losses import EmbeddingHead, ITRDLoss, PenultimateEmbedding
+from ttm_torchdistill.run.config.loading import load_config
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
-FIXTURES = REPO_ROOT / 'tests' / 'configs' / 'feature'
-DOC = REPO_ROOT / 'docs' / 'crd_itrd.md'
+SHIPPED = REPO_ROOT / 'configs' / 'cifar100'
 
 
 def _generator(seed):
@@ -499,27 +498,18 @@ def test_wrapper_wraps_exactly_one_model():
 # DistillationBox from the documented configs
 # ----------------------------------------------------------------------------------------------------------------
 
-CONFIGS = ['wttm_crd_resnet8x4_from_resnet32x4', 'wttm_itrd_resnet8x4_from_resnet32x4']
-
-
-def _doc_yaml_blocks():
-    load_yaml_file(str(FIXTURES / f'{CONFIGS[0]}.yaml'))  # registers torchdistill's YAML tags on FullLoader
-    blocks = re.findall(r'```yaml\n(.*?)```', DOC.read_text(), flags=re.S)
-    return [yaml.load(block, Loader=yaml.FullLoader) for block in blocks if block.lstrip().startswith('# WTTM+')]
-
-
-def test_doc_examples_are_the_tested_configs():
-    documented = _doc_yaml_blocks()
-    assert len(documented) == len(CONFIGS)
-    for name, config in zip(CONFIGS, documented):
-        assert config == load_yaml_file(str(FIXTURES / f'{name}.yaml')), name
+CONFIGS = ['wttm_crd', 'wttm_itrd']  # the shipped resnet8x4_from_resnet32x4 config of each method
 
 
 def _tiny_train_config(name, n_data):
-    config = load_yaml_file(str(FIXTURES / f'{name}.yaml'))
+    """The shipped config without its datasets (the runner's loader builds none), shrunk to a few steps."""
+    config = load_config(str(SHIPPED / name / 'resnet8x4_from_resnet32x4.yaml')).config
     train = config['train']
     for loader in ('train_data_loader', 'val_data_loader'):
         train[loader]['kwargs'].update(batch_size=4, num_workers=0, pin_memory=False)
+        train[loader]['kwargs'].pop('persistent_workers', None)
+    for role in ('teacher', 'student'):
+        train[role]['wrapper'] = None  # one CPU process
     crd = train['criterion']['kwargs']['sub_terms'].get('crd')
     if crd is not None:  # a small memory bank and 3 negatives per sample, via kwargs
         train['train_data_loader']['dataset_wrapper']['kwargs']['num_negative_samples'] = 3

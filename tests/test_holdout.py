@@ -145,3 +145,17 @@ def test_the_switch_with_crd_and_mlkd(tmp_path, monkeypatch, capsys, config):
     out = support.cli_ok(capsys, ['--config', os.path.join(support.REPO_ROOT, 'configs', 'cifar100', f'{config}.yaml'),
                                   '--smoke', '--holdout', '100'])
     assert 'Holding out 16 of the 64 samples of cifar100/train' in out
+
+
+def test_crd_memory_follows_the_training_part():
+    """RepDistiller's n_data is the training set's size: with a held-out split, the training part's."""
+    from ttm_torchdistill.run.config.holdout import fit_crd_to_training_part
+    source = support.TinyTensorDataset(num_samples=40, image_size=4, num_classes=4)
+    train, held = holdout_split(source, 8)
+    crd = {'key': 'CRDLoss', 'kwargs': {'output_size': 40, 'num_samples': 40, 'num_negative_samples': 16}}
+    config = {'train': {'train_data_loader': {'dataset_id': 't'}, 'criterion': {'kwargs': {'sub_terms': {
+        'crd': {'criterion': crd}}}}}}
+    notes = fit_crd_to_training_part(config, {'t': train})
+    assert crd['kwargs'] == {'output_size': 32, 'num_samples': 32, 'num_negative_samples': 16}
+    assert notes == ['train.criterion.kwargs.sub_terms.crd.criterion.kwargs.output_size: 40 -> 32 (the training part)',
+                     'train.criterion.kwargs.sub_terms.crd.criterion.kwargs.num_samples: 40 -> 32 (the training part)']

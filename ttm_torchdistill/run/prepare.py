@@ -17,7 +17,7 @@ from torchdistill.common.main_util import import_dependencies, set_seed
 from ..errors import RunError
 from .config import preflight
 from .config.dataset_nodes import test_only_ids
-from .config.holdout import holdout_record, holdout_rewrite
+from .config.holdout import fit_crd_to_training_part, holdout_record, holdout_rewrite
 from .config.loading import LoadedConfig, load_config
 from .config.runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
 from .config.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
@@ -188,6 +188,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
     datasets, build_test_set = _build_datasets(loaded, config, opts, ctx)
+    for note in fit_crd_to_training_part(config, datasets) if runtime.holdout and not opts.smoke else ():
+        logger.info(f'holdout: {note}')
     teacher, student = _build_models(config, student_name, runtime, opts, ctx)
     if opts.log_config:
         logger.info(f'config: {config}')

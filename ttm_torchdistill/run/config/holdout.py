@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ...errors import RunError
 from .loading import mapping_value_node
 from .runtime import resolve_runtime
+from .smoke_features import iter_keyed
 from .walk import iter_train_stage_configs
 
 SPLIT_FUNCTION = 'ttm_torchdistill.datasets.holdout_split'
@@ -172,3 +173,23 @@ def holdout_record(runtime_holdout: Optional[int], seed: int, config: Dict[str, 
     indices = sorted(int(i) for i in getattr(part, 'indices', []))
     return {'size': len(indices), 'asked': runtime_holdout, 'seed': seed, 'class_balanced': True, 'dataset': train_id,
             'held_out': held_out, 'indices_sha256': hashlib.sha256(json.dumps(indices).encode()).hexdigest()}
+
+
+def fit_crd_to_training_part(config: Dict[str, Any], datasets: Dict[str, Any]) -> List[str]:
+    """CRD's memory bank has a row per training sample (``output_size``, and ``num_samples`` in its NCE noise term:
+    RepDistiller's ``n_data``, the training set's size); with a held-out split the training set is the training part,
+    so those that name the whole training set are set to the part's size (edited in place in the run's config copy).
+    Negatives are then drawn from the training part only. Returns what was changed."""
+    notes = []
+    for where, stage in iter_train_stage_configs(config):
+        part = datasets.get((stage.get('train_data_loader') or dict()).get('dataset_id'))
+        source = getattr(part, 'dataset', None)
+        if part is None or source is None:
+            continue
+        for place, block in iter_keyed(stage.get('criterion'), 'CRDLoss', f'{where}.criterion'):
+            kwargs = block.get('kwargs') or dict()
+            for name in ('output_size', 'num_samples'):
+                if kwargs.get(name) == len(source):
+                    kwargs[name] = len(part)
+                    notes.append(f'{place}.kwargs.{name}: {len(source)} -> {len(part)} (the training part)')
+    return notes
