@@ -2,7 +2,7 @@
 hyperparameters and numbers, and pass the runner's ``--smoke`` check.
 
 The shipped configs are generated from the experiment table (ttm_torchdistill/experiments/); the tests check those
-files against the generator and the rows, and a spot-check list typed from PAPERS.md against the papers. A config
+files against the generator and the rows, and a spot-check list typed from the papers against the papers. A config
 whose first line does not say the generator wrote it there is a user's own (docs/configs.md): it is welcome anywhere
 under configs/, and checked for what holds for every config (tests/config_checks.py), its keys resolving and
 ``--smoke``, not against a row. The folder checked is configs/ of the repository, or the one named by
@@ -165,7 +165,8 @@ def tags_used(node):
 # The experiment table (ttm_torchdistill.experiments) is the one source of the configs. The tests read its rows
 # and check that (1) the shipped files are exactly what the generator writes from them, (2) each file means what
 # its row says (criterion terms, recipe, reference block), and (3) a spot-check list of numbers typed here from
-# PAPERS.md is carried by the configs, so a wrong number in the table cannot pass by agreeing with itself.
+# the papers (each entry names its table) is carried by the configs, so a wrong number in the table cannot pass by
+# agreeing with itself.
 # --------------------------------------------------------------------------------------------------------------
 ROWS = {f'{exp.name}.yaml': exp for exp in EXPERIMENTS}  # by the path below configs/ the row writes
 ROW_IDS = [exp.name for exp in EXPERIMENTS]
@@ -233,8 +234,8 @@ def expected_terms(exp: Experiment):
     raise AssertionError(f'{exp.name}: method {exp.method!r} has no expected criterion in expected_terms()')
 
 
-# Numbers typed from the papers (TTM: Zheng & Yang, ICLR 2024; DIST: Huang et al., NeurIPS 2022; ATKD's README), as
-# gathered in PAPERS.md beside the project, and from the authors' configs and logs (mdistiller, MLKD, the
+# Numbers typed from the papers (TTM: Zheng & Yang, ICLR 2024; DIST: Huang et al., NeurIPS 2022; ATKD's README), and
+# from the authors' configs and logs (mdistiller, MLKD, the
 # logit-standardisation fork), not from the table: (experiment, what, value, where).
 # ``what`` is 'top1' (reference block), 'gamma' (1/temperature of the TTM/WTTM term), 'beta' (its weight),
 # 'lr', or '<term>.weight' / '<term>.<kwarg>' of the criterion.
