@@ -5,9 +5,11 @@ Imported by the runner tests and, in subprocess runs, by configs through ``depen
 """
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -289,6 +291,21 @@ class StatefulEmbedLoss(nn.Module):
     def forward(self, student_io_dict, teacher_io_dict, targets=None, *args, **kwargs):
         self.calls += 1
         return 0.01 * student_io_dict[self.student_module_path][self.student_module_io].pow(2).mean()
+
+
+def kill_after_first_checkpoint(folder: str, args: List[str], last: str, timeout: float = 240) -> None:
+    """Start ``python -m ttm_torchdistill ARGS`` in ``folder`` and SIGKILL it as soon as its last-epoch checkpoint
+    ``last`` (relative to ``folder``) exists, as a user's kill or the OOM killer would; fails if the run ended first."""
+    process = subprocess.Popen([sys.executable, '-m', 'ttm_torchdistill'] + args, cwd=folder, env=subprocess_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while not os.path.exists(os.path.join(folder, last)) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
 
 
 def prepare_tiny_run_folder(folder: str) -> str:

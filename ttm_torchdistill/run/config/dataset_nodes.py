@@ -5,7 +5,7 @@ earlier, for checks and messages, is read here without running their ``!import_c
 """
 import importlib
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from torch.utils.data import Dataset
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -63,21 +63,25 @@ def is_data_source(node: Node) -> bool:
         mapping_value_node(init_kwargs_node(node), 'dataset') is None
 
 
-def data_source(node: Node) -> Node:
-    """The first node that reads data in the entry ``node`` (itself when it does, the split's source for a part of a
-    split, ...), depth first; ``node`` when there is none."""
+def walk_nodes(node: Node) -> Iterator[Node]:
+    """Every node below ``node`` (itself first, then depth first, keys and values in file order), each shared node once
+    (an anchor and its aliases are one node)."""
     stack, seen = [node], set()
     while stack:
         current = stack.pop()
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if is_data_source(current):
-            return current
+        yield current
         children = current.value if isinstance(current, SequenceNode) else \
-            [value for _, value in current.value] if isinstance(current, MappingNode) else []
+            [part for pair in current.value for part in pair] if isinstance(current, MappingNode) else []
         stack.extend(reversed(children))
-    return node
+
+
+def data_source(node: Node) -> Node:
+    """The first node that reads data in the entry ``node`` (itself when it does, the split's source for a part of a
+    split, ...), depth first; ``node`` when there is none."""
+    return next((current for current in walk_nodes(node) if is_data_source(current)), node)
 
 
 def _makes_a_dataset(node: Node) -> bool:
@@ -88,17 +92,7 @@ def _makes_a_dataset(node: Node) -> bool:
 
 def _dataset_nodes(node: Node) -> set:
     """The nodes below ``node`` that build a dataset (a shared transform does not tie two datasets together)."""
-    seen, found, stack = set(), set(), [node]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if _makes_a_dataset(current):
-            found.add(id(current))
-        stack.extend(current.value if isinstance(current, SequenceNode) else
-                     [v for pair in current.value for v in pair] if isinstance(current, MappingNode) else [])
-    return found
+    return {id(current) for current in walk_nodes(node) if _makes_a_dataset(current)}
 
 
 def test_only_ids(loaded: LoadedConfig, train_and_val_ids: set, test_ids: set) -> set:
