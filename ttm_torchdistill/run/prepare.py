@@ -32,6 +32,8 @@ from .machine.seeding import RunSeed, resolve_seed
 from .models.build import build_model
 from .models.weights import load_weights
 from .options import RunOptions
+from .summary import experiment_name
+from .track import TrackPlan, check_installed, plan_tracking
 from .train.checkpoint import check_same_run, last_ckpt_path, load_last_on_rank0, run_identity
 
 logger = logging.getLogger('ttm_torchdistill.run')
@@ -59,6 +61,8 @@ class Prepared:
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
         (:func:`~ttm_torchdistill.run.machine.fit.box_device_ids`).
+    :param track_plan: the trackers the run writes to (config ``tracker:`` and ``runtime.track``; none under
+        ``--smoke`` and ``-test_only``), else None.
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]
@@ -75,6 +79,7 @@ class Prepared:
     cached_teacher: Optional[CachedTeacher] = None
     smoke_dir: Optional[str] = None
     device_ids: Optional[Sequence[int]] = None
+    track_plan: Optional[TrackPlan] = None
 
     @property
     def train_config(self) -> Dict[str, Any]:
@@ -176,6 +181,9 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     elif not (opts.test_only or opts.smoke or opts.overwrite):
         on_leaders(lambda: _check_not_another_run(dst_ckpt, identity, opts, student_name), ctx, ctx.is_main,
                    f'checking {dst_ckpt}')
+    track_plan = None if opts.smoke or opts.test_only else \
+        plan_tracking(config.get('tracker'), runtime, experiment_name(opts.config)[0], seed.value, opts.overrides)
+    check_installed(track_plan)  # a missing tracker package is a one-line error before anything is built
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
@@ -188,7 +196,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
                     dst_ckpt=dst_ckpt, identity=identity, config_tree=loaded.tree, seed=seed,
                     resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
                     cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
-                    device_ids=box_device_ids(ctx, opts.data_parallel))
+                    device_ids=box_device_ids(ctx, opts.data_parallel), track_plan=track_plan)
 
 
 def _check_resumed_run(ckpt: Dict[str, Any], identity: Dict[str, Any], tree: Any, dst_ckpt: str, opts: RunOptions,
