@@ -42,11 +42,11 @@ class TensorBoardEngine:
         self.folder = os.path.expanduser(kwargs.pop('log_dir', None) or os.path.join(plan.folder, 'tensorboard',
                                                                                      plan.name))
         earlier = bool(glob.glob(os.path.join(self.folder, 'events.out.tfevents.*')))
-        self.marks: Tuple[Optional[int], Optional[int]] = (None, None)
+        self.marks: Tuple[Optional[int], ...] = (None, None, None)
         if continuing and earlier:
             scalars = read_scalars(self.folder)
             self.marks = tuple(max((step for step, _ in scalars.get(tag, [])), default=None)
-                               for tag in ('train/loss', 'val/acc1'))
+                               for tag in ('train/loss', 'val/acc1', 'test/student/acc1'))
         elif earlier:
             logger.warning(f'tensorboard: {self.folder} holds an earlier run of this name; its points are hidden '
                            f'(purge_step=0)')

@@ -15,8 +15,8 @@ torchdistill's own):
   options, package versions, config digests and code version.
 
 A run keeps one tracker run over its sessions: the id (W&B) and name are recorded in each attempt of the run
-(``attempts[].track``), and a resumed session asks each engine for the last training step and epoch it holds and logs
-only later points. So a kill mid-epoch leaves one series: the points the killed session wrote stay, the resumed
+(``attempts[].track``), and a resumed session asks each engine for the last training step, epoch and final test it
+holds and logs only later points. So a kill mid-epoch leaves one series: the points the killed session wrote stay, the resumed
 session adds the rest. An epoch's points are handed over before its checkpoint is written.
 """
 import logging
@@ -157,10 +157,11 @@ class Tracking:
         self.last_epoch = epoch
 
     def test_point(self, results: Dict[str, Any]) -> None:
-        values = test_values(results)
-        if values:
-            for engine in self.engines:
-                engine.final(values, self.last_epoch or 0)
+        """The final test, at the last epoch (once: a session resumed after it, before the summary, adds none)."""
+        values, epoch = test_values(results), self.last_epoch or 0
+        for engine in self.engines if values else ():
+            if engine.marks[2] is None or epoch > engine.marks[2]:
+                engine.final(values, epoch)
 
     def close(self, failure: Optional[str]) -> None:
         """End every tracker run: finished, or failed with ``failure`` (the run's error line)."""

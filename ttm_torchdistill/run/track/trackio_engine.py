@@ -41,15 +41,15 @@ class TrackioEngine:
                            ('config', run_config), ('resume', 'allow' if continuing else 'never'), ('embed', False)):
             kwargs.setdefault(key, value)
         self.project, self.run_name = kwargs['project'], kwargs['name']
-        self.marks: Tuple[Optional[int], Optional[int]] = self._marks() if continuing else (None, None)
+        self.marks: Tuple[Optional[int], ...] = self._marks() if continuing else (None, None, None)
         trackio.init(**kwargs)
 
-    def _marks(self) -> Tuple[Optional[int], Optional[int]]:
-        """The last training step and epoch the run (the latest of its name) holds."""
+    def _marks(self) -> Tuple[Optional[int], ...]:
+        """The last training step, epoch and tested epoch the run (the latest of its name) holds."""
         from trackio.sqlite_storage import SQLiteStorage
         rows = SQLiteStorage.get_logs(self.project, self.run_name)
-        return (max((row['step'] for row in rows if 'train/loss' in row), default=None),
-                max((row['step'] for row in rows if 'val/acc1' in row), default=None))
+        return tuple(max((row['step'] for row in rows if tag in row), default=None)
+                     for tag in ('train/loss', 'val/acc1', 'test/student/acc1'))
 
     def log(self, values: Dict[str, float], step: int, epoch: Optional[int]) -> None:
         if epoch is None:

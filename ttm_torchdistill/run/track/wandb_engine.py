@@ -101,18 +101,18 @@ class WandbEngine:
         earlier = session_files(kwargs['dir'], kwargs['id']) if continuing else []
         self.run = wandb.init(**kwargs)
         self.folder = os.path.dirname(self.run.dir)
-        self.marks = self._marks(earlier) if continuing else (None, None)
+        self.marks = self._marks(earlier) if continuing else (None, None, None)
         for pattern, axis in (('train/*', 'train/step'), ('val/*', 'epoch'), ('epoch/*', 'epoch')):
             self.run.define_metric(pattern, step_metric=axis)
 
-    def _marks(self, earlier: list) -> Tuple[Optional[int], Optional[int]]:
-        """The last training step and epoch the run holds."""
+    def _marks(self, earlier: list) -> Tuple[Optional[int], ...]:
+        """The last training step and epoch the run holds (the final test is in the summary: written again)."""
         if self.run.offline:
             rows = [row for path in earlier for row in history_rows(path)]
             return (max((int(row['train/step']) for row in rows if 'train/loss' in row), default=None),
-                    max((int(row['epoch']) for row in rows if 'val/acc1' in row), default=None))
+                    max((int(row['epoch']) for row in rows if 'val/acc1' in row), default=None), None)
         summary = self.run.summary
-        return (summary.get('train/step'), summary.get('epoch') if 'val/acc1' in summary else None)
+        return (summary.get('train/step'), summary.get('epoch') if 'val/acc1' in summary else None, None)
 
     def log(self, values: Dict[str, float], step: int, epoch: Optional[int]) -> None:
         axis = {'train/step': step} if epoch is None else {'epoch': epoch}
