@@ -50,7 +50,8 @@ def killed_and_resumed(tmp_path_factory):
     uninterrupted = support.run_cli(ARGS + ['--track', ','.join(engines)], cwd=straight)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     summary, other = track.read_summary(folder), track.read_summary(straight)
-    return {'folder': folder, 'summary': summary, 'series': _series_by_engine(folder, summary['attempts'][0]['track']['id']),
+    return {'folder': folder, 'summary': summary,
+            'series': _series_by_engine(folder, summary['attempts'][0]['track']['id']),
             'straight': _series_by_engine(straight, other['attempts'][0]['track']['id'])}
 
 

@@ -16,8 +16,8 @@ torchdistill's own):
 
 A run keeps one tracker run over its sessions: the id (W&B) and name are recorded in each attempt of the run
 (``attempts[].track``), and a resumed session asks each engine for the last training step, epoch and final test it
-holds and logs only later points. So a kill mid-epoch leaves one series: the points the killed session wrote stay, the resumed
-session adds the rest. An epoch's points are handed over before its checkpoint is written.
+holds and logs only later points. So a kill mid-epoch leaves one series: the points the killed session wrote stay,
+the resumed session adds the rest. An epoch's points are handed over before its checkpoint is written.
 """
 import logging
 import platform
