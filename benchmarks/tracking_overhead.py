@@ -2,15 +2,16 @@
 
 Builds the shipped ``configs/cifar100/wttm/resnet8x4_from_resnet32x4.yaml`` once through the runner's own code
 (``prepare``, ``open_session``, ``Session.start_epoch``; ``--device-data`` so that PIL workers add no noise) on
-generated CIFAR-100 files, with a random teacher of the small ``--teacher`` architecture (default resnet8x4: a short
-step makes a tracker's share of it large, the stringent case), then times windows of ``log_freq`` training steps
+generated CIFAR-100 files, with small ``--teacher`` and ``--student`` architectures (default resnet20 -> resnet8,
+random teacher: a short step makes a tracker's share of it large, the stringent case), then times windows of ``log_freq`` training steps
 exactly as ``run.train.epoch.train_one_epoch`` runs them: the steps, the one ``StepMeter.read`` of the window, the progress line,
 and, for a tracked configuration, ``Tracking.train_point`` of that window (the only per-window work a tracker adds).
 Every configuration shares the one session (same model, same batches stream), so a difference is the tracker's
 calls alone. Configurations alternate within each round (the order reversed every other round) and each one's time is
 divided by the untracked baseline's of the same round; the table gives the median ratio and its spread over rounds,
 next to the baseline's spread against itself (two baseline slots per round: ``none`` and ``none (again)``), which is
-the noise. ``Tracking.epoch_point`` (once per epoch: a flush of each tracker's files) is timed apart.
+the noise. The tracker's own call is also timed alone (median per window, and as a share of the baseline's steps),
+and ``Tracking.epoch_point`` (once per epoch: a flush of each tracker's files) apart.
 
     python benchmarks/tracking_overhead.py --workdir /tmp/track_bench --num_train 30000 --rounds 8 --windows 2 \
         --log_freq 10
@@ -36,7 +37,8 @@ def _args():
     parser.add_argument('--workdir', required=True, help='working folder (generated data, teacher, tracker files)')
     parser.add_argument('--num_train', type=int, default=2000, help='generated training images')
     parser.add_argument('--batch_size', type=int, default=32)
-    parser.add_argument('--teacher', default='resnet8x4', help='teacher architecture (random weights)')
+    parser.add_argument('--teacher', default='resnet20', help='teacher architecture (random weights)')
+    parser.add_argument('--student', default='resnet8', help='student architecture')
     parser.add_argument('--log_freq', type=int, default=10, help='steps per window (the shipped configs: 100)')
     parser.add_argument('--windows', type=int, default=2, help='windows per configuration per round')
     parser.add_argument('--rounds', type=int, default=8)
@@ -56,6 +58,7 @@ def _session(args, work):
 
     teacher = random_teacher(work, args.teacher)
     overrides = [f'models.teacher_model.src_ckpt={teacher}', f'models.teacher_model.key=cifar_{args.teacher}',
+                 f'models.student_model.key=cifar_{args.student}',
                  "datasets.*.init.kwargs.root=data",
                  f'train.train_data_loader.kwargs.batch_size={args.batch_size}']
     opts = RunOptions(config=str(CONFIG), device='cpu', seed=0, overrides=overrides,
@@ -91,6 +94,7 @@ class Window:
         self.steps = len(session.box.train_data_loader)
         self.progress = EpochProgress(1, 1, self.steps)
         self.step = 0
+        self.calls = {}  # tracking's id -> seconds of each train_point call
 
     def run(self, tracking):
         """One window; returns its seconds."""
@@ -107,7 +111,9 @@ class Window:
         lr = box.optimizer.param_groups[0]['lr']
         self.progress.line(self.step, lr, 1)
         if tracking is not None:
+            called = time.perf_counter()
             tracking.train_point(0, self.step, self.steps, window, lr, self.progress.images_per_s)
+            self.calls.setdefault(id(tracking), []).append(time.perf_counter() - called)
         return time.perf_counter() - start
 
 
@@ -137,10 +143,12 @@ def main():
             for name in names:
                 times[name].append(sum(windows.run(trackers[name]) for _ in range(args.windows)))
         epoch = {name: _epoch_point_ms(tracking) for name, tracking in trackers.items() if tracking is not None}
+        call = {name: statistics.median(windows.calls[id(tracking)]) * 1000 for name, tracking in trackers.items()
+                if tracking is not None}
         for tracking in trackers.values():
             if tracking is not None:
                 tracking.close(None)
-    _table(args, times, epoch, torch)
+    _table(args, times, epoch, call, torch)
 
 
 def _epoch_point_ms(tracking):
@@ -151,22 +159,25 @@ def _epoch_point_ms(tracking):
     return (time.perf_counter() - start) * 1000
 
 
-def _table(args, times, epoch, torch):
+def _table(args, times, epoch, call, torch):
     step_ms = statistics.median(times['none']) / (args.windows * args.log_freq) * 1000
-    print(f'\n{args.teacher} (random) -> resnet8x4 WTTM, batch {args.batch_size}, --device-data, CPU ({os.cpu_count()} '
+    print(f'\n{args.teacher} (random) -> {args.student} WTTM, batch {args.batch_size}, --device-data, CPU ({os.cpu_count()} '
           f'cores, torch threads {torch.get_num_threads()}), torch {torch.__version__}, Python '
           f'{platform.python_version()}; log_freq {args.log_freq}, {args.windows} windows per configuration per round, '
           f'{args.rounds} alternating rounds; baseline step {step_ms:.1f} ms\n')
-    print('| tracker | step time vs untracked (median) | min | max | epoch point (flush) |')
-    print('|---|---:|---:|---:|---:|')
+    print('| tracker | step time vs untracked (median) | min | max | train_point per window | per step | '
+          'epoch point (flush) |')
+    print('|---|---:|---:|---:|---:|---:|---:|')
     for name, values in times.items():
         if name == 'none':
             continue
         ratios = [value / base for value, base in zip(values, times['none'])]
         version = '' if name.startswith('none') else f' {_version(name)}'
-        flush = f'{epoch[name]:.1f} ms' if name in epoch else '-'
+        flush = f'{epoch[name]:.2f} ms' if name in epoch else '-'
+        per_window = f'{call[name]:.2f} ms' if name in call else '-'
+        per_step = f'{call[name] / args.log_freq / step_ms * 100:.3f} %' if name in call else '-'
         print(f'| {name}{version} | {statistics.median(ratios):.3f} | {min(ratios):.3f} | {max(ratios):.3f} | '
-              f'{flush} |')
+              f'{per_window} | {per_step} | {flush} |')
 
 
 def _version(name):

@@ -13,17 +13,28 @@ from ...errors import RunError
 from .plan import EngineSpec, TrackPlan
 
 
-def use_folder(folder: str) -> None:
-    """Point trackio at ``folder``: trackio reads ``$TRACKIO_DIR`` once, when it is imported."""
+def import_trackio(folder: str):
+    """trackio, pointed at ``folder``: trackio reads ``$TRACKIO_DIR`` once, when it is imported (the variable is put
+    back afterwards, so that this process's environment stays as it was)."""
     folder = os.path.abspath(folder)
     module = sys.modules.get('trackio.utils')
     if module is None:
+        previous = os.environ.get('TRACKIO_DIR')
         os.environ['TRACKIO_DIR'] = folder
-        return
+        try:
+            import trackio
+        finally:
+            if previous is None:
+                del os.environ['TRACKIO_DIR']
+            else:
+                os.environ['TRACKIO_DIR'] = previous
+        return trackio
     current = getattr(module, 'TRACKIO_DIR', None)
     if current is not None and os.path.abspath(str(current)) != folder:
         raise RunError(f'trackio was imported in this process with its folder {current}; this run writes to {folder} '
                        f'(run the command in a new process, or give --track-dir {os.path.dirname(str(current))})')
+    import trackio
+    return trackio
 
 
 class TrackioEngine:
@@ -33,9 +44,7 @@ class TrackioEngine:
 
     def __init__(self, plan: TrackPlan, spec: EngineSpec, continuing: bool, run_config: Dict[str, Any]):
         self.folder = os.path.join(plan.folder, 'trackio')
-        use_folder(self.folder)
-        import trackio
-        self.trackio = trackio
+        self.trackio = trackio = import_trackio(self.folder)
         kwargs = dict(spec.kwargs)
         for key, value in (('project', plan.project), ('name', plan.name), ('group', plan.group),
                            ('config', run_config), ('resume', 'allow' if continuing else 'never'), ('embed', False)):
