@@ -11,7 +11,7 @@ import pytest
 
 import runner_support as support
 import track_support as track
-from track_support import CONFIG
+from track_support import CONFIG, RUN_NAME as NAME, tracked  # noqa: F401 (a fixture shared with the resume tests)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -21,20 +21,6 @@ TRAIN_TAGS = ['train/loss', 'train/loss/ce', 'train/loss/wttm', 'train/loss/prob
               'train/temperature/min', 'train/temperature/max', 'train/lr', 'train/images_per_s', 'train/peak_mem_mb']
 EPOCH_TAGS = {'val/acc1': 'val_top1', 'val/acc5': 'val_top5', 'epoch/time_s': 'epoch_time_s',
               'epoch/train_time_s': 'train_time_s', 'epoch/train_loss': 'train_loss', 'epoch/lr': 'lr'}
-NAME = 'runner_tiny_track/lr=0.2/seed0'
-
-
-@pytest.fixture(scope='module')
-def tracked(tmp_path_factory):
-    """One run writing to every installed tracker (a higher lr, so that validation top-1 moves)."""
-    engines = track.available_engines()
-    if not engines:
-        pytest.skip('no tracker installed (pip install -e ".[track]")')
-    folder = track.prepare_folder(str(tmp_path_factory.mktemp('tracked') / 'run'))
-    result = support.run_cli(['--config', CONFIG, '--seed', '0', '--device', 'cpu', '--set',
-                              'train.optimizer.kwargs.lr=0.2', '--track', ','.join(engines)], cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {'folder': folder, 'summary': track.read_summary(folder), 'stdout': result.stdout, 'stderr': result.stderr}
 
 
 def _check_series(series, summary, exact=True):

@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import pytest
 from torch import nn
 from ttm_torchdistill._registry import mid_level_loss
 
@@ -160,3 +161,20 @@ def trackio_series(logs: list) -> dict:
 def read_summary(folder: str) -> dict:
     with open(os.path.join(folder, 'ckpt', 'student.json')) as fp:
         return json.load(fp)
+
+
+#: a run's command-line arguments in the tracker tests (a higher lr than the config's, so that validation moves)
+RUN_ARGS = ['--config', CONFIG, '--seed', '0', '--device', 'cpu', '--set', 'train.optimizer.kwargs.lr=0.2']
+RUN_NAME = 'runner_tiny_track/lr=0.2/seed0'
+
+
+@pytest.fixture(scope='session')
+def tracked(tmp_path_factory):
+    """One uninterrupted run writing to every installed tracker (shared by the tracker test modules)."""
+    engines = available_engines()
+    if not engines:
+        pytest.skip('no tracker installed (pip install -e ".[track]")')
+    folder = prepare_folder(str(tmp_path_factory.mktemp('tracked') / 'run'))
+    result = support.run_cli(RUN_ARGS + ['--track', ','.join(engines)], cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {'folder': folder, 'summary': read_summary(folder), 'stdout': result.stdout, 'stderr': result.stderr}
