@@ -181,7 +181,7 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     elif not (opts.test_only or opts.smoke or opts.overwrite):
         on_leaders(lambda: _check_not_another_run(dst_ckpt, identity, opts, student_name), ctx, ctx.is_main,
                    f'checking {dst_ckpt}')
-    track_plan = None if opts.smoke or opts.test_only else \
+    track_plan = None if opts.smoke or opts.test_only or not opts.tracking else \
         plan_tracking(config.get('tracker'), runtime, experiment_name(opts.config)[0], seed.value, opts.overrides)
     check_installed(track_plan)  # a missing tracker package is a one-line error before anything is built
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
