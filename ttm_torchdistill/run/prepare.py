@@ -35,6 +35,8 @@ from .machine.seeding import RunSeed, resolve_seed
 from .models.build import build_model
 from .models.weights import load_weights
 from .options import RunOptions
+from .summary import experiment_name
+from .track import TrackPlan, check_installed, plan_tracking
 from .train.checkpoint import check_same_run, last_ckpt_path, load_last_on_rank0, run_identity
 
 logger = logging.getLogger('ttm_torchdistill.run')
@@ -65,6 +67,8 @@ class Prepared:
     :param build_test_set: builds the datasets only the test loader reads, for the final test (None when there are
         none): a run that validates on a held-out split never reads the test set before training ends.
     :param holdout: the held-out split's record for the summary (:func:`.config.holdout.holdout_record`), else None.
+    :param track_plan: the trackers the run writes to (config ``tracker:`` and ``runtime.track``; none under
+        ``--smoke`` and ``-test_only``), else None.
     """
     config: Dict[str, Any]
     datasets: Dict[str, Any]
@@ -83,6 +87,7 @@ class Prepared:
     device_ids: Optional[Sequence[int]] = None
     build_test_set: Optional[Callable[[], Dict[str, Any]]] = None
     holdout: Optional[Dict[str, Any]] = None
+    track_plan: Optional[TrackPlan] = None
 
     @property
     def train_config(self) -> Dict[str, Any]:
@@ -184,6 +189,9 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     elif not (opts.test_only or opts.smoke or opts.overwrite):
         on_leaders(lambda: _check_not_another_run(dst_ckpt, identity, opts, student_name), ctx, ctx.is_main,
                    f'checking {dst_ckpt}')
+    track_plan = None if opts.smoke or opts.test_only or not opts.tracking else \
+        plan_tracking(config.get('tracker'), runtime, experiment_name(opts.config)[0], seed.value, opts.overrides)
+    check_installed(track_plan)  # a missing tracker package is a one-line error before anything is built
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
@@ -199,7 +207,8 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
                     resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
                     cached_teacher=_cached_teacher(runtime, config, device_data, ctx, seed), smoke_dir=smoke_dir,
                     device_ids=box_device_ids(ctx, opts.data_parallel), build_test_set=build_test_set,
-                    holdout=holdout_record(runtime.holdout, runtime.holdout_seed, config, datasets))
+                    holdout=holdout_record(runtime.holdout, runtime.holdout_seed, config, datasets),
+                    track_plan=track_plan)
 
 
 def _check_resumed_run(ckpt: Dict[str, Any], identity: Dict[str, Any], tree: Any, dst_ckpt: str, opts: RunOptions,

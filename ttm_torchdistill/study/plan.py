@@ -234,7 +234,9 @@ def make_plan(study: Study, python: str = sys.executable) -> Plan:
                 fields = dict(run_id=run_id, experiment=facts.experiment, variant=label, seed=seed, config=config,
                               overrides=overrides, folder=os.path.join(out, RUNS_DIR, run_id),
                               student_name=facts.student_name, planned_epochs=facts.planned_epochs,
-                              flags=tuple(study.runtime.flags(facts.device_data_refusal)), gpus=study.resources.gpus,
+                              flags=tuple(study.runtime.flags(facts.device_data_refusal)
+                                          + study.runtime.track_flags(out, study.name, run_id)),
+                              gpus=study.resources.gpus,
                               no_cache=no_cache_reason(study.runtime.teacher_cache, facts),
                               teacher_ckpt=facts.teacher_ckpt, teacher_key=(facts.teacher_model or dict()).get('key'))
                 pending.append((fields, None if need is None else need.key))

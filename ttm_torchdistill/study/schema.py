@@ -8,7 +8,7 @@
     set: [train.num_epochs=240]        # --set overrides for every run
     grid:                              # cross product of --set values; each combination is a variant
       train.criterion.kwargs.sub_terms.wttm.weight: [1.0, 4.0]
-    runtime: {device_data: true, amp: bf16, teacher_cache: auto}
+    runtime: {device_data: true, amp: bf16, teacher_cache: auto, track: [tensorboard]}
     resources: {gpus: 1, cpus: 4, mem_gb: 16, time_min: 720}
     slurm: {partition: gpu, account: null, qos: null, constraint: null, array_parallelism: 32, additional: {},
             setup: []}
@@ -21,10 +21,12 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
+from ..run.config.runtime import TRACK_ENGINES
 from .errors import StudyError
 
 KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
-RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed')
+RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed',
+                'track', 'track_dir', 'track_project')
 RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
 SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup',
               'signal_delay_s')
@@ -61,7 +63,9 @@ class RuntimeOptions:
     """The runner's speed options for every run; ``teacher_cache: auto`` makes the study build the caches (complete
     ones where the training transform allows, else per seed), ``per_seed`` per-seed ones; a folder is read as is.
     ``device_data: auto`` turns the device data path on for every config it accepts and leaves the others on
-    torchdistill's loader (the plan names them and why); ``true`` makes a config it refuses a study-file error."""
+    torchdistill's loader (the plan names them and why); ``true`` makes a config it refuses a study-file error.
+    ``track`` names the trackers every run writes to, in ``track_dir`` (default ``<out>/track``) under the run's id
+    (``<experiment>/<variant>/seed<S>``), in the W&B/trackio project ``track_project`` (default the study's name)."""
     device_data: Union[bool, str] = False
     amp: str = 'off'
     channels_last: bool = False
@@ -69,6 +73,16 @@ class RuntimeOptions:
     teacher_cache: Optional[str] = None
     holdout: Optional[int] = None
     holdout_seed: int = 0
+    track: Tuple[str, ...] = ()
+    track_dir: Optional[str] = None
+    track_project: Optional[str] = None
+
+    def track_flags(self, out: str, study_name: str, run_id: str) -> List[str]:
+        """The runner flags of the trackers of run ``run_id`` (none when the study tracks nothing)."""
+        if not self.track:
+            return []
+        return ['--track', ','.join(self.track), '--track-dir', self.track_dir or os.path.join(out, 'track'),
+                '--track-project', self.track_project or study_name, '--track-name', run_id]
 
     def flags(self, device_data_refusal: Optional[str] = None) -> List[str]:
         """The runner flags that turn these options on (a false value leaves the config's own ``runtime:``).
@@ -230,7 +244,19 @@ def _runtime(path: str, value: Any) -> RuntimeOptions:
                                              'held-out split yet; set device_data: false')
     return RuntimeOptions(device_data=device_data, amp=amp, channels_last=value.get('channels_last', False),
                           compile=value.get('compile', False), teacher_cache=cache, holdout=holdout,
-                          holdout_seed=holdout_seed)
+                          holdout_seed=holdout_seed, track=_track(path, value.get('track')),
+                          track_dir=_optional_str(path, 'runtime.track_dir', value.get('track_dir')),
+                          track_project=_optional_str(path, 'runtime.track_project', value.get('track_project')))
+
+
+def _track(path: str, value: Any) -> Tuple[str, ...]:
+    """``runtime.track``: a list of trackers (or one name); null, false or [] for none."""
+    if value is None or value is False:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) and item in TRACK_ENGINES for item in items):
+        raise _fail(path, 'runtime.track', f'expected a list of {", ".join(TRACK_ENGINES)}, got {value!r}')
+    return tuple(dict.fromkeys(items))
 
 
 def _resources(path: str, value: Any) -> Resources:

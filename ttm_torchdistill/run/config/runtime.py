@@ -10,13 +10,16 @@ A config may carry a top-level block (torchdistill ignores it)::
       teacher_cache: null    # a folder written by `python -m ttm_torchdistill cache-teacher`
       holdout: null          # N: validate on N training images held out (class-balanced), not on the test set
       holdout_seed: 0        # which N images (fixed for every run and seed of a study)
+      track: []              # trackers to write to: tensorboard, wandb, trackio (docs/tracking.md)
+      track_dir: null        # their folder (default ./track); track_project, track_name: W&B/trackio project, run name
 
 Each key is also a runner flag (``--device-data``, ``--amp bf16``, ``--channels-last``, ``--compile``,
-``--teacher-cache PATH``, ``--holdout N``, ``--holdout-seed S``) and can be set with ``--set runtime.KEY=VALUE`` even
-when the file has no ``runtime:`` block. Precedence: the file, then ``--set runtime.*``, then the flags. Unknown keys
-and values are one-line errors. ``holdout`` is the one key that changes what is learned (the training set loses N
-images, :mod:`.holdout`); it is here so that ``--set`` and study files reach it like the others, and the run's
-config digest and the report keep such runs apart.
+``--teacher-cache PATH``, ``--holdout N``, ``--holdout-seed S``, ``--track tensorboard``, ``--track-dir DIR``,
+``--track-project P``, ``--track-name N``) and can be set with ``--set runtime.KEY=VALUE`` even when the file has no
+``runtime:`` block. Precedence: the file, then ``--set runtime.*``, then the flags. Unknown keys and values are
+one-line errors. ``holdout`` is the one key that changes what is learned (the training set loses N images,
+:mod:`.holdout`); it is here so that ``--set`` and study files reach it like the others, and the run's config digest
+and the report keep such runs apart.
 
 ``amp`` holds for each epoch's validation too (as in timm and Lightning), which then costs what the training step's
 forward pass costs: in float32 it would be about 15 % of a bf16 epoch. The final test runs in float32 whatever
@@ -42,6 +45,9 @@ def autocast(amp: str, device_type: str):
         return nullcontext()
     return torch.autocast(device_type=device_type, dtype=AUTOCAST_DTYPES[amp])
 PREFIX = 'runtime.'
+#: the trackers ``runtime.track`` (``--track``) can write to
+TRACK_ENGINES = ('tensorboard', 'wandb', 'trackio')
+TRACK_KEYS = ('track', 'track_dir', 'track_project', 'track_name')
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,21 @@ class Runtime:
     teacher_cache: Optional[str] = None
     holdout: Optional[int] = None
     holdout_seed: int = 0
+    #: trackers the run writes to (:mod:`~ttm_torchdistill.run.track`); they watch the run and change nothing in it,
+    #: so they are kept out of :meth:`as_dict` (the summary's and the attempts' ``runtime``, the report's rows)
+    track: Tuple[str, ...] = ()
+    track_dir: Optional[str] = None
+    track_project: Optional[str] = None
+    track_name: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The speed options (what ``report`` groups runs by)."""
+        return {key: value for key, value in asdict(self).items() if key not in TRACK_KEYS}
+
+    def track_dict(self) -> Dict[str, Any]:
+        """The tracking options."""
+        return {key: list(value) if key == 'track' else value for key, value in asdict(self).items()
+                if key in TRACK_KEYS}
 
     def autocast(self, device_type: str):
         """The context the student's (and a live teacher's) forward passes run in, in training and evaluation."""
@@ -78,6 +96,20 @@ class Runtime:
 _KEYS = tuple(f.name for f in fields(Runtime))
 
 
+def _check_track(value: Any, where: str) -> Tuple[str, ...]:
+    """``track``: a list of engines, or one engine or a comma-separated text of them; ``off``/null/[] for none."""
+    if value is None or value is False or value == 'off':
+        return ()
+    items = value.split(',') if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise RunError(f'{where}: track must be a list of {", ".join(TRACK_ENGINES)}, got {value!r}')
+    engines = [item.strip() for item in items if item.strip()]
+    for engine in engines:
+        if engine not in TRACK_ENGINES:
+            raise RunError(f'{where}: unknown tracker {engine!r}; expected {", ".join(TRACK_ENGINES)} (or off)')
+    return tuple(dict.fromkeys(engines))
+
+
 def _check_value(key: str, value: Any, where: str) -> Any:
     if key == 'amp':
         if value is False or value is None:  # YAML reads an unquoted off as False
@@ -96,6 +128,12 @@ def _check_value(key: str, value: Any, where: str) -> Any:
     if key == 'teacher_cache':
         if value is not None and (not isinstance(value, str) or not value):
             raise RunError(f'{where}: teacher_cache must be a folder path written by cache-teacher, got {value!r}')
+        return value
+    if key == 'track':
+        return _check_track(value, where)
+    if key in TRACK_KEYS:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise RunError(f'{where}: {key} must be a non-empty string, got {value!r}')
         return value
     if not isinstance(value, bool):
         raise RunError(f'{where}: {key} must be true or false, got {value!r}')
