@@ -13,7 +13,7 @@ from study_files import KD, WTTM
 from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.study import plan as plan_mod
 from ttm_torchdistill.study import slurm_queue
-from ttm_torchdistill.study.errors import StudyError
+from ttm_torchdistill.errors import StudyError
 from ttm_torchdistill.study.schema import load_study
 
 
@@ -316,7 +316,7 @@ def test_shipped_studies_plan_the_readme_tables(monkeypatch):
 
 # ---- local slots (nothing is run: the executor is only built) ----
 def test_local_slots_are_visible_gpus_grouped_per_run(folder, monkeypatch):
-    from ttm_torchdistill.study.errors import StudyError
+    from ttm_torchdistill.errors import StudyError
     from ttm_torchdistill.study.local import LocalExecutor, visible_gpus
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,5,6,7,9')
     assert visible_gpus() == ['3', '5', '6', '7', '9']

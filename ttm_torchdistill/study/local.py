@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, TextIO
 
 from . import attempt as attempts
 from . import state
-from .errors import StudyError
+from ..errors import StudyError
 from .plan import Plan, Run
 from .state import Task, task_id
 

@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
-from .errors import StudyError
+from ..errors import StudyError
 from .slurm_queue import QueueSnapshot
 
 LOCK_FILE = 'lock'

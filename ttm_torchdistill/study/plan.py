@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from ..errors import UserError
 from . import runner_api
 from .caches import CacheNeed, cache_for, no_cache_reason
-from .errors import StudyError
+from ..errors import StudyError
 from .schema import Study, grid_value_text
 
 RUNS_DIR = 'runs'

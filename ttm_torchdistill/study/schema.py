@@ -13,7 +13,7 @@
     slurm: {partition: gpu, account: null, qos: null, constraint: null, array_parallelism: 32, additional: {},
             setup: []}
 
-A problem is a :class:`~ttm_torchdistill.study.errors.StudyError` naming the file and the key.
+A problem is a :class:`~ttm_torchdistill.errors.StudyError` naming the file and the key.
 """
 import os
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import yaml
 
 from ..run.config.runtime import TRACK_ENGINES
-from .errors import StudyError
+from ..errors import StudyError
 
 KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
 RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed',

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, TextIO
 
 from . import attempt as attempts
 from . import locks, state
-from .errors import StudyError
+from ..errors import StudyError
 from .plan import Plan, Run
 from .schema import Study
 from .slurm_queue import Limits, QueueSnapshot, limit_violations, read_limits

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .errors import StudyError
+from ..errors import StudyError
 
 ACTIVE = ('PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING',
           'SUSPENDED', 'STAGE_OUT', 'SIGNALING')
