@@ -12,7 +12,7 @@ from ..errors import RunError
 from .machine.context import DistContext, all_reduce_sum, broadcast_state, on_leaders
 from .models.weights import load_weights
 from .options import RunOptions
-from .prepare import Prepared
+from .prepared import Prepared
 from .config.walk import iter_train_stage_configs
 from .summary import build_summary, write_summary
 from .train.checkpoint import last_ckpt_path, summary_path

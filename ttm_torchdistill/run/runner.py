@@ -26,7 +26,8 @@ from .machine.context import DistContext, cleanup, init_distributed
 from .final_evaluation import summarise, test
 from .console import run_logging
 from .options import RunOptions
-from .prepare import Prepared, prepare
+from .prepare import prepare
+from .prepared import Prepared
 from .track import Tracking, run_config
 from .train.loop import train
 from .train.state import RunState

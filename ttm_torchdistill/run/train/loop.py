@@ -18,7 +18,7 @@ from ..config.walk import iter_train_stage_configs
 from ..data.sample_streams import install_seeded_loaders, set_loader_epoch
 from ..machine.context import DistContext, all_gather_objects, all_reduce_sum
 from ..options import RunOptions
-from ..prepare import Prepared
+from ..prepared import Prepared
 from .box import check_trainable_heads, setup_box, stage_config, stage_where, warn_teacher_mode, wrap_student
 from .box_state import capture_box_state
 from .checkpoint import capture_rng_state, last_ckpt_path, save_best, save_last
