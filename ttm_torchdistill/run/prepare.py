@@ -1,7 +1,7 @@
 """The first stage of a run: read the config, check it, build the datasets and the models.
 
-Everything a later stage needs is returned in one :class:`~.prepared.Prepared` object; the config is not edited after this
-stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.config.smoke`).
+Everything a later stage needs is returned in one :class:`~.prepared.Prepared` object; the config is not edited
+after this stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.config.smoke`).
 """
 import logging
 import os
