@@ -116,7 +116,8 @@ def shared_folder(gid):
 
 AS_USER = '''
 import os, sys
-from ttm_torchdistill.study import locks, slurm_queue, errors  # imported as root: /root may be closed to the user
+from ttm_torchdistill import errors
+from ttm_torchdistill.study import locks, slurm_queue  # imported as root: /root may be closed to the user
 uid, gid = int(sys.argv[1]), int(sys.argv[2])
 os.setgroups([gid])
 os.setgid(gid)
