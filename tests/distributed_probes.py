@@ -74,10 +74,14 @@ def _install_split_indices_probe() -> None:
     from ttm_torchdistill.run import prepare
     original_build = prepare.build_real_datasets
 
-    def recording_build(loaded):
-        datasets = original_build(loaded)
+    def recording_build(loaded, only=None):
+        datasets = original_build(loaded, only)
         parts = {name: [int(i) for i in data.indices] for name, data in datasets.items() if hasattr(data, 'indices')}
-        with open(f'split_indices_rank{RANK}.json', 'w') as fp:
+        path = f'split_indices_rank{RANK}.json'
+        if os.path.isfile(path):  # the test set is built later, by another call
+            with open(path) as fp:
+                parts = {**json.load(fp), **parts}
+        with open(path, 'w') as fp:
             json.dump(parts, fp)
         return datasets
     prepare.build_real_datasets = recording_build

@@ -5,9 +5,11 @@ Imported by the runner tests and, in subprocess runs, by configs through ``depen
 """
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -16,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ttm_torchdistill._registry import mid_level_loss, model, pre_epoch_process
+from ttm_torchdistill.datasets import CIFAR100Format
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
@@ -123,6 +126,26 @@ class TinyTensorDataset(Dataset):
             import time
             time.sleep(self.delay_s)
         return self.images[index], self.targets[index]
+
+
+class ReadRecordingCIFAR100(CIFAR100Format):
+    """The plugin's own-format CIFAR-100, appending ``<split> build`` and ``<split> read`` lines to
+    ``$TTM_TEST_READS`` (O_APPEND: the file's order is the order of events) when it is built and read."""
+
+    def _record(self, event: str) -> None:
+        fd = os.open(os.environ['TTM_TEST_READS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, f'{"train" if self.train else "test"} {event}\n'.encode())
+        finally:
+            os.close(fd)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._record('build')
+
+    def __getitem__(self, index):
+        self._record('read')
+        return super().__getitem__(index)
 
 
 def every_index_sampler(dataset, **kwargs):
@@ -268,6 +291,21 @@ class StatefulEmbedLoss(nn.Module):
     def forward(self, student_io_dict, teacher_io_dict, targets=None, *args, **kwargs):
         self.calls += 1
         return 0.01 * student_io_dict[self.student_module_path][self.student_module_io].pow(2).mean()
+
+
+def kill_after_first_checkpoint(folder: str, args: List[str], last: str, timeout: float = 240) -> None:
+    """Start ``python -m ttm_torchdistill ARGS`` in ``folder`` and SIGKILL it as soon as its last-epoch checkpoint
+    ``last`` (relative to ``folder``) exists, as a user's kill or the OOM killer would; fails if the run ended first."""
+    process = subprocess.Popen([sys.executable, '-m', 'ttm_torchdistill'] + args, cwd=folder, env=subprocess_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while not os.path.exists(os.path.join(folder, last)) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
 
 
 def prepare_tiny_run_folder(folder: str) -> str:

@@ -6,9 +6,14 @@
   epoch ``$TTM_TEST_HOLD_EPOCH`` of the first process to get there, creates ``$TTM_TEST_HOLD_FILE`` (holding the
   process's Slurm job id) and waits there until the process is ended (or 300 s pass): a run that is still running
   after its first epoch, for a test to requeue. Later processes (the requeued attempt, other runs) pass through.
+* The same pre-epoch process, for the crash tests: ``$TTM_TEST_CRASH_SIGNAL`` (``SEGV``, ``TERM``, ...) makes
+  the runner send itself that signal before its first epoch; ``$TTM_TEST_ALLOCATE_MB`` makes it fill that many
+  MiB (for a memory cgroup's OOM killer); ``$TTM_TEST_EPOCH_SLEEP_S`` makes each epoch that much longer (for
+  time limits).
 """
 import json
 import os
+import signal
 import time
 
 import torchvision.datasets.cifar as cifar
@@ -22,6 +27,7 @@ cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
 def hold_at_epoch_pre_epoch_process(self, epoch=None, **kwargs):
     from ttm_torchdistill.processes import eval_teacher_and_set_loss_epoch
     eval_teacher_and_set_loss_epoch(self, epoch=epoch, **kwargs)
+    crash_test_hooks(epoch)
     hold_file = os.environ.get('TTM_TEST_HOLD_FILE')
     if not hold_file or os.environ.get('TTM_TEST_HOLD_EPOCH') != str(epoch):
         return
@@ -36,3 +42,15 @@ def hold_at_epoch_pre_epoch_process(self, epoch=None, **kwargs):
     deadline = time.time() + 300
     while time.time() < deadline:
         time.sleep(0.2)
+
+
+def crash_test_hooks(epoch):
+    """The crash and time-limit hooks of the module docstring (nothing without their environment variables)."""
+    if os.environ.get('TTM_TEST_ALLOCATE_MB') and epoch == 0:
+        filled = [b'\x01' * (1 << 20) for _ in range(int(os.environ['TTM_TEST_ALLOCATE_MB']))]
+        time.sleep(60)  # the OOM killer ends it before this (filled stays referenced meanwhile)
+        del filled
+    if os.environ.get('TTM_TEST_CRASH_SIGNAL') and epoch == 0:
+        os.kill(os.getpid(), getattr(signal, 'SIG' + os.environ['TTM_TEST_CRASH_SIGNAL']))
+    if os.environ.get('TTM_TEST_EPOCH_SLEEP_S'):
+        time.sleep(float(os.environ['TTM_TEST_EPOCH_SLEEP_S']))

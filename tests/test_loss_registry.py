@@ -1,4 +1,5 @@
-"""Registry-driven checks: every loss the plugin registers is tested here without a test of its own."""
+"""Registry-driven checks of the adapters: every loss the plugin registers is tested here from its spec
+(tests/loss_specs.py), without a test of its own."""
 import contextlib
 import inspect
 import re
@@ -14,36 +15,15 @@ from torchdistill.losses.registry import MIDDLE_LEVEL_LOSS_DICT, get_mid_level_l
 
 import ttm_torchdistill  # noqa: F401
 import ttm_torchdistill.functional as F
-from ttm_torchdistill import _registry
 from conftest import REPO_ROOT
+from loss_specs import REGISTERED, SPECS, build, io_dicts, make_inputs, spec_of
+from ttm_torchdistill import _registry
+from ttm_torchdistill.checks.signatures import accepted_arguments
 
-# The logit losses; the feature losses (ttm_torchdistill.feature_losses) have their registry checks in
-# tests/test_feature_losses.py.
-PLUGIN_LOSSES = sorted(k for k, v in MIDDLE_LEVEL_LOSS_DICT.items() if v.__module__ == 'ttm_torchdistill.losses')
-
-
-#: Losses that read two views of each image (MLKD: weak and strong); the others read one.
-TWO_VIEW_LOSSES = {'MLKDLoss'}
-
-
-def io_dicts(key, student, teacher, path='.', io='output', teacher_path='.', teacher_io='output'):
-    """The (student, teacher) io dicts a loss of ``key`` reads: the logits at ``path``/``io``; a two-view loss gets
-    them as its weak view and a shifted copy as its strong view (its default paths, or the given weak ones)."""
-    if key not in TWO_VIEW_LOSSES:
-        return {path: {io: student}}, {teacher_path: {teacher_io: teacher}}
-    weak = 'weak' if path == '.' else path
-    teacher_weak = 'weak' if teacher_path == '.' else teacher_path
-    return ({weak: {io: student}, 'strong': {'output': student.flip(0)}},
-            {teacher_weak: {teacher_io: teacher}, 'strong': {'output': teacher.flip(0)}})
-
-
-def temperature_shape(key, n):
-    """Shape of ``last_temperature`` after a batch of ``n``: one row per view."""
-    return (2, n) if key in TWO_VIEW_LOSSES else (n,)
-
-
-def test_plugin_registers_the_documented_keys():
-    assert PLUGIN_LOSSES == ['ATDISTLoss', 'ATKDLoss', 'DKDLoss', 'MLKDLoss', 'TTMLoss', 'WTTMLoss']
+def _valid_params():
+    for key in REGISTERED:
+        for n, kwargs in enumerate(SPECS[key].valid if key in SPECS else ()):
+            yield pytest.param(key, kwargs, id=f'{key}-valid{n}')
 
 
 def _yaml_examples(cls):
@@ -51,58 +31,117 @@ def _yaml_examples(cls):
     return [yaml.safe_load(textwrap.dedent(block)) for block in blocks]
 
 
-@pytest.mark.parametrize('key', PLUGIN_LOSSES)
-def test_docstring_follows_house_order(key):
-    doc = inspect.getdoc(MIDDLE_LEVEL_LOSS_DICT[key])
-    for part in ('.. math::', 'https://github.com/', ':param temperature:', '.. code-block:: yaml'):
-        assert part in doc, f'{key} docstring lacks {part!r}'
-
-
-@pytest.mark.parametrize('key', PLUGIN_LOSSES)
-def test_docstring_yaml_example_builds_and_runs(key):
+def _doc_example(key):
     (example,) = _yaml_examples(MIDDLE_LEVEL_LOSS_DICT[key])
     (sub_term,) = example.values()
+    return sub_term
+
+
+@pytest.mark.parametrize('key', REGISTERED)
+def test_docstring_follows_house_order(key):
+    """Summary, math, the paper with the authors' code, the arguments, a YAML example; every argument documented."""
+    doc = inspect.getdoc(MIDDLE_LEVEL_LOSS_DICT[key])
+    positions = []
+    for part in ('.. math::', 'https://github.com/', ':param ', '.. code-block:: yaml'):
+        assert part in doc, f'{key} docstring lacks {part!r}'
+        positions.append(doc.index(part))
+    assert positions == sorted(positions), f'{key} docstring: math, authors\' code, :param, yaml example, in order'
+    assert doc.index('.. math::') > 0 and not doc.startswith(('.. ', ':')), f'{key} docstring: one-line summary first'
+    undocumented = [name for name in accepted_arguments(MIDDLE_LEVEL_LOSS_DICT[key]).names
+                    if f':param {name}:' not in doc and f'``{name}``' not in doc]
+    assert not undocumented, f'{key} docstring does not name its arguments {undocumented}'
+
+
+@pytest.mark.parametrize('key', REGISTERED)
+def test_docstring_yaml_example_builds_and_runs(key):
+    spec = spec_of(key)
+    sub_term = _doc_example(key)
     assert sub_term['criterion']['key'] == key
-    criterion = get_mid_level_loss(sub_term['criterion'])
-    if hasattr(criterion, 'set_epoch'):
-        criterion.set_epoch(1)
-    student = torch.randn(8, 10, requires_grad=True)
-    teacher = torch.randn(8, 10, requires_grad=True)
-    value = sub_term['weight'] * criterion(*io_dicts(key, student, teacher), torch.randint(0, 10, (8,)))
+    criterion = build(key, sub_term['criterion'].get('kwargs', {}), epoch=1)
+    x, y = make_inputs(spec, n=8, c=10, dtype=torch.float32)
+    for name in x:
+        x[name].requires_grad_()
+    value = sub_term['weight'] * criterion(*io_dicts(criterion, x), y)
     value.backward()
     assert value.dim() == 0 and torch.isfinite(value)
-    assert student.grad is not None and teacher.grad is None
+    assert all(x[name].grad is not None for name in x if name.startswith('student'))
+    assert all(x[name].grad is None for name in x if name.startswith('teacher'))
 
 
-@pytest.mark.parametrize('key', PLUGIN_LOSSES)
+@pytest.mark.parametrize('key, kwargs', list(_valid_params()))
+def test_every_valid_configuration_builds_and_runs(key, kwargs):
+    criterion = build(key, kwargs)
+    x, y = make_inputs(spec_of(key), n=6, c=10, dtype=torch.float32)
+    value = criterion(*io_dicts(criterion, x), y)
+    assert value.dim() == 0 and torch.isfinite(value)
+    for name, given in kwargs.items():  # the adapter keeps what it was given
+        assert getattr(criterion, name) == given, name
+
+
+def _paths(kwargs):
+    return {k: v for k, v in kwargs.items() if k.endswith(('_module_path', '_module_io'))}
+
+
+def _layout(io_dict):
+    return {path: sorted(ios) for path, ios in io_dict.items()}
+
+
+@pytest.mark.parametrize('key, kwargs', [p for p in _valid_params() if p.values[0] in SPECS
+                                         and _paths(p.values[1]) != _paths(SPECS[p.values[0]].required)])
+def test_module_paths_only_change_where_the_tensors_are_read(key, kwargs):
+    """The same tensors read from the configured paths give the value read from the default paths."""
+    spec = spec_of(key)
+    default = {k: v for k, v in kwargs.items() if k not in _paths(kwargs)}
+    default.update(_paths(spec.required))
+    configured, plain = build(key, kwargs), build(key, default)
+    x, y = make_inputs(spec, n=4, c=10)
+    assert [_layout(d) for d in io_dicts(configured, x)] != [_layout(d) for d in io_dicts(plain, x)]
+    torch.testing.assert_close(configured(*io_dicts(configured, x), y), plain(*io_dicts(plain, x), y))
+
+
+@pytest.mark.parametrize('key', REGISTERED)
+def test_adapter_never_sends_a_gradient_to_the_teacher(key):
+    spec = spec_of(key)
+    criterion = build(key, spec.required)
+    x, y = make_inputs(spec, n=6, c=10)
+    for name in x:
+        x[name].requires_grad_()
+    criterion(*io_dicts(criterion, x), y).backward()
+    assert [name for name in x if x[name].grad is None] == [name for name in x if name.startswith('teacher')]
+
+
+TEMPERATURE_LOSSES = [key for key in REGISTERED if key in SPECS and SPECS[key].views]
+
+
+def _expected_temperature(spec, x, teacher_only_max):
+    rows = [F.resolve_temperature(x[s], x[t], 'max_logit', teacher_only_max=teacher_only_max) for s, t in spec.views]
+    return rows[0] if len(rows) == 1 else torch.stack(rows)
+
+
+@pytest.mark.parametrize('key', TEMPERATURE_LOSSES)
 def test_max_logit_records_per_sample_temperature(key):
-    criterion = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 'max_logit'}})
-    if hasattr(criterion, 'set_epoch'):
-        criterion.set_epoch(100)
+    spec = spec_of(key)
+    criterion = build(key, {**spec.required, 'temperature': 'max_logit'})
     assert criterion.last_temperature is None
-    criterion(*io_dicts(key, torch.randn(6, 10), torch.randn(6, 10)), torch.zeros(6).long())
-    assert criterion.last_temperature.shape == temperature_shape(key, 6)
+    x, y = make_inputs(spec, n=6, c=10, dtype=torch.float32)
+    criterion(*io_dicts(criterion, x), y)
+    assert criterion.last_temperature.shape == ((6,) if len(spec.views) == 1 else (len(spec.views), 6))
     assert not criterion.last_temperature.requires_grad
     assert (criterion.last_temperature > 0).all()
 
 
-@pytest.mark.parametrize('key', PLUGIN_LOSSES)
+@pytest.mark.parametrize('key', TEMPERATURE_LOSSES)
 def test_last_temperature_is_the_resolved_temperature_and_stays_a_tensor(key):
-    criterion = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 'max_logit', 'teacher_only_max': True}})
-    if hasattr(criterion, 'set_epoch'):
-        criterion.set_epoch(100)
-    s, t = torch.randn(6, 10, dtype=torch.float64), torch.randn(6, 10, dtype=torch.float64)
-    criterion(*io_dicts(key, s, t), torch.arange(6))
-    expected = F.resolve_temperature(s, t, 'max_logit', teacher_only_max=True)
-    if key in TWO_VIEW_LOSSES:  # weak view, then the strong one (the same logits, flipped)
-        expected = torch.stack([expected, expected.flip(0)])
+    spec = spec_of(key)
+    criterion = build(key, {**spec.required, 'temperature': 'max_logit', 'teacher_only_max': True})
+    x, y = make_inputs(spec, n=6, c=10)
+    criterion(*io_dicts(criterion, x), y)
+    expected = _expected_temperature(spec, x, teacher_only_max=True)
     assert isinstance(criterion.last_temperature, torch.Tensor)
-    assert criterion.last_temperature.device == s.device and criterion.last_temperature.dtype == torch.float64
+    assert criterion.last_temperature.device == expected.device and criterion.last_temperature.dtype == torch.float64
     assert torch.equal(criterion.last_temperature, expected)
-    fixed = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0}})
-    if hasattr(fixed, 'set_epoch'):
-        fixed.set_epoch(100)
-    fixed(*io_dicts(key, s, t), torch.arange(6))
+    fixed = build(key, {**spec.required, 'temperature': 2.0})
+    fixed(*io_dicts(fixed, x), y)
     assert fixed.last_temperature is None
 
 
@@ -127,12 +166,12 @@ def count_host_reads(monkeypatch):
 
 
 def _representative_kwargs():
-    """Each plugin loss's docstring example, plus the 'max_logit' temperature with both maxima."""
-    for key in PLUGIN_LOSSES:
-        (example,) = _yaml_examples(MIDDLE_LEVEL_LOSS_DICT[key])
-        (sub_term,) = example.values()
-        kwargs = sub_term['criterion'].get('kwargs', {})
+    """Each registered loss's docstring example, plus the 'max_logit' temperature with both maxima."""
+    for key in REGISTERED:
+        kwargs = _doc_example(key)['criterion'].get('kwargs', {})
         yield pytest.param(key, kwargs, id=f'{key}-example')
+        if key not in TEMPERATURE_LOSSES:
+            continue
         for teacher_only_max in (False, True):
             yield pytest.param(key, dict(kwargs, temperature='max_logit', teacher_only_max=teacher_only_max),
                                id=f'{key}-max_logit' + ('-teacher_only_max' if teacher_only_max else ''))
@@ -141,16 +180,13 @@ def _representative_kwargs():
 @pytest.mark.parametrize('key, kwargs', list(_representative_kwargs()))
 def test_adapter_step_reads_nothing_back_to_the_host(key, kwargs, monkeypatch):
     """No host-device synchronisation per training step: forward and backward read no tensor value."""
-    criterion = get_mid_level_loss({'key': key, 'kwargs': kwargs})
-    if hasattr(criterion, 'set_epoch'):
-        criterion.set_epoch(3)
-    student = torch.randn(8, 10, requires_grad=True)
-    teacher, targets = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    criterion = build(key, kwargs, epoch=3)
+    x, targets = make_inputs(spec_of(key), n=8, c=10, dtype=torch.float32)
     with count_host_reads(monkeypatch) as calls:
-        loss = criterion(*io_dicts(key, student, teacher), targets)
+        loss = criterion(*io_dicts(criterion, x), targets)
         loss.backward()
     assert calls == []
-    assert torch.isfinite(loss) and student.grad is not None
+    assert torch.isfinite(loss) and all(x[name].grad is not None for name in x if name.startswith('student'))
 
 
 def test_host_read_counter_sees_the_checks_of_the_functional_api(monkeypatch):
@@ -179,21 +215,6 @@ def test_dkd_adapter_asserts_target_range_on_the_device():
         criterion({'.': {'output': s}}, {'.': {'output': t}}, torch.arange(4).float())
 
 
-@pytest.mark.parametrize('key', PLUGIN_LOSSES)
-def test_reads_logits_from_configured_module_path(key):
-    criterion = get_mid_level_loss({'key': key, 'kwargs': {
-        'temperature': 2.0, 'student_module_path': 'fc', 'student_module_io': 'input',
-        'teacher_module_path': 'head', 'teacher_module_io': 'output'}})
-    if hasattr(criterion, 'set_epoch'):
-        criterion.set_epoch(100)
-    s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.arange(4)
-    nested = criterion(*io_dicts(key, s, t, 'fc', 'input', 'head', 'output'), y)
-    default = get_mid_level_loss({'key': key, 'kwargs': {'temperature': 2.0}})
-    if hasattr(default, 'set_epoch'):
-        default.set_epoch(100)
-    torch.testing.assert_close(nested, default(*io_dicts(key, s, t), y))
-
-
 def test_importing_the_plugin_leaves_every_existing_entry_untouched():
     script = textwrap.dedent('''
         import torchdistill.core, torchdistill.losses, torchdistill.models, torchdistill.datasets, torchdistill.optim
@@ -211,7 +232,7 @@ def test_importing_the_plugin_leaves_every_existing_entry_untouched():
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     added = set(result.stdout.strip().split(','))
-    assert set(PLUGIN_LOSSES) <= added
+    assert set(REGISTERED) <= added
 
 
 def test_registering_a_taken_loss_key_is_refused():

@@ -1,26 +1,15 @@
-"""Independent checks of the loss math: a slow per-sample reference, gradcheck, identities, numerics."""
+"""Independent checks of the loss math, for every variant of every registered loss (tests/loss_specs.py): a slow
+per-sample reference, gradcheck, the adapter against the public function, generic identities and numerics; then each
+spec's own identities, and the edge cases by name."""
 import math
 
 import pytest
 import torch
-from torch.nn import functional as torch_F
 
-import slow_reference as slow
 import ttm_torchdistill.functional as F
-
-# (name, fast function, slow reference, needs targets)
-FAMILIES = {
-    'ttm': (lambda s, t, y, T: F.ttm_loss(s, t, temperature=T), lambda s, t, y, T: slow.ttm(s, t, T)),
-    'wttm': (lambda s, t, y, T: F.wttm_loss(s, t, temperature=T), lambda s, t, y, T: slow.ttm(s, t, T, weighted=True)),
-    'kd': (lambda s, t, y, T: F.kd_loss(s, t, temperature=T), lambda s, t, y, T: slow.kd(s, t, T)),
-    'kd_standardized': (lambda s, t, y, T: F.kd_loss(s, t, temperature=T, standardize=True),
-                        lambda s, t, y, T: slow.kd(s, t, T, standardize=True)),
-    'dkd': (lambda s, t, y, T: F.dkd_loss(s, t, y, alpha=1.0, beta=8.0, temperature=T),
-            lambda s, t, y, T: slow.dkd(s, t, y, 1.0, 8.0, T)),
-    'dkd_standardized': (lambda s, t, y, T: F.dkd_loss(s, t, y, alpha=0.5, beta=2.0, temperature=T, standardize=True),
-                         lambda s, t, y, T: slow.dkd(s, t, y, 0.5, 2.0, T, standardize=True)),
-}
-TEMPERATURES = [1.0, 4.0, 'max_logit']
+from loss_specs import (
+    REGISTERED, SPECS, call_adapter, call_function, make_inputs, options, students, variant_params,
+)
 
 
 def _logits(n=5, c=7, scale=3.0, seed=0, dtype=torch.float64):
@@ -31,119 +20,167 @@ def _logits(n=5, c=7, scale=3.0, seed=0, dtype=torch.float64):
     return s, t, y
 
 
-@pytest.mark.parametrize('temperature', TEMPERATURES)
-@pytest.mark.parametrize('family', sorted(FAMILIES))
-def test_matches_slow_per_sample_reference(family, temperature):
-    fast, reference = FAMILIES[family]
+def _value_and_student_grads(spec, variant, x, y, function=None, **opts):
+    """The value and the gradients of the student inputs, on fresh copies of them."""
+    x = {n: t.detach().clone().requires_grad_() if n.startswith('student') else t for n, t in x.items()}
+    value = (function or (lambda x, y, **o: call_function(spec, variant, x, y, **o)))(x, y, **opts)
+    return (value,) + torch.autograd.grad(value, [x[n] for n in students(x)])
+
+
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params('slow_reference', lambda spec: spec.reference_temperatures))
+def test_matches_slow_per_sample_reference(key, variant, temperature):
+    spec = SPECS[key]
+    reference = lambda x, y, **opts: variant.reference(x, y, **variant.kwargs, **opts)  # noqa: E731
     for seed, scale in ((0, 1.0), (1, 6.0)):
-        s, t, y = _logits(seed=seed, scale=scale)
-        value = fast(s, t, y, temperature)
-        (grad,) = torch.autograd.grad(value, s)
-        s2 = s.detach().clone().requires_grad_()
-        expected = reference(s2, t, y, temperature)
-        (expected_grad,) = torch.autograd.grad(expected, s2)
-        torch.testing.assert_close(value, expected, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-12)
+        x, y = make_inputs(spec, seed=seed, scale=scale)
+        fast = _value_and_student_grads(spec, variant, x, y, **options(temperature))
+        expected = _value_and_student_grads(spec, variant, x, y, reference, **options(temperature))
+        torch.testing.assert_close(fast[0], expected[0], rtol=1e-9, atol=1e-12)
+        for grad, expected_grad in zip(fast[1:], expected[1:]):
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize('tau', [1.0, 4.0])
-def test_dist_matches_slow_reference(tau):
-    s, t, _ = _logits(n=6, c=5, scale=4.0)
-    value = F.dist_loss(s, t, beta=1.5, gamma=0.5, temperature=tau)
-    (grad,) = torch.autograd.grad(value, s)
-    s2 = s.detach().clone().requires_grad_()
-    expected = slow.dist(s2, t, 1.5, 0.5, tau)
-    (expected_grad,) = torch.autograd.grad(expected, s2)
-    torch.testing.assert_close(value, expected, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-12)
+def _per_sample(spec, x):
+    """'max_logit' resolved for the first view, as a fixed (N,) tensor."""
+    (student, teacher), = spec.views
+    return F.max_logit_temperature(x[student], x[teacher]).squeeze(1)
 
 
-@pytest.mark.parametrize('temperature', [2.0, 'per_sample'])
-@pytest.mark.parametrize('name', ['ttm', 'wttm', 'dist', 'kd', 'kd_standardized', 'dkd', 'dkd_standardized'])
-def test_gradcheck(name, temperature):
-    s, t, y = _logits(n=3, c=5, scale=2.0, seed=3)
+def _gradcheck_temperatures(spec):
+    return spec.temperatures(2.0, 'per_sample') if spec.holds('per_sample_temperature') else spec.temperatures(2.0)
+
+
+@pytest.mark.parametrize('key, variant, temperature', variant_params('gradcheck', _gradcheck_temperatures))
+def test_gradcheck(key, variant, temperature):
+    spec = SPECS[key]
+    x, y = make_inputs(spec, n=3, c=5, scale=2.0, seed=3)
     if temperature == 'per_sample':
         # 'max_logit' is by definition gradient-free, so finite differences (which see T move) would disagree:
         # check the gradient at the per-sample temperatures it yields, held fixed.
-        temperature = F.max_logit_temperature(s, t).squeeze(1)
-    fns = {name: fast for name, (fast, _) in FAMILIES.items()}
-    fns['dist'] = lambda s, t, y, T: F.dist_loss(s, t, temperature=T)
-    assert torch.autograd.gradcheck(lambda x: fns[name](x, t, y, temperature), (s,))
+        temperature = _per_sample(spec, x)
+    names = students(x)
+
+    def function(*tensors):
+        return call_function(spec, variant, {**x, **dict(zip(names, tensors))}, y, **options(temperature))
+    assert torch.autograd.gradcheck(function, tuple(x[n] for n in names))
 
 
-ALL_LOSSES = {
-    'ttm': lambda s, t, y, T: F.ttm_loss(s, t, temperature=T),
-    'wttm': lambda s, t, y, T: F.wttm_loss(s, t, temperature=T),
-    'dist': lambda s, t, y, T: F.dist_loss(s, t, temperature=T),
-    'kd': lambda s, t, y, T: F.kd_loss(s, t, temperature=T),
-    'kd_standardized': lambda s, t, y, T: F.kd_loss(s, t, temperature=T, standardize=True),
-    'dkd': lambda s, t, y, T: F.dkd_loss(s, t, y, temperature=T),
-}
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params(None, lambda spec: spec.temperatures(2.0, 'max_logit')))
+def test_registered_adapter_computes_the_public_function(key, variant, temperature):
+    spec = SPECS[key]
+    x, y = make_inputs(spec, n=6, c=10, seed=2)
+    adapter = _value_and_student_grads(spec, variant, x, y,
+                                       lambda x, y, **opts: call_adapter(key, spec, variant, x, y, **opts),
+                                       **options(temperature))
+    function = _value_and_student_grads(spec, variant, x, y, **options(temperature))
+    for got, expected in zip(adapter, function):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize('temperature', [3.0, 'max_logit'])
-@pytest.mark.parametrize('name', sorted(ALL_LOSSES))
-def test_invariant_to_shifting_each_row_of_logits(name, temperature):
-    s, t, y = _logits(n=4, c=6)
-    shift_s, shift_t = torch.randn(4, 1, dtype=s.dtype) * 50, torch.randn(4, 1, dtype=s.dtype) * 50
-    loss = ALL_LOSSES[name]
-    torch.testing.assert_close(loss(s + shift_s, t + shift_t, y, temperature), loss(s, t, y, temperature))
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params('shift_invariant', lambda spec: spec.temperatures(3.0, 'max_logit')))
+def test_invariant_to_shifting_each_row_of_logits(key, variant, temperature):
+    spec = SPECS[key]
+    x, y = make_inputs(spec, n=4, c=6)
+    g = torch.Generator().manual_seed(5)
+    shifted = {n: t + torch.randn(4, 1, generator=g, dtype=t.dtype) * 50 for n, t in x.items()}
+    torch.testing.assert_close(call_function(spec, variant, shifted, y, **options(temperature)),
+                               call_function(spec, variant, x, y, **options(temperature)))
 
 
-def test_ttm_at_temperature_one_is_kl_from_teacher_to_student():
-    s, t, _ = _logits()
-    expected = torch_F.kl_div(torch.log_softmax(s, 1), torch.log_softmax(t, 1), reduction='batchmean',
-                              log_target=True)
-    torch.testing.assert_close(F.ttm_loss(s, t, temperature=1.0), expected)
-    # U_1(p) = sum_j p_j = 1, so WTTM equals TTM at T = 1
-    torch.testing.assert_close(F.wttm_loss(s, t, temperature=1.0), expected)
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params('zero_at_teacher', lambda spec: spec.zero_temperatures))
+def test_zero_when_student_equals_teacher(key, variant, temperature):
+    spec = SPECS[key]
+    x, y = make_inputs(spec, n=4, c=6)
+    for student, teacher in spec.views:
+        x[student] = x[teacher].clone()
+    value = call_function(spec, variant, x, y, **options(temperature))
+    torch.testing.assert_close(value, torch.zeros((), dtype=value.dtype), atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize('T', [1.5, 4.0, 10.0])
-def test_ttm_decomposes_into_kd_plus_renyi_entropy(T):
-    """Zheng & Yang Eq. 15: D(p_T||q) = T D(p_T||q_T) - (T-1) H_{1/T}(q) + (T-1) H(p_T)."""
-    s, t, _ = _logits(n=1, c=8)
-    p_t = torch.softmax(t / T, 1)
-    q, q_t = torch.softmax(s, 1), torch.softmax(s / T, 1)
-    kd = (p_t * (p_t.log() - q_t.log())).sum()
-    alpha = 1 / T
-    renyi = torch.log((q ** alpha).sum()) / (1 - alpha)
-    shannon = -(p_t * p_t.log()).sum()
-    torch.testing.assert_close(F.ttm_loss(s, t, temperature=T), T * kd - (T - 1) * renyi + (T - 1) * shannon)
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params('teacher_gets_no_gradient', lambda spec: spec.temperatures(2.0, 'max_logit')))
+def test_teacher_logits_never_receive_gradients(key, variant, temperature):
+    spec = SPECS[key]
+    x, y = make_inputs(spec)
+    for name in x:
+        x[name].requires_grad_()
+    call_function(spec, variant, x, y, **options(temperature)).backward()
+    assert [n for n in x if x[n].grad is None] == [n for n in x if n.startswith('teacher')]
 
 
-def test_wttm_weight_is_teacher_power_sum():
-    s, t, _ = _logits(n=1, c=9)
-    gamma = 0.25
-    u = (torch.softmax(t, 1) ** gamma).sum()
-    torch.testing.assert_close(F.wttm_loss(s, t, temperature=1 / gamma), u * F.ttm_loss(s, t, temperature=1 / gamma))
+@pytest.mark.parametrize('teacher_only_max', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('key, variant', variant_params('per_sample_temperature'))
+def test_resolved_temperature_gives_bit_identical_loss_and_gradient(key, variant, dtype, teacher_only_max):
+    """resolve_temperature(..., 'max_logit') passed back in is the same computation as 'max_logit' itself."""
+    spec = SPECS[key]
+    x, y = make_inputs(spec, n=6, c=10, scale=4.0, dtype=dtype)
+    value = _value_and_student_grads(spec, variant, x, y, temperature='max_logit', teacher_only_max=teacher_only_max)
+    (student, teacher), = spec.views
+    temperature = F.resolve_temperature(x[student], x[teacher], 'max_logit', teacher_only_max=teacher_only_max)
+    resolved = _value_and_student_grads(spec, variant, x, y, temperature=temperature)
+    for got, expected in zip(resolved, value):
+        assert torch.equal(got, expected)
 
 
-def test_kd_is_tckd_plus_weighted_nckd():
-    """Zhao et al. Eq. 5: KD = TCKD + (1 - p^t_target) NCKD, per sample."""
-    s, t, y = _logits(n=1, c=6)
-    p_target = torch.softmax(t / 4.0, 1)[0, y[0]].item()
-    dkd = F.dkd_loss(s, t, y, alpha=1.0, beta=1.0 - p_target, temperature=4.0)
-    torch.testing.assert_close(dkd, F.kd_loss(s, t, temperature=4.0))
+@pytest.mark.parametrize('key, variant', variant_params('per_sample_temperature'))
+def test_per_sample_temperature_tensor_equals_number_when_constant(key, variant):
+    spec = SPECS[key]
+    x, y = make_inputs(spec)
+    per_sample = torch.full((5,), 3.0, dtype=torch.float64)
+    torch.testing.assert_close(call_function(spec, variant, x, y, temperature=per_sample),
+                               call_function(spec, variant, x, y, temperature=3.0))
 
 
-@pytest.mark.parametrize('name', sorted(set(ALL_LOSSES) - {'dist'}))
-def test_zero_when_student_equals_teacher(name):
-    s, t, y = _logits(n=4, c=6)
-    # TTM's target is the *transformed* teacher, so it vanishes at the student only at T = 1
-    temperature = 1.0 if name in ('ttm', 'wttm') else 2.0
-    for temperature in (temperature, 'max_logit') if name not in ('ttm', 'wttm') else (temperature,):
-        value = ALL_LOSSES[name](t.clone(), t, y, temperature)
-        torch.testing.assert_close(value, torch.zeros((), dtype=value.dtype), atol=1e-12, rtol=0)
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params('finite_at_100', lambda spec: spec.temperatures(2.0, 'max_logit')))
+def test_finite_for_logits_of_magnitude_100_in_float32(key, variant, temperature):
+    spec = SPECS[key]
+    x, y = make_inputs(spec, n=8, c=100, dtype=torch.float32)
+    x = {n: (torch.sign(t) * (100 if n.startswith('student') else -100)).detach() for n, t in x.items()}
+    for name in students(x):
+        x[name].requires_grad_()
+    value = call_function(spec, variant, x, y, **options(temperature))
+    value.backward()
+    assert torch.isfinite(value) and all(torch.isfinite(x[n].grad).all() for n in students(x))
 
 
-def test_dist_is_zero_when_student_equals_teacher_up_to_its_eps():
-    s, t, _ = _logits(n=4, c=6)
-    torch.testing.assert_close(F.dist_loss(t.clone(), t, eps=0.0), torch.zeros((), dtype=t.dtype), atol=1e-12, rtol=0)
-    # with the authors' eps in the denominator, 1 - rho = eps / (||a||^2 + eps) per relation: tiny, not zero
-    value = F.dist_loss(t.clone(), t, temperature=2.0)
-    assert 0 < value.item() < 1e-4
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('key, variant, temperature',
+                         variant_params('finite_under_autocast', lambda spec: spec.temperatures(0.2, 'max_logit')))
+def test_finite_under_autocast_and_half_inputs(key, variant, temperature, dtype):
+    spec = SPECS[key]
+    g = torch.Generator().manual_seed(7)
+    _, y = make_inputs(spec, n=8, c=100)
+    layers = {n: torch.nn.Linear(16, 100) for n in spec.inputs if n.startswith('student')}
+    features = torch.randn(8, 16, generator=g) * 20
+    with torch.autocast('cpu', dtype=dtype):
+        x = {n: layers[n](features) * 5 if n in layers else (torch.randn(8, 100, generator=g) * 100).to(dtype)
+             for n in spec.inputs}  # teacher logits that underflow a half softmax
+        value = call_function(spec, variant, x, y, **options(temperature))
+    assert value.dtype == torch.float32
+    value.backward()
+    assert torch.isfinite(value) and all(torch.isfinite(layer.weight.grad).all() for layer in layers.values())
+    full = {n: t.detach().float() for n, t in x.items()}
+    torch.testing.assert_close(value.detach(), call_function(spec, variant, full, y, **options(temperature)))
 
+
+def _identity_params():
+    for key in REGISTERED:
+        for check in (SPECS[key].identities if key in SPECS else ()):
+            yield pytest.param(check, id=f'{key}-{check.__name__}')
+
+
+@pytest.mark.parametrize('check', list(_identity_params()))
+def test_identity(check):
+    check()
+
+
+# ---- the max-logit temperature, and edge cases by name ----
 
 def test_max_logit_temperature_formula_and_options():
     s, t, _ = _logits(n=3, c=10)
@@ -176,33 +213,6 @@ def test_teacher_only_max_uses_teacher_peak():
                                F.kd_loss(s, t, temperature=temperature))
 
 
-# every loss with every option that changes how the temperature is used: (s, t, y, **temperature options)
-WITH_TEMPERATURE_OPTIONS = {
-    'ttm': lambda s, t, y, **kw: F.ttm_loss(s, t, **kw),
-    'wttm': lambda s, t, y, **kw: F.wttm_loss(s, t, **kw),
-    'dist': lambda s, t, y, **kw: F.dist_loss(s, t, beta=1.5, gamma=0.5, **kw),
-    'kd': lambda s, t, y, **kw: F.kd_loss(s, t, **kw),
-    'kd_standardized': lambda s, t, y, **kw: F.kd_loss(s, t, standardize=True, **kw),
-    'dkd': lambda s, t, y, **kw: F.dkd_loss(s, t, y, **kw),
-    'dkd_standardized': lambda s, t, y, **kw: F.dkd_loss(s, t, y, alpha=0.5, beta=2.0, standardize=True, **kw),
-}
-
-
-@pytest.mark.parametrize('teacher_only_max', [False, True])
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize('name', sorted(WITH_TEMPERATURE_OPTIONS))
-def test_resolved_temperature_gives_bit_identical_loss_and_gradient(name, dtype, teacher_only_max):
-    """resolve_temperature(..., 'max_logit') passed back in is the same computation as 'max_logit' itself."""
-    loss = WITH_TEMPERATURE_OPTIONS[name]
-    s, t, y = _logits(n=6, c=10, scale=4.0, dtype=dtype)
-    value = loss(s, t, y, temperature='max_logit', teacher_only_max=teacher_only_max)
-    (grad,) = torch.autograd.grad(value, s)
-    temperature = F.resolve_temperature(s, t, 'max_logit', teacher_only_max=teacher_only_max)
-    resolved = loss(s, t, y, temperature=temperature)
-    (resolved_grad,) = torch.autograd.grad(resolved, s)
-    assert torch.equal(resolved, value) and torch.equal(resolved_grad, grad)
-
-
 def test_resolve_temperature_shapes_and_values():
     s, t, _ = _logits(n=5, c=7)
     maximum = F.resolve_temperature(s, t, 'max_logit')
@@ -217,28 +227,6 @@ def test_resolve_temperature_shapes_and_values():
     torch.testing.assert_close(resolved, per_sample.detach().squeeze(1))
     # half-precision logits resolve in float32, the precision the losses compute in
     assert F.resolve_temperature(s.half(), t.half(), 'max_logit').dtype == torch.float32
-
-
-def test_per_sample_temperature_tensor_equals_number_when_constant():
-    s, t, y = _logits()
-    for name, loss in ALL_LOSSES.items():
-        torch.testing.assert_close(loss(s, t, y, torch.full((5,), 3.0, dtype=s.dtype)), loss(s, t, y, 3.0), msg=name)
-
-
-def test_dkd_warmup_scales_linearly_then_saturates():
-    s, t, y = _logits()
-    full = F.dkd_loss(s, t, y)
-    torch.testing.assert_close(F.dkd_loss(s, t, y, epoch=5, warmup_epochs=20), full * 0.25)
-    torch.testing.assert_close(F.dkd_loss(s, t, y, epoch=40, warmup_epochs=20), full)
-
-
-def test_teacher_logits_never_receive_gradients():
-    s, t, y = _logits()
-    t.requires_grad_()
-    for name, loss in ALL_LOSSES.items():
-        for temperature in (2.0, 'max_logit'):
-            loss(s, t, y, temperature).backward()
-            assert t.grad is None, name
 
 
 def test_dist_single_sample_batch_drops_intra_term_with_warning():
@@ -258,31 +246,3 @@ def test_dist_constant_rows_are_finite():
     # rho = 0 for a constant row (eps in the denominator), so each relation term is 1
     torch.testing.assert_close(value, torch.tensor(2.0))
     assert torch.isfinite(s.grad).all()
-
-
-@pytest.mark.parametrize('temperature', [2.0, 'max_logit'])
-@pytest.mark.parametrize('name', sorted(ALL_LOSSES))
-def test_finite_for_logits_of_magnitude_100_in_float32(name, temperature):
-    s, t, y = _logits(n=8, c=100, dtype=torch.float32)
-    s = (torch.sign(s) * 100).detach().requires_grad_()
-    t = torch.sign(t) * -100
-    value = ALL_LOSSES[name](s, t, y, temperature)
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(s.grad).all()
-
-
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize('name', sorted(ALL_LOSSES))
-def test_finite_under_autocast_and_half_inputs(name, dtype):
-    layer = torch.nn.Linear(16, 100)
-    x = torch.randn(8, 16) * 20
-    _, _, y = _logits(n=8, c=100)
-    with torch.autocast('cpu', dtype=dtype):
-        s = layer(x) * 5
-        t = (torch.randn(8, 100) * 100).to(dtype)  # teacher logits that underflow a half softmax
-        value = ALL_LOSSES[name](s, t, y, 'max_logit' if 'standardized' in name else 0.2)
-    assert value.dtype == torch.float32
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(layer.weight.grad).all()
-    reference = ALL_LOSSES[name](s.detach().float(), t.float(), y, 'max_logit' if 'standardized' in name else 0.2)
-    torch.testing.assert_close(value.detach(), reference)

@@ -1,46 +1,27 @@
 """Every case of the golden losses.json (authors' code, float64) through the functional API and the
-registered adapters built by torchdistill's registry: values and student-logit gradients to rel 1e-6."""
+registered adapters built by torchdistill's registry: values and student-logit gradients to rel 1e-6. Which loss
+computes a reference case, with which arguments, is its spec's ``golden`` (tests/loss_specs.py)."""
 import pytest
 import torch
-from torchdistill.losses.registry import get_mid_level_loss
 
-import ttm_torchdistill.functional as F
 from conftest import load_reference
+from loss_specs import REGISTERED, SPECS, build, io_dicts
 
 REFERENCE = load_reference('losses.json')
 RTOL = 1e-6
 
 
-def _functional(case, s, t, y):
-    p = case['params']
-    loss = case['loss']
-    if loss in ('ttm', 'wttm'):
-        fn = F.ttm_loss if loss == 'ttm' else F.wttm_loss
-        return fn(s, t, temperature=1.0 / p['exponent'])
-    if loss == 'dist':
-        return F.dist_loss(s, t, beta=p['beta'], gamma=p['gamma'], temperature=p['tau'])
-    if loss in ('kd', 'atkd'):
-        return F.kd_loss(s, t, temperature=p['temperature'], standardize=p.get('standardize', False))
-    if loss == 'dkd':
-        return F.dkd_loss(s, t, y, alpha=p['alpha'], beta=p['beta'], temperature=p['temperature'],
-                          standardize=p['standardize'])
-    raise AssertionError(f'no mapping for reference loss {loss!r}: add one to this test')
+def _spec_of_case(case):
+    """``(key, spec)`` of the registered loss whose spec maps this reference loss (``LossSpec.golden``)."""
+    owners = [(key, SPECS[key]) for key in REGISTERED if key in SPECS and case['loss'] in SPECS[key].golden]
+    assert len(owners) == 1, (f"reference loss {case['loss']!r} is mapped by {len(owners)} specs: give exactly one "
+                              f'LossSpec.golden an entry for it in tests/loss_specs.py')
+    return owners[0]
 
 
-def _registry_config(case):
-    p = case['params']
-    loss = case['loss']
-    if loss in ('ttm', 'wttm'):
-        return {'key': loss.upper() + 'Loss', 'kwargs': {'temperature': 1.0 / p['exponent']}}
-    if loss == 'dist':
-        return {'key': 'ATDISTLoss', 'kwargs': {'beta': p['beta'], 'gamma': p['gamma'], 'temperature': p['tau']}}
-    if loss in ('kd', 'atkd'):
-        return {'key': 'ATKDLoss', 'kwargs': {'temperature': p['temperature'],
-                                              'standardize': p.get('standardize', False)}}
-    if loss == 'dkd':
-        # the reference has no warm-up (factor 1)
-        return {'key': 'DKDLoss', 'kwargs': dict(p, warmup_epochs=0)}
-    raise AssertionError(f'no mapping for reference loss {loss!r}: add one to this test')
+def _kwargs(case):
+    key, spec = _spec_of_case(case)
+    return key, spec, spec.golden[case['loss']](case['params'])
 
 
 def _case_id(case):
@@ -66,23 +47,33 @@ def _assert_matches(case, value, grad):
 
 
 def test_reference_covers_every_loss_family():
-    assert {c['loss'] for c in REFERENCE['cases']} <= {'ttm', 'wttm', 'dist', 'kd', 'atkd', 'dkd'}
+    golden = {name for key in REGISTERED if key in SPECS for name in SPECS[key].golden}
+    assert {c['loss'] for c in REFERENCE['cases']} <= golden
     assert len(REFERENCE['cases']) > 0
+
+
+@pytest.mark.parametrize('key', [k for k in REGISTERED if k in SPECS and SPECS[k].golden])
+def test_every_golden_mapping_of_a_spec_has_cases(key):
+    names = {c['loss'] for c in REFERENCE['cases']}
+    unused = sorted(set(SPECS[key].golden) - names)
+    assert not unused, f'SPECS[{key!r}].golden maps {unused}, which tests/fixtures/losses.json does not hold'
 
 
 @pytest.mark.parametrize('case', REFERENCE['cases'], ids=_case_id)
 def test_functional_matches_reference(case):
+    _, spec, kwargs = _kwargs(case)
     s, t, y = _inputs(case)
-    value = _functional(case, s, t, y)
+    inputs = {'student': s, 'teacher': t, 'targets': y}
+    value = spec.function(*(inputs[name] for name in spec.args), **kwargs)
     value.backward()
     _assert_matches(case, value.detach(), s.grad)
 
 
 @pytest.mark.parametrize('case', REFERENCE['cases'], ids=_case_id)
 def test_registered_adapter_matches_reference(case):
-    import ttm_torchdistill  # noqa: F401  (registers the losses)
+    key, spec, kwargs = _kwargs(case)
     s, t, y = _inputs(case)
-    criterion = get_mid_level_loss(_registry_config(case))
-    value = criterion({'.': {'output': s}}, {'.': {'output': t}}, y)
+    criterion = build(key, {**spec.required, **kwargs}, epoch=None)
+    value = criterion(*io_dicts(criterion, {'student': s, 'teacher': t}), y)
     value.backward()
     _assert_matches(case, value.detach(), s.grad)

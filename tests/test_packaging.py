@@ -87,60 +87,6 @@ def test_every_readme_command_parses():
         _parse(command)
 
 
-def _table_rows(text_after_header):
-    """The rows of the Markdown table whose header line ``text_after_header`` follows (up to its first non-row)."""
-    lines = text_after_header.splitlines()[2:]
-    end = next((n for n, line in enumerate(lines) if not line.startswith('| ')), len(lines))
-    return lines[:end]
-
-
-def test_readme_cifar100_table_is_the_experiment_table():
-    """Every number of the README's CIFAR-100 table is the one the configs are generated from."""
-    from ttm_torchdistill.experiments import EXPERIMENTS
-    header = ('| student ← teacher | results table | KD | DIST | TTM (γ, β) | WTTM (γ, β) | WTTM+CRD (γ, β) '
-              '| WTTM+ITRD (γ, β) |')
-    assert header in README
-    methods = ('kd', 'dist', 'ttm', 'wttm', 'wttm_crd', 'wttm_itrd')
-    rows = _table_rows(README.split(header, 1)[1])
-    expected = {(e.student.name, e.teacher.name, e.method): e for e in EXPERIMENTS
-                if e.dataset == 'cifar100' and e.method in methods and not e.variant}
-    assert len(rows) * len(methods) == len(expected) == 78
-    for row in rows:
-        cells = [c.strip() for c in row.strip('|').split('|')]
-        student, teacher = cells[0].split(' ← ')
-        for method, cell in zip(methods, cells[2:]):
-            experiment = expected[(student, teacher, method)]
-            numbers = [float(x) for x in re.findall(r'[\d.]+', cell)]
-            assert numbers[0] == experiment.reference.top1, (row, method)
-            if method not in ('kd', 'dist'):
-                assert numbers[1:] == [experiment.hyper['gamma'].value, experiment.hyper['beta'].value], (row, method)
-        assert cells[1] == expected[(student, teacher, 'wttm')].reference.table
-
-
-def test_readme_dkd_mlkd_table_is_the_experiment_table():
-    """The README's DKD/MLKD table: each paper number, beta and MLKD+AT weight is the one the configs carry."""
-    from ttm_torchdistill.experiments import by_name
-    header = '| student ← teacher | DKD (β) | DKD+AT (β) | MLKD | MLKD+AT (weight) |'
-    assert header in README
-    rows = _table_rows(README.split(header, 1)[1])
-    assert len(rows) == 13
-    for line in rows:
-        cells = [c.strip() for c in line.strip('|').split('|')]
-        student, teacher = cells[0].split(' ← ')
-        rows_of = {m: by_name(f'cifar100/{m}/{student}_from_{teacher}') for m in ('dkd', 'dkd_at', 'mlkd', 'mlkd_at')}
-        for (method, extra), cell in zip((('dkd', 'beta'), ('dkd_at', 'beta'), ('mlkd', None), ('mlkd_at', 'weight')),
-                                         cells[1:]):
-            exp = rows_of[method]
-            top1 = None if cell.startswith('n/a') else float(cell.split()[0])
-            assert top1 == exp.reference.top1, (line, method)
-            if extra:
-                written = re.search(r'\(([\d.]+)(\*?)\)', cell)
-                param = exp.hyper[extra]
-                assert float(written.group(1)) == param.value, (line, method)
-                # '*': inferred for the pair (no config or log of the authors for it), as its source says first
-                assert bool(written.group(2)) == param.source.startswith('inferred'), (line, method, param.source)
-
-
 def test_ci_starts_the_slurm_cluster_before_the_tests_and_the_readme_says_how():
     ci_lines = (REPO_ROOT / '.ci' / 'run').read_text().splitlines()
     start = 'bash tests/slurm/start.sh'

@@ -436,3 +436,19 @@ def test_malformed_identity_fields_are_refused(tmp_path, key, value, message):
     path = write_summary(tmp_path, 'a.json', WTTM, 0, 76.0, 75.0, **{key: value})
     with pytest.raises(report_lib.ReportError, match=f'{path}: {message}'):
         report_lib.load_summary(path)
+
+
+def test_runs_selected_on_a_held_out_split_are_their_own_row_with_the_test_top1_of_their_best_checkpoint(tmp_path):
+    stock = {'device_data': False, 'amp': 'off', 'holdout': None, 'holdout_seed': 0}
+    held = dict(stock, holdout=5000)
+    test = lambda top1: {'student': {'top1': top1, 'top5': 90.0}, 'teacher': None}  # noqa: E731
+    paths = [write_summary(tmp_path, 'p.json', WTTM, 0, 76.0, 75.0, runtime=stock, test=test(75.5)),
+             write_summary(tmp_path, 'h0.json', WTTM, 0, 80.0, 79.0, runtime=held, test=test(74.0)),
+             write_summary(tmp_path, 'h1.json', WTTM, 1, 81.0, 80.0, runtime=held, test=test(75.0))]
+    text, rows, _ = report_lib.report_text([str(p) for p in paths])
+    by_runtime = {row['runtime']: row for row in table_dicts(text)}
+    assert set(by_runtime) == {'stock', 'holdout=5000'}
+    assert by_runtime['holdout=5000']['best top-1'] == '80.50 ± 0.71'  # on the held-out images
+    assert by_runtime['holdout=5000']['test top-1'] == '74.50 ± 0.71'  # of those checkpoints, on the test set
+    assert by_runtime['stock']['test top-1'] == '75.50 ± n/a'
+    assert 'chose its best epoch on N held-out training images' in text

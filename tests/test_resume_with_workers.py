@@ -8,11 +8,7 @@ the run seed only, not on the workers. The teacher is a random ``cifar_resnet8x4
 5x more on a CPU and changes nothing here). The torchrun case is in ``test_runner_exactness.py``.
 """
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import torch
 
@@ -44,16 +40,7 @@ def _folder(root, name):
 
 
 def _kill_after_first_epoch(folder, args):
-    process = subprocess.Popen([sys.executable, '-m', 'ttm_torchdistill'] + args, cwd=folder,
-                               env=support.subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    try:
-        while not os.path.exists(os.path.join(folder, LAST)) and process.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+    support.kill_after_first_checkpoint(folder, args, LAST)
     assert torch.load(os.path.join(folder, LAST), weights_only=False)['epoch'] < 3
 
 

@@ -1,10 +1,6 @@
 """``--resume`` after a SIGKILL ends with weights bitwise identical to an uninterrupted run (CPU, fixed seed)."""
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import torch
 
@@ -28,16 +24,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
 
     killed = _prepare(str(tmp_path / 'killed'))
-    process = subprocess.Popen([sys.executable, '-m', 'ttm_torchdistill'] + ARGS, cwd=killed,
-                               env=support.subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    try:
-        while not os.path.exists(os.path.join(killed, LAST)) and process.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    support.kill_after_first_checkpoint(killed, ARGS, LAST)
     interrupted = torch.load(os.path.join(killed, LAST), weights_only=False)
     assert interrupted['epoch'] < 3, 'the run finished before it could be killed'
     assert not os.path.exists(os.path.join(killed, 'ckpt', 'tiny_kd', 'student.json'))

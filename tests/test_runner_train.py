@@ -23,6 +23,7 @@ IMAGENET = os.path.join(support.CONFIG_DIR, 'runner_ilsvrc2012_smoke.yaml')
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 SUMMARY_KEYS = {'format', 'config', 'experiment', 'dataset', 'reference', 'seed', 'seed_drawn', 'sampler_seed',
                 'world_size', 'epochs', 'best', 'config_digest', 'code_version', 'attempts', 'changed_mid_run',
+                'selected_on', 'holdout',
                 'overrides', 'config_sha256', 'planned_epochs',
                 'last', 'test', 'checkpoints', 'wall_time_s', 'session_time_s', 'runtime'}
 EPOCH_KEYS = {'epoch', 'lr', 'train_loss', 'val_top1', 'val_top5', 'epoch_time_s', 'train_time_s',
@@ -79,7 +80,7 @@ def test_end_to_end_tiny_cifar100_train_summary_and_test_only(tiny_cifar, capsys
     assert summary['checkpoints'] == {'best': dst, 'last': last}
     assert 0 < summary['wall_time_s'] < summary['session_time_s']  # training only; the session adds start-up, test
     assert summary['runtime'] == {'device_data': False, 'amp': 'off', 'channels_last': False, 'compile': False,
-                                  'teacher_cache': None}
+                                  'teacher_cache': None, 'holdout': None, 'holdout_seed': 0}
     saved = torch.load(last, weights_only=False)
     assert saved['epoch'] == 2 and set(saved['rng']) == {'python', 'numpy', 'torch', 'cuda'}
     assert {'model', 'optimizer', 'lr_scheduler', 'scaler', 'best_value'} <= set(saved)

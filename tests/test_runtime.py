@@ -98,7 +98,7 @@ def test_bf16_channels_last_run_records_its_runtime(workdir, capsys):
     with open(os.path.join('ckpt', 'tiny_kd', 'student.json')) as fp:
         summary = json.load(fp)
     assert summary['runtime'] == {'device_data': False, 'amp': 'bf16', 'channels_last': True, 'compile': False,
-                                  'teacher_cache': None}
+                                  'teacher_cache': None, 'holdout': None, 'holdout_seed': 0}
     state = torch.load(os.path.join('ckpt', 'tiny_kd', 'student.pt'), weights_only=True)['model']
     assert all(value.dtype != torch.bfloat16 for value in state.values())  # weights stay float32 under autocast
 

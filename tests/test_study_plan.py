@@ -12,7 +12,8 @@ import runner_support as support
 from study_files import KD, WTTM
 from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.study import plan as plan_mod
-from ttm_torchdistill.study.errors import StudyError
+from ttm_torchdistill.study import slurm_queue
+from ttm_torchdistill.errors import StudyError
 from ttm_torchdistill.study.schema import load_study
 
 
@@ -191,6 +192,7 @@ def test_an_int_may_replace_a_float_and_null_is_open(folder):
     ({'runtime': {'device_data': 'yes'}}, "runtime.device_data: expected true, false or auto, got 'yes'"),
     ({'slurm': {'array_parallelism': 0}}, 'slurm.array_parallelism: expected an integer >= 1, got 0'),
     ({'slurm': {'additional': ['x']}}, "slurm.additional: expected a mapping of sbatch option -> value"),
+    ({'slurm': {'signal_delay_s': 0}}, 'slurm.signal_delay_s: expected an integer >= 1 (seconds), got 0'),
     ({'cache_dtype': 'int8'}, "cache_dtype: expected one of float32, float16, got 'int8'"),
 ])
 def test_values_of_the_wrong_kind(folder, capsys, keys, message):
@@ -315,7 +317,7 @@ def test_shipped_studies_plan_the_readme_tables(monkeypatch):
 
 # ---- local slots (nothing is run: the executor is only built) ----
 def test_local_slots_are_visible_gpus_grouped_per_run(folder, monkeypatch):
-    from ttm_torchdistill.study.errors import StudyError
+    from ttm_torchdistill.errors import StudyError
     from ttm_torchdistill.study.local import LocalExecutor, visible_gpus
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,5,6,7,9')
     assert visible_gpus() == ['3', '5', '6', '7', '9']
@@ -336,3 +338,16 @@ def test_local_slots_are_visible_gpus_grouped_per_run(folder, monkeypatch):
     monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
     assert cpu._env([])['OMP_NUM_THREADS'] == '2' and 'CUDA_VISIBLE_DEVICES' in cpu._env([])  # inherited as set
     assert LocalExecutor(one, gpus=[]).slots == 1  # one CPU slot unless --slots
+
+
+@pytest.mark.parametrize('text, expected', [('UNLIMITED', None), ('INFINITE', None), ('60', 60), ('01:00:00', 60),
+                                            ('00:02:00', 2), ('00:00:30', 1), ('1-00:00:00', 1440), ('2-12', 3600),
+                                            ('5:30', 6)])
+def test_slurm_times_in_minutes_rounded_up(text, expected):
+    """The forms ``scontrol show partition`` gives MaxTime in (edge cases: unlimited, seconds rounded up)."""
+    assert slurm_queue.minutes(text) == expected
+
+
+def test_a_slurm_time_of_another_form_is_an_error():
+    with pytest.raises(StudyError, match=r"expected a Slurm time such as 60, 01:00:00 or 1-00:00:00, got '1h'"):
+        slurm_queue.minutes('1h')

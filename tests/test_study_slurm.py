@@ -10,44 +10,22 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
-import time
 
 import pytest
 
 import runner_support as support
+import slurm_support
 import study_files
 from study_files import KD, WTTM
 from ttm_torchdistill.commands import report as report_cli
+from slurm_support import squeue, wait_for
 from ttm_torchdistill.commands import study as study_cli
-
-START = 'bash tests/slurm/start.sh'
-
-
-def cluster_problem():
-    """Why the Slurm tests cannot run here (None when they can)."""
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        return 'submitit is not installed (pip install -e ".[test]")'
-    if shutil.which('sinfo') is None:
-        return 'sinfo is not installed'
-    result = subprocess.run(['sinfo', '-h', '-o', '%T'], capture_output=True, text=True)
-    if result.returncode != 0 or not re.search(r'^(idle|mixed|allocated)', result.stdout, flags=re.M):
-        return f'no idle Slurm node ({(result.stdout + result.stderr).strip() or "sinfo printed nothing"})'
-    return None
 
 
 @pytest.fixture(scope='module', autouse=True)
 def cluster():
-    problem = cluster_problem()
-    if problem is None:
-        return
-    message = f'the Slurm tests need a one-node cluster, started by `{START}` (as root): {problem}'
-    if os.environ.get('CI') == 'true':
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    slurm_support.require_cluster()
 
 
 def in_process(argv, main=study_cli.main):
@@ -55,21 +33,6 @@ def in_process(argv, main=study_cli.main):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
-
-
-def squeue(*fields):
-    result = subprocess.run(['squeue', '-h', '-r', '-o', ' '.join(fields)], capture_output=True, text=True, check=True)
-    return [line.split(None, len(fields) - 1) for line in result.stdout.splitlines() if line.strip()]
-
-
-def wait_for(condition, what, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f'{what} did not happen within {timeout} s; queue: {squeue("%i", "%T", "%r")}')
 
 
 @pytest.fixture(scope='module')

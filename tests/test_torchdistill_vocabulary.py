@@ -39,9 +39,10 @@ def test_a_key_missing_from_a_components_configuration_names_the_entry_the_class
                                                                 'kwargs': {'regressors': regressors}}}}}
     message = str(explain_box_failure(raised.value, config))
     assert message == ("train.student.auxiliary_model_wrapper (VariationalDistributor4VID): torchdistill's "
-                       "VariationalDistributor4VID looks for the key 'kwargs' in its configuration, which is not there; "
-                       "the config may be written for another torchdistill version than this one (torchdistill 1.1.5): "
-                       "compare the entry with torchdistill.models.wrapper.VariationalDistributor4VID")
+                       "VariationalDistributor4VID looks for the key 'kwargs' in its configuration, which is not "
+                       "there; the config may be written for another torchdistill version than this one "
+                       "(torchdistill 1.1.5): compare the entry with "
+                       "torchdistill.models.wrapper.VariationalDistributor4VID")
 
 
 def test_a_torch_hub_model_without_network_says_what_to_put_where(tmp_path, monkeypatch, capsys):

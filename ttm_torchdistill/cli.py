@@ -18,6 +18,21 @@ SUBCOMMANDS = {'fetch-teachers': 'ttm_torchdistill.commands.fetch_teachers',
                'generate-configs': 'ttm_torchdistill.commands.generate_configs'}
 #: The front of the runner's command line (no subcommand).
 TRAIN = 'ttm_torchdistill.commands.train'
+#: One line per subcommand for ``--help`` (:func:`commands_help`); a test checks that every subcommand has one.
+SUMMARIES = {'fetch-teachers': 'download and check the public CIFAR-100 teachers',
+             'cache-teacher': "compute a config's teacher logits once, for --teacher-cache",
+             'report': 'tabulate run summaries and studies next to the papers\' numbers',
+             'study': 'run a results table (configs x variants x seeds), local or Slurm',
+             'generate-configs': 'write the experiment YAMLs of configs/ from the experiment table'}
+TRAIN_SUMMARY = 'train and test a config (the options above)'
+
+
+def commands_help() -> str:
+    """The ``commands:`` section of ``--help``: the training run, then every subcommand of :data:`SUBCOMMANDS`."""
+    rows = [('python -m ttm_torchdistill --config X.yaml', TRAIN_SUMMARY)]
+    rows += [(f'python -m ttm_torchdistill {name} --help', SUMMARIES.get(name, '')) for name in SUBCOMMANDS]
+    width = max(len(command) for command, _ in rows)
+    return 'commands:\n' + ''.join(f'  {command.ljust(width)}  {summary}'.rstrip() + '\n' for command, summary in rows)
 
 
 def _front(name: str, module_name: str):

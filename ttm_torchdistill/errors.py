@@ -18,6 +18,10 @@ class RunError(UserError):
     """A problem found while preparing or running a training/test run (``python -m ttm_torchdistill --config``)."""
 
 
+class StudyError(UserError):
+    """A study file, a study folder or a study command that cannot be used; the message names the key or file."""
+
+
 def one_line(exc: BaseException, limit: Optional[int] = 300) -> str:
     """An exception's message on one line (whitespace collapsed, ANSI colour codes removed, cut at ``limit``).
 

@@ -40,13 +40,10 @@ from .checks.values import (
     check_temperature_args, check_view_temperature, check_warmup_epochs,
 )
 
-#: ``check_weight(value, name)``: a finite, non-negative real number (the loss weights and the like).
-check_weight = check_non_negative
-
 __all__ = [
     'MAX_LOGIT', 'MAX_LOGIT_FACTOR', 'Temperature',
     'standardize_logits', 'max_logit_temperature', 'resolve_temperature',
-    'check_temperature', 'check_teacher_only_max', 'check_weight', 'check_flag', 'check_warmup_epochs',
+    'check_temperature', 'check_teacher_only_max', 'check_flag', 'check_warmup_epochs',
     'check_epoch', 'dkd_warmup_factor',
     'ttm_loss', 'wttm_loss', 'dist_loss', 'kd_loss', 'dkd_loss', 'mlkd_loss',
 ]

@@ -359,7 +359,7 @@ class MLKDLoss(_LogitDistillationLoss):
 
     The two views come from ``TwoViewDataset`` (a batch of ``(weak, strong)`` pairs) and ``TwoViewModel`` on the
     student and the teacher (one forward per view; hook their ``weak`` and ``strong`` outputs):
-    :mod:`ttm_torchdistill.two_view`. Cross-entropy on both views is two ``SimpleLossWrapper`` sub-terms reading
+    :mod:`ttm_torchdistill.views.two_view`. Cross-entropy on both views is two ``SimpleLossWrapper`` sub-terms reading
     ``weak`` and ``strong``.
 
     :param temperature: :math:`T_v`: a positive number (the authors' ``--kd_T``) or ``'max_logit'`` (per sample,

@@ -35,7 +35,7 @@ _BOOKKEEPING_KEYS = ('dst_ckpt', 'root', 'num_workers', 'pin_memory', 'log_freq'
 #: The study folder's list of runs (written by ``study run``).
 STUDY_MANIFEST = 'plan.json'
 #: Columns of every format, in order.
-COLUMNS = ('experiment', 'runtime', 'n', 'seeds', 'epochs', 'best top-1', 'last top-1', 'paper top-1',
+COLUMNS = ('experiment', 'runtime', 'n', 'seeds', 'epochs', 'best top-1', 'last top-1', 'test top-1', 'paper top-1',
            'last - paper', 'epoch time (s)', 'img/s', 'paper source')
 RUNTIME_ORDER = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
 
@@ -52,7 +52,7 @@ def runtime_label(runtime) -> str:
     on = []
     for key in RUNTIME_ORDER + tuple(k for k in runtime if k not in RUNTIME_ORDER):
         value = runtime.get(key)
-        if value in (False, None, 'off'):
+        if value in (False, None, 'off') or (key == 'holdout_seed' and not runtime.get('holdout')):
             continue
         on.append(key if value is True or key == 'teacher_cache' else f'{key}={value}')
     return ', '.join(on) if on else 'stock'
@@ -64,8 +64,10 @@ class RunSummary:
     def __init__(self, path: Path, experiment: str, dataset: Optional[str], reference: Optional[dict],
                  seed: Optional[int], best_top1: float, last_top1: float, epochs: List[dict],
                  overrides: Sequence[str] = (), planned_epochs: Optional[int] = None, runtime: Optional[dict] = None,
-                 config_digest: Optional[str] = None, changed_mid_run: Sequence[str] = ()):
+                 config_digest: Optional[str] = None, changed_mid_run: Sequence[str] = (),
+                 test_top1: Optional[float] = None):
         self.path = path
+        self.test_top1 = test_top1  # the test top-1 of the best checkpoint (None when the run recorded none)
         self.config_digest = config_digest
         self.changed_mid_run = list(changed_mid_run)
         self.config_experiment = experiment  # the config's name, before --set variants are appended
@@ -171,8 +173,10 @@ def load_summary(path) -> RunSummary:
     changed = data.get('changed_mid_run', [])
     if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
         raise ReportError(f"{path}: 'changed_mid_run' must be a list of strings, got {changed!r}")
+    student_test = ((data.get('test') or dict()).get('student') or dict()).get('top1')
     return RunSummary(path, experiment, dataset, reference, seed, _number(data, 'best.top1', path),
-                      _number(data, 'last.top1', path), epochs, overrides, planned, runtime, digest, changed)
+                      _number(data, 'last.top1', path), epochs, overrides, planned, runtime, digest, changed,
+                      float(student_test) if _is_number(student_test) else None)
 
 
 @dataclass
@@ -304,6 +308,8 @@ class Row:
     best_std: Optional[float]
     last_mean: float
     last_std: Optional[float]
+    test_mean: Optional[float]
+    test_std: Optional[float]
     paper_top1: Optional[float]
     difference: Optional[float]
     difference_note: str
@@ -337,11 +343,13 @@ def aggregate(grouped: Grouped) -> List[Row]:
             paper = reference.get('top1')
             best_mean, best_std = mean_std([run.best_top1 for run in runs])
             last_mean, last_std = mean_std([run.last_top1 for run in runs])
+            tests = [run.test_top1 for run in runs]
+            test_mean, test_std = mean_std(tests) if None not in tests else (None, None)
             # a run with overridden settings is not the paper's experiment: its distance to the paper means nothing
             difference = None if paper is None or runs[0].is_variant else last_mean - paper
             note = 'n/a' if paper is None else 'n/a (--set)' if runs[0].is_variant else ''
             rows.append(Row(dataset, experiment, runtime, list(runs), [run.seed for run in runs], _epochs_text(runs),
-                            best_mean, best_std, last_mean, last_std, paper, difference, note,
+                            best_mean, best_std, last_mean, last_std, test_mean, test_std, paper, difference, note,
                             _mean_of([run.epoch_time() for run in runs]),
                             _mean_of([run.images_per_s() for run in runs]),
                             ' '.join(str(reference[k]) for k in ('paper', 'table') if reference.get(k)) or 'n/a'))
@@ -365,21 +373,25 @@ def row_cells(row: Row) -> List[str]:
     """The row as the text of :data:`COLUMNS`."""
     return [row.experiment, row.runtime, str(len(row.runs)), _seeds_text(row.seeds), row.epochs,
             _mean_std_text(row.best_mean, row.best_std), _mean_std_text(row.last_mean, row.last_std),
+            'n/a' if row.test_mean is None else _mean_std_text(row.test_mean, row.test_std),
             'n/a' if row.paper_top1 is None else f'{row.paper_top1:.2f}',
             row.difference_note or f'{row.difference:+.2f}',
             'n/a' if row.epoch_time_s is None else f'{row.epoch_time_s:.1f}',
             'n/a' if row.images_per_s is None else f'{row.images_per_s:.0f}', row.paper_source]
 
 
-NOTE = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over the runs; n/a for a single run. '
-        '"best" is the best validation epoch of each run, "last" its final epoch; the difference uses the '
-        'last-epoch mean. Paper numbers come from the experiment table (ttm_torchdistill/experiments/table.py), '
-        'or for experiments not in it from the reference block each run recorded. Runs with different --set '
-        'overrides, or trained from configs that differ (labelled [config <digest>]), are listed as separate '
-        'experiments, without a difference to the paper; runs whose config changed between sessions are listed '
-        'apart and never averaged; "incomplete" runs stopped '
-        'before the planned epochs. "runtime" is the speed options of the runs (stock: none), which never change '
-        'what is learned; epoch time includes validation, img/s counts training images per second of training.')
+NOTE = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over the runs; n/a for a single run. "best" '
+        'is the best validation epoch of each run, "last" its final epoch, "test" the final test of the best '
+        "checkpoint; the difference uses the last-epoch mean. The papers' configs validate on the test set, so there "
+        '"best" is chosen on the test set itself; a row whose runtime says holdout=N chose its best epoch on N held-out'
+        ' training images: "best" is the held-out top-1 and "test" the test top-1 of that checkpoint, the honest figure'
+        ' (such runs are never mixed with the others in a row). Paper numbers come from the experiment table '
+        '(ttm_torchdistill/experiments/table.py), or for experiments not in it from the reference block each run '
+        'recorded. Runs with different --set overrides, or trained from configs that differ (labelled [config '
+        '<digest>]), are listed as separate experiments, without a difference to the paper; runs whose config changed '
+        'between sessions are listed apart and never averaged; "incomplete" runs stopped before the planned epochs. '
+        '"runtime" is the speed options of the runs (stock: none), which never change what is learned (holdout aside); '
+        'epoch time includes validation, img/s counts training images per second of training.')
 
 
 def format_markdown(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> str:
@@ -387,7 +399,7 @@ def format_markdown(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> s
     blocks = []
     for dataset in OrderedDict((row.dataset, None) for row in rows):
         lines = [f'### {dataset}', '', '| ' + ' | '.join(COLUMNS) + ' |',
-                 '|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|']
+                 '|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|']
         lines += ['| ' + ' | '.join(row_cells(row)) + ' |' for row in rows if row.dataset == dataset]
         blocks.append('\n'.join(lines))
     blocks.append(NOTE)
@@ -409,20 +421,22 @@ def format_csv(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
     writer.writerow(['status', 'dataset', 'experiment', 'runtime', 'n', 'seeds', 'epochs', 'best_top1_mean',
-                     'best_top1_std', 'last_top1_mean', 'last_top1_std', 'paper_top1', 'last_minus_paper',
+                     'best_top1_std', 'last_top1_mean', 'last_top1_std', 'test_top1_mean', 'test_top1_std',
+                     'paper_top1', 'last_minus_paper',
                      'epoch_time_s', 'images_per_s', 'paper_source', 'detail'])
     for row in rows:
         writer.writerow(['done', row.dataset, row.experiment, row.runtime, len(row.runs),
                          ' '.join(str(s) for s in row.seeds if s is not None), row.epochs, row.best_mean,
-                         _blank(row.best_std), row.last_mean, _blank(row.last_std), _blank(row.paper_top1),
+                         _blank(row.best_std), row.last_mean, _blank(row.last_std), _blank(row.test_mean),
+                         _blank(row.test_std), _blank(row.paper_top1),
                          _blank(row.difference), _blank(row.epoch_time_s), _blank(row.images_per_s),
                          row.paper_source, row.difference_note])
     for run_id, error, log in (study.failed if study else []):
-        writer.writerow(['failed', '', run_id] + [''] * 13 + [f'{error} (log: {log})' if log else error])
+        writer.writerow(['failed', '', run_id] + [''] * 15 + [f'{error} (log: {log})' if log else error])
     for run_id, what in (study.missing if study else []):
-        writer.writerow(['missing', '', run_id] + [''] * 13 + [what])
+        writer.writerow(['missing', '', run_id] + [''] * 15 + [what])
     for path, changes in (study.changed if study else []):
-        writer.writerow(['changed mid-run', '', path] + [''] * 13 + ['; '.join(changes)])
+        writer.writerow(['changed mid-run', '', path] + [''] * 15 + ['; '.join(changes)])
     return out.getvalue()
 
 
@@ -436,6 +450,7 @@ def format_json(rows: Sequence[Row], study: Optional[StudyRuns] = None) -> str:
                       'n': len(row.runs), 'seeds': row.seeds, 'epochs': row.epochs,
                       'best_top1': {'mean': row.best_mean, 'std': row.best_std},
                       'last_top1': {'mean': row.last_mean, 'std': row.last_std},
+                      'test_top1': {'mean': row.test_mean, 'std': row.test_std},
                       'paper_top1': row.paper_top1, 'last_minus_paper': row.difference,
                       'epoch_time_s': row.epoch_time_s, 'images_per_s': row.images_per_s,
                       'paper_source': row.paper_source, 'summaries': [str(run.path) for run in row.runs]}

@@ -6,25 +6,17 @@ is not done, here (``--executor local``) or on Slurm (``--executor slurm``, thro
 ``python -m ttm_torchdistill report OUT`` tabulates the finished runs over seeds. See docs/studies.md.
 """
 import argparse
-import os
 import sys
-import time
 from typing import List, Optional
 
 from ..errors import error_line
 from ..study import slurm_queue, state
-from ..study.attempt import DONE
-from ..study.errors import StudyError
-from ..study.local import LocalExecutor
-from ..study.plan import (
-    changed_runs, changed_runs_error, changed_runs_text, make_plan, missing_teachers, missing_teachers_error,
-    set_aside, with_continue_changed,
-)
+from ..study.plan import changed_runs, make_plan
+from ..study.run_study import RunRequest, run_study
 from ..study.schema import load_study
-from ..study.status import format_plan, format_status, manifest
+from ..study.status import format_plan, format_status
 
 PROG = 'python -m ttm_torchdistill study'
-MANIFEST = 'plan.json'
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,58 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_manifest(plan) -> None:
-    state.write_json(os.path.join(plan.study.out_dir, MANIFEST), manifest(plan))
-
-
-def _handle_changed(args, plan):
-    """The plan to run, once the runs trained with other values than the study now asks are dealt with."""
-    changed = changed_runs(plan)
-    if not changed:
-        return plan
-    if args.continue_changed:
-        print(f'study {plan.study.name}: continuing under the new values: {changed_runs_text(changed)}', flush=True)
-        return with_continue_changed(plan, changed)
-    if not args.restart_changed:
-        raise changed_runs_error(plan, changed)
-    queue = slurm_queue.QueueSnapshot()
-    busy = [c.run.run_id for c in changed if state.task_state(c.run, queue).state in ('running', 'queued')]
-    if busy:
-        raise StudyError(f'{plan.study.path}: --restart-changed: {", ".join(busy)} running or queued; wait for them '
-                         f'(or stop them) first')
-    for folder in set_aside(plan, changed, time.strftime('%Y%m%d-%H%M%S')):
-        print(f'study {plan.study.name}: moved aside to start again: {folder}', flush=True)
-    return plan
-
-
 def _run(args, plan) -> int:
-    plan = _handle_changed(args, plan)
-    missing = missing_teachers(plan, [run for run in plan.runs if not state.is_done(run)])
-    if missing:
-        raise missing_teachers_error(plan, missing)
-    _write_manifest(plan)
-    if args.executor == 'local':
-        if args.wait:
-            raise StudyError('--wait applies to --executor slurm (the local executor runs in the foreground)')
-        if args.slots is not None and args.slots < 1:
-            raise StudyError(f'--slots must be at least 1, got {args.slots}')
-        try:
-            outcomes = LocalExecutor(plan, slots=args.slots).run()
-        except KeyboardInterrupt:
-            return 130
-        sys.stdout.write(format_status(plan, state.plan_states(plan, slurm_queue.QueueSnapshot(lambda: None))))
-        return 0 if all(o == DONE for o in outcomes.values()) else 1
-    if args.slots is not None:
-        raise StudyError('--slots applies to --executor local (Slurm runs as many as array_parallelism allows)')
-    from ..study import slurm
-    submitted = slurm.submit(plan, log=lambda line: print(line, flush=True))
-    if not submitted:
-        print(f'study {plan.study.name}: nothing to submit (every run is done, running or queued)')
-    if not args.wait:
-        return 0
-    states = slurm.wait(plan)
-    sys.stdout.write(format_status(plan, states))
-    return 0 if all(s.state == 'done' for s in states) else 1
+    return run_study(plan, RunRequest(executor=args.executor, slots=args.slots, wait=args.wait,
+                                      continue_changed=args.continue_changed, restart_changed=args.restart_changed))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

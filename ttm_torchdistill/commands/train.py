@@ -11,11 +11,13 @@ from typing import List, Optional
 
 import torch
 
+from ..cli import commands_help
 from ..errors import error_line
 from ..run.config.runtime import AMP_MODES
 from ..run.runner import RunOptions, run
 
-RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
+RUNTIME_FLAGS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed',
+                 'track', 'track_dir', 'track_project', 'track_name')
 
 EPILOG = textwrap.dedent('''\
     examples:
@@ -33,16 +35,17 @@ EPILOG = textwrap.dedent('''\
       # continue a killed run at the epoch after its last-epoch checkpoint
       python -m ttm_torchdistill --config X.yaml --seed 0 --resume
 
+      # watch it in TensorBoard (also wandb, trackio: offline, pip install -e ".[tensorboard]")
+      python -m ttm_torchdistill --config X.yaml --track tensorboard --track-dir track
+      tensorboard --logdir track/tensorboard
+
       # test the saved student (and teacher) only
       python -m ttm_torchdistill --config X.yaml -test_only
 
       # 4 GPUs (NCCL) or 4 CPU processes (gloo, add --device cpu); batch_size in the YAML is per process
       torchrun --nproc_per_node=4 -m ttm_torchdistill --config X.yaml --world_size 4
 
-    subcommands:
-      python -m ttm_torchdistill fetch-teachers --help   download public CIFAR-100 teachers
-      python -m ttm_torchdistill report --help           tabulate run summaries (<dst_ckpt stem>.json)
-    ''')
+    ''') + commands_help()
 
 
 def _default_device() -> str:
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                              'samples); without it one process trains on --device\'s GPU only, and the configs\' '
                              'wrapper entries apply under torchrun only')
     _add_speed_options(parser)
+    _add_track_options(parser)
     parser.add_argument('--traceback', action='store_true', help='show the Python traceback of errors')
     return parser
 
@@ -123,11 +127,38 @@ def _add_speed_options(parser: argparse.ArgumentParser) -> None:
     speed.add_argument('--teacher-cache', dest='teacher_cache', metavar='DIR',
                        help='read teacher logits from DIR (written by the cache-teacher subcommand) instead of '
                             'running the teacher; needs --device-data')
+    tuning = parser.add_argument_group('validation without the test set (also runtime.holdout, runtime.holdout_seed)')
+    tuning.add_argument('--holdout', type=int, metavar='N',
+                        help='validate on N training images held out (class-balanced), train on the rest; the test '
+                             'set is read only by the final test')
+    tuning.add_argument('--holdout-seed', dest='holdout_seed', type=int, metavar='S',
+                        help='which N images are held out (default 0; the run seed does not change them)')
+
+
+def _add_track_options(parser: argparse.ArgumentParser) -> None:
+    """The tracking keys of the ``runtime:`` block (docs/tracking.md)."""
+    track = parser.add_argument_group('tracking (runtime.track*: off by default; rank 0 writes, offline, nothing '
+                                      'here changes what is learned; docs/tracking.md)')
+    track.add_argument('--track', action='append', metavar='ENGINE',
+                       help='write the run to tensorboard, wandb and/or trackio (repeatable or comma-separated, '
+                            'off for none; each is an extra: pip install -e ".[tensorboard]"), e.g. --track '
+                            'tensorboard --track wandb')
+    track.add_argument('--track-dir', '--track_dir', dest='track_dir', metavar='DIR',
+                       help='folder of the trackers\' files (default ./track): DIR/tensorboard/<run name>, '
+                            'DIR/wandb (offline runs), DIR/trackio (its database)')
+    track.add_argument('--track-project', '--track_project', dest='track_project', metavar='NAME',
+                       help='W&B and trackio project (default ttm_torchdistill; a study passes its name)')
+    track.add_argument('--track-name', '--track_name', dest='track_name', metavar='NAME',
+                       help='the run\'s name in the trackers (default <experiment>/<variant>/seed<S>, variant base '
+                            'or the --set values; a study passes its run id); runs group by all but its last part')
 
 
 def runtime_flags(args: argparse.Namespace) -> dict:
     """The runtime options given as flags (an absent flag leaves the config's value)."""
-    return {key: getattr(args, key) for key in RUNTIME_FLAGS if getattr(args, key) is not None}
+    flags = {key: getattr(args, key) for key in RUNTIME_FLAGS if getattr(args, key) is not None}
+    if 'track' in flags:  # repeated --track: one comma-separated text, checked with the config's values
+        flags['track'] = ','.join(flags['track'])
+    return flags
 
 
 def main(argv: Optional[List[str]] = None) -> int:

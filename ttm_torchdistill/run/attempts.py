@@ -25,12 +25,14 @@ def attempts_path(dst_ckpt: str) -> str:
 
 
 def attempt_record(identity: Dict[str, Any], runtime: Dict[str, Any], from_epoch: int, world_size: int,
-                   previous_tree: Any, tree: Any) -> Dict[str, Any]:
+                   previous_tree: Any, tree: Any, track: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """One session of the run: it starts after ``from_epoch`` completed epochs.
 
     :param identity: the session's :func:`~.train.checkpoint.run_identity`.
     :param previous_tree: the config the previous session trained with (None for the first, or when a checkpoint
         of an earlier version recorded none).
+    :param track: the trackers the session writes to (:meth:`~.track.Tracking.attempt_info`; a resumed session
+        continues the tracker run of the last attempt that has one), None when it writes to none.
     """
     changes = tree_changes(previous_tree, tree) if previous_tree is not None and tree is not None else []
     return {'from_epoch': from_epoch, 'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'host': socket.gethostname(),
@@ -39,7 +41,12 @@ def attempt_record(identity: Dict[str, Any], runtime: Dict[str, Any], from_epoch
             'config_sha256': identity['config_sha256'], 'overrides': list(identity['overrides']),
             'code_version': identity.get('code_version'), 'runtime': runtime,
             'more_epochs': [c.text() for c in changes if is_epoch_change(c)],
-            'changes': [c.text() for c in changes if not is_epoch_change(c)]}
+            'changes': [c.text() for c in changes if not is_epoch_change(c)], 'track': track}
+
+
+def last_track(attempts: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The ``track`` record of the last attempt that wrote to trackers (None when none did)."""
+    return next((attempt['track'] for attempt in reversed(attempts) if attempt.get('track')), None)
 
 
 def changed_mid_run(attempts: List[Dict[str, Any]]) -> List[str]:

@@ -64,7 +64,8 @@ def cache_teacher(config: str, seed: Optional[int], out: str, epochs: Optional[i
     cache for runs of any seed (``views='all'``, no seed or epochs); returns the metadata written."""
     seed = _check_arguments(views, seed, epochs, amp, save_every_s)
     opts = RunOptions(config=config, device=device, seed=seed, overrides=list(overrides or []),
-                      allow_pickle=allow_pickle, runtime_flags={'device_data': True}, log_fitting=False)
+                      allow_pickle=allow_pickle, runtime_flags={'device_data': True}, log_fitting=False,
+                      tracking=False)
     ctx = init_distributed(device, 1, 'env://')
     if ctx.distributed:
         raise RunError('cache-teacher runs in one process (the cache serves every rank); launch it without torchrun')

@@ -12,7 +12,8 @@ from ..errors import RunError
 from .machine.context import DistContext, all_reduce_sum, broadcast_state, on_leaders
 from .models.weights import load_weights
 from .options import RunOptions
-from .prepare import Prepared
+from .prepared import Prepared
+from .config.walk import iter_train_stage_configs
 from .summary import build_summary, write_summary
 from .train.checkpoint import last_ckpt_path, summary_path
 from .train.evaluation import evaluate
@@ -26,6 +27,9 @@ def _test_loader(prepared: Prepared, ctx: DistContext):
     loader_config = (prepared.config.get('test') or dict()).get('test_data_loader')
     if not isinstance(loader_config, dict):
         return None
+    if prepared.build_test_set is not None:  # first read of the test set: training is over
+        prepared.datasets.update(prepared.build_test_set())
+        prepared.build_test_set = None
     if prepared.device_data is not None:
         return prepared.device_data.loader(loader_config, 'test.test_data_loader')
     return build_data_loader(prepared.datasets[loader_config['dataset_id']], loader_config, ctx.distributed)
@@ -85,6 +89,12 @@ def _format_metrics(metrics: Optional[Dict[str, Any]]) -> str:
     return f"top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f}"
 
 
+def _selected_on(prepared: Prepared) -> Optional[str]:
+    """The dataset the best epoch is chosen on: the first training stage's validation loader's."""
+    _, first = next(iter_train_stage_configs(prepared.config), (None, dict()))
+    return (first.get('val_data_loader') or dict()).get('dataset_id')
+
+
 def summarise(prepared: Prepared, opts: RunOptions, ctx: DistContext, state: RunState,
               test_results: Dict[str, Any], started: float) -> None:
     """Log the end-of-run summary and write it as JSON next to the best checkpoint.
@@ -96,7 +106,7 @@ def summarise(prepared: Prepared, opts: RunOptions, ctx: DistContext, state: Run
     summary = build_summary(opts.config, prepared.config.get('reference'), prepared.identity, ctx.world_size,
                             state.planned_epochs, state.history, state.best, test_results, checkpoints,
                             state.wall_time_s, prepared.runtime.as_dict(), time.time() - started,
-                            state.sampler_seed, state.attempts)
+                            state.sampler_seed, state.attempts, _selected_on(prepared), prepared.holdout)
     json_path = summary_path(dst_ckpt)
     write_summary(json_path, summary)
     logger.info(f'Summary: student best val {_format_metrics(summary["best"])} (epoch {summary["best"]["epoch"]}); '

@@ -34,6 +34,9 @@ class RunOptions:
     #: log what the run's config copy was fitted to the machine (loaders, wrappers); off for ``cache-teacher``,
     #: which uses neither
     log_fitting: bool = True
+    #: write to the trackers of ``runtime.track`` and the config's ``tracker:`` block; off for ``cache-teacher``,
+    #: which trains nothing
+    tracking: bool = True
     #: runtime options given as flags (``--amp bf16`` -> ``{'amp': 'bf16'}``); absent flags are not in it
     runtime_flags: Dict[str, Any] = field(default_factory=dict)
 

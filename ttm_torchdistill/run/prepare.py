@@ -1,14 +1,13 @@
 """The first stage of a run: read the config, check it, build the datasets and the models.
 
-Everything a later stage needs is returned in one :class:`Prepared` object; the config is not edited after this
-stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.config.smoke`).
+Everything a later stage needs is returned in one :class:`~.prepared.Prepared` object; the config is not edited
+after this stage (``--smoke`` works on a copy, see :mod:`ttm_torchdistill.run.config.smoke`).
 """
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -16,11 +15,14 @@ from torchdistill.common.main_util import import_dependencies, set_seed
 
 from ..errors import RunError
 from .config import preflight
+from .config.dataset_nodes import test_only_ids
+from .config.holdout import fit_crd_to_training_part, holdout_record, holdout_rewrite
 from .config.loading import LoadedConfig, load_config
 from .config.runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
 from .config.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
 from .config.walk import (
-    iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry, train_dataset_ids,
+    iter_loader_configs, iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry,
+    train_dataset_ids,
 )
 from .data.datasets import build_real_datasets
 from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache, two_view_teacher
@@ -32,53 +34,12 @@ from .machine.seeding import RunSeed, resolve_seed
 from .models.build import build_model
 from .models.weights import load_weights
 from .options import RunOptions
+from .prepared import Prepared
+from .summary import experiment_name
+from .track import check_installed, plan_tracking
 from .train.checkpoint import check_same_run, last_ckpt_path, load_last_on_rank0, run_identity
 
 logger = logging.getLogger('ttm_torchdistill.run')
-
-
-@dataclass
-class Prepared:
-    """What the training, test and summary stages work on.
-
-    :param config: the constructed config (a smoke-run copy under ``--smoke``), datasets not included.
-    :param datasets: dataset id -> dataset.
-    :param teacher: the teacher on the device (None without ``models.teacher_model``).
-    :param student: the student as built from ``models:`` on the device (never wrapped).
-    :param student_name: ``'student_model'`` or ``'model'``.
-    :param dst_ckpt: where the best student is saved (user paths expanded).
-    :param identity: seed, config digests, overrides and code version of the run (``checkpoint.run_identity``).
-    :param config_tree: the composed config after ``--set`` as JSON data (:mod:`.config.identity`).
-    :param seed: the run's seed, the same on every rank (:mod:`.seeding`).
-    :param resume_checkpoint: the last-epoch checkpoint ``--resume`` continues from, as rank 0 read it (every rank
-        holds the same content), else None.
-    :param runtime: the speed options of the run (``runtime:`` block, ``--set runtime.*``, flags).
-    :param device_data: the device-resident datasets (``runtime.device_data``), else None.
-    :param cached_teacher: the stand-in teacher reading ``runtime.teacher_cache`` (checked against this run), else
-        None.
-    :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
-    :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
-        (:func:`~ttm_torchdistill.run.machine.fit.box_device_ids`).
-    """
-    config: Dict[str, Any]
-    datasets: Dict[str, Any]
-    teacher: Optional[nn.Module]
-    student: nn.Module
-    student_name: str
-    dst_ckpt: str
-    identity: Dict[str, Any]
-    config_tree: Any = None
-    seed: RunSeed = RunSeed(0, drawn=False)
-    resume_checkpoint: Optional[Dict[str, Any]] = None
-    runtime: Runtime = Runtime()
-    device_data: Optional[DeviceData] = None
-    cached_teacher: Optional[CachedTeacher] = None
-    smoke_dir: Optional[str] = None
-    device_ids: Optional[Sequence[int]] = None
-
-    @property
-    def train_config(self) -> Dict[str, Any]:
-        return self.config['train']
 
 
 def _import_plugins(loaded: LoadedConfig) -> None:
@@ -144,7 +105,7 @@ def _seed_the_run(opts: RunOptions, ctx: DistContext, resume_checkpoint: Optiona
 def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
     """Load and check the config, then build datasets and models (cheap checks first, so a typo costs seconds)."""
     overrides, runtime_set = split_runtime_overrides(opts.overrides)
-    loaded = load_config(opts.config, overrides)
+    loaded = load_config(opts.config, overrides, rewrite=holdout_rewrite(runtime_set, opts.runtime_flags, opts.smoke))
     _import_plugins(loaded)
     runtime = resolve_runtime(loaded.config.get('runtime'), runtime_set, opts.runtime_flags)
     check_device(runtime, ctx.device.type, opts.data_parallel)
@@ -181,10 +142,15 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     elif not (opts.test_only or opts.smoke or opts.overwrite):
         on_leaders(lambda: _check_not_another_run(dst_ckpt, identity, opts, student_name), ctx, ctx.is_main,
                    f'checking {dst_ckpt}')
+    track_plan = None if opts.smoke or opts.test_only or not opts.tracking else \
+        plan_tracking(config.get('tracker'), runtime, experiment_name(opts.config)[0], seed.value, opts.overrides)
+    check_installed(track_plan)  # a missing tracker package is a one-line error before anything is built
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
-    datasets = _build_datasets(loaded, config, opts, ctx)
+    datasets, build_test_set = _build_datasets(loaded, config, opts, ctx)
+    for note in fit_crd_to_training_part(config, datasets) if runtime.holdout and not opts.smoke else ():
+        logger.info(f'holdout: {note}')
     teacher, student = _build_models(config, student_name, runtime, opts, ctx)
     if opts.log_config:
         logger.info(f'config: {config}')
@@ -194,7 +160,9 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
                     dst_ckpt=dst_ckpt, identity=identity, config_tree=loaded.tree, seed=seed,
                     resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
                     cached_teacher=cached_teacher, smoke_dir=smoke_dir,
-                    device_ids=box_device_ids(ctx, opts.data_parallel))
+                    device_ids=box_device_ids(ctx, opts.data_parallel), build_test_set=build_test_set,
+                    holdout=holdout_record(runtime.holdout, runtime.holdout_seed, config, datasets),
+                    track_plan=track_plan)
 
 
 def _check_resumed_run(ckpt: Dict[str, Any], identity: Dict[str, Any], tree: Any, dst_ckpt: str, opts: RunOptions,
@@ -235,14 +203,23 @@ def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) ->
 
 
 def _build_datasets(loaded: LoadedConfig, config: Dict[str, Any], opts: RunOptions, ctx: DistContext):
+    """The datasets training reads, and a function that builds the rest (the test loader's) for the final test."""
     if opts.smoke:
         datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
                                         train_samples=SMOKE_TRAIN_SAMPLES)
-    else:
-        # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
-        datasets = rank0_first(lambda: build_real_datasets(loaded), ctx, 'building the datasets')
-    preflight.check_dataset_ids(config, datasets)
-    return datasets
+        preflight.check_dataset_ids(config, datasets)
+        return datasets, None
+    loaders = dict(iter_loader_configs(config))
+    test_ids = {c.get('dataset_id') for where, c in loaders.items() if where.startswith('test.')}
+    later = test_only_ids(loaded, {c.get('dataset_id') for where, c in loaders.items()
+                                   if not where.startswith('test.')}, test_ids)
+    # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
+    eager = [dataset_id for dataset_id, _ in loaded.dataset_nodes if dataset_id not in later]
+    datasets = rank0_first(lambda: build_real_datasets(loaded, eager), ctx, 'building the datasets')
+    preflight.check_dataset_ids(config, {**datasets, **{i: None for i in later}})
+    if not later:
+        return datasets, None
+    return datasets, lambda: rank0_first(lambda: build_real_datasets(loaded, later), ctx, 'building the test set')
 
 
 def _build_models(config: Dict[str, Any], student_name: str, runtime: Runtime, opts: RunOptions,

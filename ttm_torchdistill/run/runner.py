@@ -16,13 +16,19 @@ import shutil
 import time
 from datetime import timedelta
 
+from typing import Optional
+
 from torch.backends import cudnn
 
-from .machine.context import cleanup, init_distributed
+from ..errors import error_line
+from .attempts import last_track
+from .machine.context import DistContext, cleanup, init_distributed
 from .final_evaluation import summarise, test
 from .console import run_logging
 from .options import RunOptions
 from .prepare import prepare
+from .prepared import Prepared
+from .track import Tracking, run_config
 from .train.loop import train
 from .train.state import RunState
 
@@ -42,10 +48,19 @@ def run(opts: RunOptions) -> int:
         with run_logging(ctx.is_main, opts.run_log):
             cudnn.benchmark = not opts.disable_cudnn_benchmark
             prepared = prepare(opts, ctx)
-            state = RunState() if opts.test_only else train(prepared, opts, ctx)
-            test_results = test(prepared, opts, ctx)
-            if not opts.test_only and ctx.is_main:
-                summarise(prepared, opts, ctx, state, test_results, wall_start)
+            tracking = _tracking(prepared, ctx)
+            try:
+                state = RunState() if opts.test_only else train(prepared, opts, ctx, tracking)
+                test_results = test(prepared, opts, ctx)
+                if tracking is not None:
+                    tracking.test_point(test_results)
+                if not opts.test_only and ctx.is_main:
+                    summarise(prepared, opts, ctx, state, test_results, wall_start)
+            except BaseException as exc:
+                _close_tracking(tracking, 'interrupted' if isinstance(exc, KeyboardInterrupt) else error_line(exc))
+                raise
+            if tracking is not None:
+                tracking.close(None)
             if opts.smoke:
                 logger.info(f'Smoke run of {opts.config} passed in {time.time() - wall_start:.1f}s '
                             f'(nothing written outside a temporary folder)')
@@ -54,3 +69,26 @@ def run(opts: RunOptions) -> int:
         if prepared is not None and prepared.smoke_dir is not None and ctx.is_main:
             shutil.rmtree(prepared.smoke_dir, ignore_errors=True)
         cleanup(ctx)
+
+
+def _tracking(prepared: Prepared, ctx: DistContext) -> Optional[Tracking]:
+    """Rank 0's trackers of this session (None on other ranks and without trackers); a resumed run continues the
+    tracker run its last tracked attempt wrote to."""
+    plan = prepared.track_plan
+    if plan is None or not ctx.is_main:
+        return None
+    config = run_config(prepared.identity, prepared.config_tree, prepared.runtime.as_dict(), ctx.world_size, plan,
+                        ctx.device)
+    previous = last_track((prepared.resume_checkpoint or dict()).get('attempts') or [])
+    return Tracking(plan, config, previous, ctx.device)
+
+
+def _close_tracking(tracking: Optional[Tracking], failure: str) -> None:
+    """Mark the tracker runs failed; a tracker that cannot be closed is reported, and the run's own error stays
+    the one the command ends with."""
+    if tracking is None:
+        return
+    try:
+        tracking.close(failure)
+    except Exception as exc:  # the run's error matters more than the tracker's
+        logger.warning(f'tracking: could not mark the tracker runs failed: {error_line(exc)}')

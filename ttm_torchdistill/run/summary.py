@@ -12,7 +12,9 @@ Schema (format 1)::
      "test": {"student": {"top1", "top5"}, "teacher": {"top1", "top5"}|null},
      "checkpoints": {"best": str, "last": str}, "wall_time_s": float, "session_time_s": float,
      "runtime": {"device_data", "amp", "channels_last", "compile", "teacher_cache"},
-     "config_digest": str|null, "code_version": str|null, "attempts": [{...}], "changed_mid_run": [str]}
+     "config_digest": str|null, "code_version": str|null, "attempts": [{...}], "changed_mid_run": [str],
+     "selected_on": str|null, "holdout": {"size", "asked", "seed", "class_balanced", "dataset", "held_out",
+                                           "indices_sha256"}|null}
 
 ``epoch_time_s`` is the whole epoch (training and validation), ``train_time_s`` its training part, and
 ``train_images`` the images trained on in the epoch over all processes (both absent from summaries written
@@ -22,7 +24,9 @@ null in a one-process run on torchdistill's loader, whose order comes from the r
 ``config_digest`` identifies the composed config after ``--set`` (paths that move files or tune loading left out,
 :mod:`~ttm_torchdistill.run.config.identity`), ``attempts`` lists every session of the run
 (:mod:`~ttm_torchdistill.run.attempts`) and ``changed_mid_run`` the config changes between them other than more
-epochs (``--resume --continue-changed``): ``report`` never averages such a run with others.
+epochs (``--resume --continue-changed``): ``report`` never averages such a run with others. ``selected_on`` is the
+dataset the best epoch was chosen on (the validation loader's; the test set in the papers' protocol), ``holdout`` the
+split of ``--holdout`` (:mod:`~ttm_torchdistill.run.config.holdout`).
 """
 import json
 import os
@@ -54,7 +58,8 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
                   best: Dict[str, Any], test: Dict[str, Any], checkpoints: Dict[str, str],
                   wall_time_s: float, runtime: Optional[Dict[str, Any]] = None,
                   session_time_s: Optional[float] = None, sampler_seed: Optional[int] = None,
-                  attempts: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+                  attempts: Optional[List[Dict[str, Any]]] = None, selected_on: Optional[str] = None,
+                  holdout: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Assemble the summary dict with exactly the keys of the schema above.
 
     :param wall_time_s: training time, all sessions of a resumed run added up (the epochs, validation and
@@ -81,7 +86,7 @@ def build_summary(config_path: str, reference: Optional[Dict[str, Any]], identit
         'test': test, 'checkpoints': checkpoints, 'wall_time_s': wall_time_s, 'session_time_s': session_time_s,
         'runtime': runtime, 'config_digest': identity.get('config_digest'),
         'code_version': identity.get('code_version'), 'attempts': list(attempts or []),
-        'changed_mid_run': changed_mid_run(attempts or []),
+        'changed_mid_run': changed_mid_run(attempts or []), 'selected_on': selected_on, 'holdout': holdout,
     }
 
 

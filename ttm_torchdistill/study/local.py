@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, TextIO
 
 from . import attempt as attempts
 from . import state
-from .errors import StudyError
+from ..errors import StudyError
 from .plan import Plan, Run
 from .state import Task, task_id
 
@@ -80,8 +80,8 @@ class LocalExecutor:
     def _worker(self, task: Task, devices: List[str]) -> None:
         name = task_id(task)
         try:
-            outcome = attempts.attempt(task, self.plan, env=self._env(devices),
-                                       on_start=lambda p: self.processes.__setitem__(name, p))
+            outcome = attempts.settle(task, self.plan, env=self._env(devices),
+                                      on_start=lambda p: self.processes.__setitem__(name, p))
         except Exception as exc:  # a broken study folder (permissions, disk full) is this task's failure only
             outcome = attempts.FAILED
             state.record_failure(task, f'error: {type(exc).__name__}: {exc}', None)
@@ -117,7 +117,7 @@ class LocalExecutor:
                         if not self.free or self.stopping:
                             break
                         cache = self._cache_outcome(task)
-                        if cache in (attempts.LOCKED, attempts.INTERRUPTED):
+                        if cache in (attempts.LOCKED, attempts.INTERRUPTED, attempts.CRASHED):
                             todo.remove(task)
                             self.outcomes[task_id(task)] = cache
                         elif cache in (attempts.DONE, attempts.FAILED):
@@ -134,6 +134,7 @@ class LocalExecutor:
                 time.sleep(0.2)
         except KeyboardInterrupt:
             self.stopping = True
+            attempts.request_stop('Ctrl-C')  # the commands it ends were stopped, not crashed
             log(f'study {self.plan.study.name}: stopping (Ctrl-C): every run keeps its last checkpoint; '
                 f'`study run` again continues')
             for process in list(self.processes.values()):
@@ -150,7 +151,8 @@ class LocalExecutor:
     def _progress(self, total: int, waiting: int) -> str:
         done = sum(o == attempts.DONE for o in self.outcomes.values())
         failed = sum(o == attempts.FAILED for o in self.outcomes.values())
-        other = sum(o in (attempts.INTERRUPTED, attempts.LOCKED) for o in self.outcomes.values())
+        other = sum(o in (attempts.INTERRUPTED, attempts.LOCKED, attempts.CRASHED, attempts.WAITING)
+                    for o in self.outcomes.values())
         running = len(self.started)
         line = f'study {self.plan.study.name}: {done} done, {running} running, {failed} failed'
         if other:

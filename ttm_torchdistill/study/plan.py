@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from ..errors import UserError
 from . import runner_api
 from .caches import CacheNeed, cache_for, no_cache_reason
-from .errors import StudyError
+from ..errors import StudyError
 from .schema import Study, grid_value_text
 
 RUNS_DIR = 'runs'
@@ -234,7 +234,9 @@ def make_plan(study: Study, python: str = sys.executable) -> Plan:
                 fields = dict(run_id=run_id, experiment=facts.experiment, variant=label, seed=seed, config=config,
                               overrides=overrides, folder=os.path.join(out, RUNS_DIR, run_id),
                               student_name=facts.student_name, planned_epochs=facts.planned_epochs,
-                              flags=tuple(study.runtime.flags(facts.device_data_refusal)), gpus=study.resources.gpus,
+                              flags=tuple(study.runtime.flags(facts.device_data_refusal)
+                                          + study.runtime.track_flags(out, study.name, run_id)),
+                              gpus=study.resources.gpus,
                               no_cache=no_cache_reason(study.runtime.teacher_cache, facts),
                               teacher_ckpt=facts.teacher_ckpt, teacher_key=(facts.teacher_model or dict()).get('key'))
                 pending.append((fields, None if need is None else need.key))
@@ -323,7 +325,8 @@ def changed_runs(plan: Plan) -> List[ChangedRun]:
         finished = run.is_finished()
         if not os.path.isfile(run.summary) and not os.path.isfile(run.last_ckpt):
             continue
-        asked = runner_api.asked_tree(config_path(plan.study, run.config), tuple(run.overrides))
+        asked = runner_api.asked_tree(config_path(plan.study, run.config), tuple(run.overrides),
+                                      plan.study.runtime.holdout, plan.study.runtime.holdout_seed)
         changes = runner_api.recorded_changes(run.dst_ckpt, asked)
         if changes:
             changed.append(ChangedRun(run, tuple(changes), finished))

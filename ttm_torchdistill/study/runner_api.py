@@ -17,6 +17,8 @@ from torchvision.datasets import CIFAR10
 from ..errors import RunError, one_line
 from ..run.attempts import attempts_path, read_attempts
 from ..run.config import apply_override, compose_file, load_config
+from ..run.config.holdout import holdout_rewrite
+from ..run.config.loading import composed_with_overrides
 from ..run.config.identity import config_tree, is_epoch_change, tree_changes
 from ..run.config.dataset_nodes import construct_optional, dataset_class, dataset_class_key, init_kwargs_node
 from ..run.config.loading import mapping_value_node
@@ -101,13 +103,15 @@ def value_kind(config_path: str, overrides: Sequence[str], dotted: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def asked_tree(config_path: str, overrides: Tuple[str, ...]) -> Any:
-    """The composed config a run of ``config_path`` with ``overrides`` trains with, as the runner records it
-    (:func:`~ttm_torchdistill.run.config.identity.config_tree`); seeds of a variant share it (cached)."""
-    rest, _ = split_runtime_overrides(overrides)
-    _, root = compose_file(config_path)
-    for assignment in rest:
-        apply_override(root, assignment)
+def asked_tree(config_path: str, overrides: Tuple[str, ...], holdout: Optional[int] = None,
+               holdout_seed: int = 0) -> Any:
+    """The composed config a run of ``config_path`` with ``overrides`` (and the study's ``runtime.holdout``) trains
+    with, as the runner records it (:func:`~ttm_torchdistill.run.config.identity.config_tree`); seeds of a variant
+    share it (cached)."""
+    rest, runtime_set = split_runtime_overrides(overrides)
+    flags = {'holdout': holdout, 'holdout_seed': holdout_seed} if holdout else dict()
+    _, root = composed_with_overrides(config_path, rest)
+    holdout_rewrite(runtime_set, flags)(root)
     return config_tree(root)
 
 

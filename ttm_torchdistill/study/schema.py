@@ -8,12 +8,12 @@
     set: [train.num_epochs=240]        # --set overrides for every run
     grid:                              # cross product of --set values; each combination is a variant
       train.criterion.kwargs.sub_terms.wttm.weight: [1.0, 4.0]
-    runtime: {device_data: true, amp: bf16, teacher_cache: auto}
+    runtime: {device_data: true, amp: bf16, teacher_cache: auto, track: [tensorboard]}
     resources: {gpus: 1, cpus: 4, mem_gb: 16, time_min: 720}
     slurm: {partition: gpu, account: null, qos: null, constraint: null, array_parallelism: 32, additional: {},
             setup: []}
 
-A problem is a :class:`~ttm_torchdistill.study.errors.StudyError` naming the file and the key.
+A problem is a :class:`~ttm_torchdistill.errors.StudyError` naming the file and the key.
 """
 import os
 from dataclasses import dataclass, field
@@ -21,12 +21,15 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from .errors import StudyError
+from ..run.config.runtime import TRACK_ENGINES
+from ..errors import StudyError
 
 KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
-RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache')
+RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed',
+                'track', 'track_dir', 'track_project')
 RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
-SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup')
+SLURM_KEYS = ('partition', 'account', 'qos', 'constraint', 'array_parallelism', 'additional', 'setup',
+              'signal_delay_s')
 AMP_MODES = ('off', 'bf16', 'fp16')
 CACHE_DTYPES = ('float32', 'float16')
 
@@ -43,7 +46,8 @@ class Resources:
 @dataclass(frozen=True)
 class SlurmOptions:
     """Passed through to sbatch (through submitit); ``additional`` holds any other sbatch option, ``setup``
-    shell lines run before each job (``module load ...``, ``source venv/bin/activate``)."""
+    shell lines run before each job (``module load ...``, ``source venv/bin/activate``); ``signal_delay_s``: how
+    long before the time limit Slurm sends the pre-timeout signal (submitit's ``USR2``), which requeues the job."""
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
@@ -51,6 +55,7 @@ class SlurmOptions:
     array_parallelism: int = 256
     additional: Dict[str, Any] = field(default_factory=dict)
     setup: Tuple[str, ...] = ()
+    signal_delay_s: int = 90
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,26 @@ class RuntimeOptions:
     """The runner's speed options for every run; ``teacher_cache: auto`` makes the study build the caches (complete
     ones where the training transform allows, else per seed), ``per_seed`` per-seed ones; a folder is read as is.
     ``device_data: auto`` turns the device data path on for every config it accepts and leaves the others on
-    torchdistill's loader (the plan names them and why); ``true`` makes a config it refuses a study-file error."""
+    torchdistill's loader (the plan names them and why); ``true`` makes a config it refuses a study-file error.
+    ``track`` names the trackers every run writes to, in ``track_dir`` (default ``<out>/track``) under the run's id
+    (``<experiment>/<variant>/seed<S>``), in the W&B/trackio project ``track_project`` (default the study's name)."""
     device_data: Union[bool, str] = False
     amp: str = 'off'
     channels_last: bool = False
     compile: bool = False
     teacher_cache: Optional[str] = None
+    holdout: Optional[int] = None
+    holdout_seed: int = 0
+    track: Tuple[str, ...] = ()
+    track_dir: Optional[str] = None
+    track_project: Optional[str] = None
+
+    def track_flags(self, out: str, study_name: str, run_id: str) -> List[str]:
+        """The runner flags of the trackers of run ``run_id`` (none when the study tracks nothing)."""
+        if not self.track:
+            return []
+        return ['--track', ','.join(self.track), '--track-dir', self.track_dir or os.path.join(out, 'track'),
+                '--track-project', self.track_project or study_name, '--track-name', run_id]
 
     def flags(self, device_data_refusal: Optional[str] = None) -> List[str]:
         """The runner flags that turn these options on (a false value leaves the config's own ``runtime:``).
@@ -81,6 +100,8 @@ class RuntimeOptions:
             argv.append('--compile')
         if self.teacher_cache not in (None, 'auto', 'per_seed'):
             argv += ['--teacher-cache', self.teacher_cache]
+        if self.holdout:
+            argv += ['--holdout', str(self.holdout), '--holdout-seed', str(self.holdout_seed)]
         return argv
 
 
@@ -213,8 +234,29 @@ def _runtime(path: str, value: Any) -> RuntimeOptions:
     if cache is not None and not device_data:
         raise _fail(path, 'runtime.teacher_cache', 'needs runtime.device_data: true or auto (the cache is indexed '
                                                    'by the device-data augmentation stream)')
+    holdout, holdout_seed = value.get('holdout'), value.get('holdout_seed', 0)
+    if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1):
+        raise _fail(path, 'runtime.holdout', f'expected a positive number of training images, got {holdout!r}')
+    if isinstance(holdout_seed, bool) or not isinstance(holdout_seed, int) or holdout_seed < 0:
+        raise _fail(path, 'runtime.holdout_seed', f'expected a non-negative integer, got {holdout_seed!r}')
+    if holdout and device_data:
+        raise _fail(path, 'runtime.holdout', 'runs on torchdistill\'s loader: the device data path does not hold a '
+                                             'held-out split yet; set device_data: false')
     return RuntimeOptions(device_data=device_data, amp=amp, channels_last=value.get('channels_last', False),
-                          compile=value.get('compile', False), teacher_cache=cache)
+                          compile=value.get('compile', False), teacher_cache=cache, holdout=holdout,
+                          holdout_seed=holdout_seed, track=_track(path, value.get('track')),
+                          track_dir=_optional_str(path, 'runtime.track_dir', value.get('track_dir')),
+                          track_project=_optional_str(path, 'runtime.track_project', value.get('track_project')))
+
+
+def _track(path: str, value: Any) -> Tuple[str, ...]:
+    """``runtime.track``: a list of trackers (or one name); null, false or [] for none."""
+    if value is None or value is False:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) and item in TRACK_ENGINES for item in items):
+        raise _fail(path, 'runtime.track', f'expected a list of {", ".join(TRACK_ENGINES)}, got {value!r}')
+    return tuple(dict.fromkeys(items))
 
 
 def _resources(path: str, value: Any) -> Resources:
@@ -248,9 +290,12 @@ def _slurm(path: str, value: Any) -> SlurmOptions:
     if not isinstance(additional, dict) or not all(isinstance(k, str) and k for k in additional):
         raise _fail(path, 'slurm.additional', f'expected a mapping of sbatch option -> value, got {additional!r}')
     setup = _string_list(path, 'slurm.setup', value.get('setup') or [], allow_empty=True)
+    delay = value.get('signal_delay_s', SlurmOptions.signal_delay_s)
+    if not _is_int(delay) or delay < 1:
+        raise _fail(path, 'slurm.signal_delay_s', f'expected an integer >= 1 (seconds), got {delay!r}')
     return SlurmOptions(**{k: _optional_str(path, f'slurm.{k}', value.get(k))
                            for k in ('partition', 'account', 'qos', 'constraint')},
-                        array_parallelism=parallelism, additional=dict(additional), setup=setup)
+                        array_parallelism=parallelism, additional=dict(additional), setup=setup, signal_delay_s=delay)
 
 
 def parse_study(data: Any, path: str, base: str) -> Study:

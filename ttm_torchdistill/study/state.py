@@ -6,10 +6,14 @@ Files of a task folder (a run's ``<out>/runs/<run id>``, a cache's ``<out>/cache
 * ``lock``: held while an attempt runs (:mod:`.locks`);
 * ``failed.json``: the last attempt failed: ``{error, exit_code, log, host, job_id, time}``; removed when an
   attempt starts;
+* ``crashes.json``: the crashed attempts in a row (a signal that neither the study nor the scheduler sent):
+  ``{crashes: [{signal, oom, log_tail, host, job_id, time}]}``; removed when an attempt ends otherwise;
+* ``attempts.jsonl``: a ``start`` and an ``end`` line for every holder of the lock (:mod:`.attempt`);
 * ``submitted.json``: the Slurm job ids it was submitted as (the last one counts);
 * ``console.log``: every attempt's header and the command's output; a run's ``run.log`` holds the runner's log
   lines of every attempt, ``student.last.pt`` its last completed epoch.
 """
+import glob
 import json
 import os
 import re
@@ -17,13 +21,16 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
+from ..atomic import atomic_file
 from . import locks
 from .caches import CacheNeed
 from .plan import CONSOLE_LOG, Run
 from .slurm_queue import QueueSnapshot
 
-FAILED_FILE, SUBMITTED_FILE = 'failed.json', 'submitted.json'
+FAILED_FILE, SUBMITTED_FILE, CRASHES_FILE = 'failed.json', 'submitted.json', 'crashes.json'
 STATES = ('done', 'running', 'queued', 'failed', 'interrupted', 'pending')
+#: Age after which a state file's temporary file is a killed writer's leftover (see :func:`write_json`).
+STALE_TEMP_S = 600.0
 _EPOCH_LINE = re.compile(r'Epoch (\d+)/(\d+) done')
 
 Task = Union[Run, CacheNeed]
@@ -60,10 +67,28 @@ def read_json(path: str) -> Optional[dict]:
 
 
 def write_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + '.partial', 'w') as fp:
-        json.dump(data, fp, indent=1)
-    os.replace(path + '.partial', path)
+    """Replace ``path`` with ``data`` atomically: a temporary file of its own (two ``study run`` writing ``plan.json``
+    at once each rename a complete file; the last one wins), fsync'ed, then renamed. A killed writer's temporary
+    file (``.NAME.*.tmp``) is never read, and a later write removes the ones older than :data:`STALE_TEMP_S`."""
+    with atomic_file(path, 'w') as pending:
+        json.dump(data, pending.file, indent=1)
+    remove_stale_temps(path)
+
+
+def remove_stale_temps(path: str, older_than_s: float = None) -> List[str]:
+    """Remove the temporary files that killed writers of ``path`` left (older than ``older_than_s``, default
+    :data:`STALE_TEMP_S`: a live writer of a small JSON file renames its own within milliseconds); returns them."""
+    older_than_s = STALE_TEMP_S if older_than_s is None else older_than_s
+    folder, name = os.path.split(os.path.abspath(path))
+    removed = []
+    for temp in glob.glob(os.path.join(glob.escape(folder), f'.{glob.escape(name)}.*.tmp')):
+        try:
+            if time.time() - os.path.getmtime(temp) > older_than_s:
+                os.remove(temp)
+                removed.append(temp)
+        except FileNotFoundError:  # another writer removed or renamed it meanwhile
+            pass
+    return removed
 
 
 def record_failure(task: Task, error: str, exit_code: Optional[int]) -> None:
@@ -81,6 +106,27 @@ def clear_failure(task: Task) -> None:
 
 def failure(task: Task) -> Optional[dict]:
     return read_json(os.path.join(task.folder, FAILED_FILE))
+
+
+def record_crash(task: Task, crash: dict) -> int:
+    """Add a crashed attempt (``{signal, oom, log_tail}``) to ``crashes.json``; returns the crashes in a row."""
+    path = os.path.join(task.folder, CRASHES_FILE)
+    found = crashes(task) + [dict(crash, host=locks.holder_record()['host'], job_id=locks.current_job_id(),
+                                  time=time.strftime('%Y-%m-%d %H:%M:%S'))]
+    write_json(path, {'crashes': found})
+    return len(found)
+
+
+def crashes(task: Task) -> List[dict]:
+    """The crashed attempts in a row of ``task`` (the last attempt crashed when there are any)."""
+    return list((read_json(os.path.join(task.folder, CRASHES_FILE)) or {}).get('crashes') or [])
+
+
+def clear_crashes(task: Task) -> None:
+    try:
+        os.remove(os.path.join(task.folder, CRASHES_FILE))
+    except FileNotFoundError:
+        pass
 
 
 def record_submission(task: Task, job_id: str) -> None:
@@ -136,8 +182,13 @@ def task_state(task: Task, queue: QueueSnapshot, caches: Optional[Dict[str, 'Tas
         if cache is not None and cache.state == 'failed':
             return TaskState(task, 'failed', f'teacher cache {task.cache.key} failed: {cache.detail}', cache.log)
     if has_started(task):
-        return TaskState(task, 'interrupted', 'continues from its last checkpoint' if isinstance(task, Run) and
-                         os.path.isfile(task.last_ckpt) else 'starts again', console_log(task))
+        detail = 'continues from its last checkpoint' if isinstance(task, Run) and os.path.isfile(task.last_ckpt) \
+            else 'starts again'
+        crashed = crashes(task)
+        if crashed:
+            detail = f'crashed {len(crashed)} time(s) in a row: {crashed[-1].get("signal")}, ' \
+                     f'{crashed[-1].get("oom")}; {detail}'
+        return TaskState(task, 'interrupted', detail, console_log(task))
     return TaskState(task, 'pending')
 
 

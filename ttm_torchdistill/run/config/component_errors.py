@@ -75,7 +75,7 @@ def _lookup(where: str, kind: str, key: Any, *registries: Dict[str, Any]) -> Any
 
 
 def _loss_components(where: str, criterion: Dict[str, Any]) -> Iterator[Component]:
-    # Unknown criterion keys are reported earlier, with the plugin's keys (preflight.check_loss_keys).
+    # Unknown criterion keys are reported earlier, with every registered key (preflight.check_loss_keys).
     key = criterion.get('key')
     if key in HIGH_LEVEL_LOSS_DICT:
         yield Component(f'{where}.criterion', 'loss', key, HIGH_LEVEL_LOSS_DICT[key],

@@ -5,7 +5,7 @@ earlier, for checks and messages, is read here without running their ``!import_c
 """
 import importlib
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from torch.utils.data import Dataset
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -63,18 +63,46 @@ def is_data_source(node: Node) -> bool:
         mapping_value_node(init_kwargs_node(node), 'dataset') is None
 
 
-def data_source(node: Node) -> Node:
-    """The first node that reads data in the entry ``node`` (itself when it does, the split's source for a part of a
-    split, ...), depth first; ``node`` when there is none."""
+def walk_nodes(node: Node) -> Iterator[Node]:
+    """Every node below ``node`` (itself first, then depth first, keys and values in file order), each shared node once
+    (an anchor and its aliases are one node)."""
     stack, seen = [node], set()
     while stack:
         current = stack.pop()
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if is_data_source(current):
-            return current
+        yield current
         children = current.value if isinstance(current, SequenceNode) else \
-            [value for _, value in current.value] if isinstance(current, MappingNode) else []
+            [part for pair in current.value for part in pair] if isinstance(current, MappingNode) else []
         stack.extend(reversed(children))
-    return node
+
+
+def data_source(node: Node) -> Node:
+    """The first node that reads data in the entry ``node`` (itself when it does, the split's source for a part of a
+    split, ...), depth first; ``node`` when there is none."""
+    return next((current for current in walk_nodes(node) if is_data_source(current)), node)
+
+
+def _makes_a_dataset(node: Node) -> bool:
+    """A node that builds a dataset: one that reads data, or a call given one (a split, a wrapper)."""
+    return is_data_source(node) or (isinstance(node, MappingNode) and node.tag == '!import_call' and
+                                    mapping_value_node(init_kwargs_node(node), 'dataset') is not None)
+
+
+def _dataset_nodes(node: Node) -> set:
+    """The nodes below ``node`` that build a dataset (a shared transform does not tie two datasets together)."""
+    return {id(current) for current in walk_nodes(node) if _makes_a_dataset(current)}
+
+
+def test_only_ids(loaded: LoadedConfig, train_and_val_ids: set, test_ids: set) -> set:
+    """The dataset ids only the test loader reads, and that share no YAML node with the others (a part of a split the
+    training set comes from must be built with it): those are built for the final test only, so that training never
+    reads the test set."""
+    candidates = {i for i in test_ids if i not in train_and_val_ids}
+    others = set()
+    for dataset_id, node in loaded.dataset_nodes:
+        if dataset_id not in candidates:
+            others |= _dataset_nodes(node)
+    return {dataset_id for dataset_id, node in loaded.dataset_nodes
+            if dataset_id in candidates and not (_dataset_nodes(node) & others)}

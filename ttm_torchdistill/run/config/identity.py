@@ -8,7 +8,8 @@ as plain JSON data (:func:`config_tree`) in the last checkpoint and in the run's
 
 Some paths move files or tune loading and leave the experiment unchanged (:data:`BOOKKEEPING_KEYS`: where the
 checkpoint, the data and the teacher's download go, the loader's workers); the ``runtime:`` block holds the speed
-options, recorded apart; ``reference:`` is the paper's number. None of them enters the digest or the changes.
+options, recorded apart; ``reference:`` is the paper's number; ``tracker:`` where the run is watched. None of them
+enters the digest or the changes.
 The number of epochs does (a run of 240 epochs is not one of 300), but adding epochs to a run is a continuation,
 not a change: :func:`is_epoch_change` tells it apart.
 """
@@ -25,8 +26,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 #: Last path components that never change what is learned (paths, loading, logging).
 BOOKKEEPING_KEYS = ('dst_ckpt', 'root', 'download', 'num_workers', 'pin_memory', 'persistent_workers',
                     'prefetch_factor', 'log_freq')
-#: Top-level keys left out: the speed options (recorded separately) and the paper's reference number.
-LEFT_OUT_TOP = ('runtime', 'reference')
+#: Top-level keys left out: the speed options (recorded separately), the paper's reference number and torchdistill's
+#: ``tracker:`` block (where the run is watched, not what it learns).
+LEFT_OUT_TOP = ('runtime', 'reference', 'tracker')
 #: Where a tagged node keeps its tag in the tree (YAML keys never start with a space).
 TAG_KEY = ' tag'
 _CORE_TAG = 'tag:yaml.org,2002:'

@@ -10,7 +10,7 @@ without touching the network or the data folder, and so that a missing dataset f
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from torchdistill.common import yaml_util
@@ -290,14 +290,18 @@ class SharedConstruction:
         self.loader.deep_construct = False
 
 
-def load_config(path: str, overrides: Sequence[str] = ()) -> LoadedConfig:
-    """Compose ``path``, apply ``overrides`` and construct everything except the datasets.
+def load_config(path: str, overrides: Sequence[str] = (), rewrite: Optional[Callable[[MappingNode], None]] = None
+                ) -> LoadedConfig:
+    """Compose ``path``, apply ``overrides`` (then ``rewrite``) and construct everything except the datasets.
 
     :param path: YAML config path.
     :param overrides: ``KEY=VALUE`` strings from ``--set``, applied in order.
+    :param rewrite: changes the composed tree in place after the overrides (``--holdout``, :mod:`.holdout`).
     :return: the loaded config; ``config['datasets']`` is absent until the datasets are built.
     """
     loader, root = composed_with_overrides(path, overrides)
+    if rewrite is not None:
+        rewrite(root)
     tree = config_tree(root)
     dataset_nodes: List[Tuple[str, Node]] = []
     kept = []

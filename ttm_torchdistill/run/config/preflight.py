@@ -11,6 +11,7 @@ from torchdistill.losses.registry import HIGH_LEVEL_LOSS_DICT, LOSS_DICT, LOW_LE
 from torchvision.datasets import CIFAR10
 from yaml.nodes import MappingNode
 
+from ...checks.signatures import suggestion
 from ...errors import RunError, one_line
 from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
 from ..data.device_transforms import translate_transform
@@ -84,6 +85,32 @@ def check_teacher_has_weights(config: Dict[str, Any], smoke: bool) -> None:
                    f'{how_to_get_weights(teacher.get("key"), "models.teacher_model.src_ckpt")}')
 
 
+def _loss_keys_by_package() -> Dict[str, list]:
+    """The keys a sub-term's ``criterion.key`` may take, by the top-level package of what each names, read from
+    torchdistill's registries now: after ``dependencies:`` is imported, a user's package shows its own keys."""
+    groups: Dict[str, list] = dict()
+    for registry in (MIDDLE_LEVEL_LOSS_DICT, LOW_LEVEL_LOSS_DICT, LOSS_DICT):
+        for key, obj in registry.items():
+            package = (getattr(obj, '__module__', None) or '?').split('.')[0]
+            # torchdistill fills LOSS_DICT with every class torch.nn.modules.loss holds, its imports (Tensor, Module,
+            # Callable, ...) included; only the losses are worth offering
+            if registry is not LOSS_DICT or ('Loss' in key and not key.startswith('_')):
+                groups.setdefault(package, []).append(key)
+    return groups
+
+
+def _unknown_loss(key: Any, where: str, config: Dict[str, Any]) -> RunError:
+    groups = _loss_keys_by_package()
+    close = suggestion(str(key), [k for keys in groups.values() for k in keys])
+    hint = f" (did you mean '{close}'?)" if close else ''
+    # the plugin's own keys and the `dependencies:` advice come last, from registry_hint
+    others = '; '.join(f'{package} provides: {", ".join(sorted(keys))}' for package, keys in sorted(groups.items())
+                       if package != 'ttm_torchdistill')
+    return RunError(f'unknown loss key {key!r} in {where}{hint}; registered: {others}; '
+                    f'{registry_hint(config, MIDDLE_LEVEL_LOSS_DICT)}; another package\'s keys are listed once the '
+                    f'config\'s `dependencies:` imports it')
+
+
 def check_loss_keys(config: Dict[str, Any]) -> None:
     """Every criterion key of the training stage(s) is registered (before torchdistill's bare KeyError)."""
     for where, stage in iter_train_stage_configs(config):
@@ -92,7 +119,9 @@ def check_loss_keys(config: Dict[str, Any]) -> None:
             continue
         high_key = criterion.get('key')
         if high_key not in HIGH_LEVEL_LOSS_DICT:
-            raise RunError(f'unknown high-level loss key {high_key!r} in {where}.criterion.key; '
+            close = suggestion(str(high_key), HIGH_LEVEL_LOSS_DICT)
+            raise RunError(f'unknown high-level loss key {high_key!r} in {where}.criterion.key'
+                           f'{f" (did you mean {close!r}?)" if close else ""}; '
                            f'available: {", ".join(sorted(HIGH_LEVEL_LOSS_DICT))}')
         sub_terms = (criterion.get('kwargs') or dict()).get('sub_terms') or dict()
         for name, term in sub_terms.items():
@@ -101,8 +130,7 @@ def check_loss_keys(config: Dict[str, Any]) -> None:
                 continue
             key = sub.get('key')
             if key not in MIDDLE_LEVEL_LOSS_DICT and key not in LOSS_DICT and key not in LOW_LEVEL_LOSS_DICT:
-                raise RunError(f'unknown loss key {key!r} in {where}.criterion.kwargs.sub_terms.{name}; '
-                               f'{registry_hint(config, MIDDLE_LEVEL_LOSS_DICT)}')
+                raise _unknown_loss(key, f'{where}.criterion.kwargs.sub_terms.{name}', config)
             if key in MIDDLE_LEVEL_LOSS_DICT and 'kwargs' not in sub:
                 raise RunError(f'{where}.criterion.kwargs.sub_terms.{name}.criterion needs `kwargs:` '
                                f'(torchdistill requires it for mid-level loss {key!r})')
@@ -115,10 +143,11 @@ def check_dataset_layout(loaded: LoadedConfig) -> None:
     for dataset_id, node in loaded.dataset_nodes:
         if isinstance(node, MappingNode) and node.tag == 'tag:yaml.org,2002:map' and \
                 mapping_value_node(node, 'splits') is not None:
-            raise RunError(f'datasets.{dataset_id} is written in torchdistill\'s pre-1.0 layout (a `splits:` mapping '
-                           f'of dataset ids with transform_configs), which torchdistill 1.1.5 does not read: write each '
-                           f'split as its own entry under datasets:, an !import_call of the dataset class with its '
-                           f'transform (the layout of torchdistill 1.x\'s sample configs and of this plugin\'s configs/)')
+            raise RunError(f'datasets.{dataset_id} is written in torchdistill\'s pre-1.0 layout (a `splits:` '
+                           f'mapping of dataset ids with transform_configs), which torchdistill 1.1.5 does not read: '
+                           f'write each split as its own entry under datasets:, an !import_call of the dataset class '
+                           f'with its transform (the layout of torchdistill 1.x\'s sample configs and of this '
+                           f'plugin\'s configs/)')
 
 
 def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:

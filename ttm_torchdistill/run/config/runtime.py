@@ -8,10 +8,18 @@ A config may carry a top-level block (torchdistill ignores it)::
       channels_last: false   # student, teacher and input batches in channels-last memory format
       compile: false         # torch.compile of student and teacher (checkpoints keep the plain keys)
       teacher_cache: null    # a folder written by `python -m ttm_torchdistill cache-teacher`
+      holdout: null          # N: validate on N training images held out (class-balanced), not on the test set
+      holdout_seed: 0        # which N images (fixed for every run and seed of a study)
+      track: []              # trackers to write to: tensorboard, wandb, trackio (docs/tracking.md)
+      track_dir: null        # their folder (default ./track); track_project, track_name: W&B/trackio project, run name
 
 Each key is also a runner flag (``--device-data``, ``--amp bf16``, ``--channels-last``, ``--compile``,
-``--teacher-cache PATH``) and can be set with ``--set runtime.KEY=VALUE`` even when the file has no ``runtime:``
-block. Precedence: the file, then ``--set runtime.*``, then the flags. Unknown keys and values are one-line errors.
+``--teacher-cache PATH``, ``--holdout N``, ``--holdout-seed S``, ``--track tensorboard``, ``--track-dir DIR``,
+``--track-project P``, ``--track-name N``) and can be set with ``--set runtime.KEY=VALUE`` even when the file has no
+``runtime:`` block. Precedence: the file, then ``--set runtime.*``, then the flags. Unknown keys and values are
+one-line errors. ``holdout`` is the one key that changes what is learned (the training set loses N images,
+:mod:`.holdout`); it is here so that ``--set`` and study files reach it like the others, and the run's config digest
+and the report keep such runs apart.
 
 ``amp`` holds for each epoch's validation too (as in timm and Lightning), which then costs what the training step's
 forward pass costs: in float32 it would be about 15 % of a bf16 epoch. The final test runs in float32 whatever
@@ -37,6 +45,9 @@ def autocast(amp: str, device_type: str):
         return nullcontext()
     return torch.autocast(device_type=device_type, dtype=AUTOCAST_DTYPES[amp])
 PREFIX = 'runtime.'
+#: the trackers ``runtime.track`` (``--track``) can write to
+TRACK_ENGINES = ('tensorboard', 'wandb', 'trackio')
+TRACK_KEYS = ('track', 'track_dir', 'track_project', 'track_name')
 
 
 @dataclass(frozen=True)
@@ -47,9 +58,23 @@ class Runtime:
     channels_last: bool = False
     compile: bool = False
     teacher_cache: Optional[str] = None
+    holdout: Optional[int] = None
+    holdout_seed: int = 0
+    #: trackers the run writes to (:mod:`~ttm_torchdistill.run.track`); they watch the run and change nothing in it,
+    #: so they are kept out of :meth:`as_dict` (the summary's and the attempts' ``runtime``, the report's rows)
+    track: Tuple[str, ...] = ()
+    track_dir: Optional[str] = None
+    track_project: Optional[str] = None
+    track_name: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The speed options (what ``report`` groups runs by)."""
+        return {key: value for key, value in asdict(self).items() if key not in TRACK_KEYS}
+
+    def track_dict(self) -> Dict[str, Any]:
+        """The tracking options."""
+        return {key: list(value) if key == 'track' else value for key, value in asdict(self).items()
+                if key in TRACK_KEYS}
 
     def autocast(self, device_type: str):
         """The context the student's (and a live teacher's) forward passes run in, in training and evaluation."""
@@ -62,13 +87,27 @@ class Runtime:
         """One line for the progress header, e.g. ``runtime: device_data, amp=bf16`` (``defaults`` if none)."""
         on = []
         for key, value in self.as_dict().items():
-            if value in (False, None, 'off'):
+            if value in (False, None, 'off') or (key == 'holdout_seed' and not self.holdout):
                 continue
             on.append(key if value is True else f'{key}={value}')
         return 'runtime: ' + (', '.join(on) if on else 'defaults (stock torchdistill path)')
 
 
 _KEYS = tuple(f.name for f in fields(Runtime))
+
+
+def _check_track(value: Any, where: str) -> Tuple[str, ...]:
+    """``track``: a list of engines, or one engine or a comma-separated text of them; ``off``/null/[] for none."""
+    if value is None or value is False or value == 'off':
+        return ()
+    items = value.split(',') if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise RunError(f'{where}: track must be a list of {", ".join(TRACK_ENGINES)}, got {value!r}')
+    engines = [item.strip() for item in items if item.strip()]
+    for engine in engines:
+        if engine not in TRACK_ENGINES:
+            raise RunError(f'{where}: unknown tracker {engine!r}; expected {", ".join(TRACK_ENGINES)} (or off)')
+    return tuple(dict.fromkeys(engines))
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
@@ -78,9 +117,23 @@ def _check_value(key: str, value: Any, where: str) -> Any:
         if value not in AMP_MODES:
             raise RunError(f'{where}: amp must be one of {", ".join(AMP_MODES)}, got {value!r}')
         return value
+    if key in ('holdout', 'holdout_seed'):
+        if value is None and key == 'holdout':
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == 'holdout' else 0):
+            expected = 'a positive number of training images (or null)' if key == 'holdout' else \
+                'a non-negative integer'
+            raise RunError(f'{where}: {key} must be {expected}, got {value!r}')
+        return value
     if key == 'teacher_cache':
         if value is not None and (not isinstance(value, str) or not value):
             raise RunError(f'{where}: teacher_cache must be a folder path written by cache-teacher, got {value!r}')
+        return value
+    if key == 'track':
+        return _check_track(value, where)
+    if key in TRACK_KEYS:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise RunError(f'{where}: {key} must be a non-empty string, got {value!r}')
         return value
     if not isinstance(value, bool):
         raise RunError(f'{where}: {key} must be true or false, got {value!r}')
@@ -134,6 +187,9 @@ def resolve_runtime(block: Any, set_values: Dict[str, Any], flags: Dict[str, Any
     if runtime.teacher_cache and not runtime.device_data:
         raise RunError('runtime.teacher_cache needs runtime.device_data: the cache is indexed by the device-data '
                        'augmentation stream (add --device-data)')
+    if runtime.holdout and runtime.device_data:
+        raise RunError('runtime.holdout runs on torchdistill\'s loader: the device data path (and with it the teacher '
+                       'cache) does not hold a held-out split yet; drop --device-data (and --teacher-cache)')
     return runtime
 
 

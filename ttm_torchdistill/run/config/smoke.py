@@ -1,6 +1,6 @@
 """``--smoke``: a copy of the constructed config shrunk so that the run ends offline in seconds.
 
-Datasets are replaced elsewhere (:func:`ttm_torchdistill.run.data.build_smoke_datasets`, with
+Datasets are replaced elsewhere (:func:`ttm_torchdistill.run.data.synthetic.build_smoke_datasets`, with
 :data:`SMOKE_TRAIN_SAMPLES` training samples); here a deep copy of the constructed config is edited: one epoch, tiny
 batches, no worker processes, checkpoints redirected into a temporary folder, no pretrained-weight downloads, no
 experiment tracker, checkpoints to read that are absent (or remote) replaced by random weights, and CRD/ITRD fitted

@@ -8,7 +8,7 @@ dataset id, the folder, what is wrong there (absent or corrupt) and how to obtai
 import logging
 import os
 import urllib.error
-from typing import Any, Dict, List, Optional
+from typing import Any, Collection, Dict, List, Optional
 
 
 from ...errors import RunError, one_line
@@ -79,18 +79,21 @@ def _is_missing_data_error(exc: RuntimeError) -> bool:
     return 'not found' in text or 'corrupt' in text or 'download' in text
 
 
-def build_real_datasets(loaded: LoadedConfig) -> Dict[str, Any]:
+def build_real_datasets(loaded: LoadedConfig, only: Optional[Collection[str]] = None) -> Dict[str, Any]:
     """Construct every dataset of the config, turning any failure into one :class:`RunError` line.
 
     Failures to find or fetch the data (``OSError`` such as ``FileNotFoundError`` or ``URLError``, torchvision's
     ``RuntimeError('Dataset not found ...')``) name the folder and how to get the data; other failures (unknown
     class, bad arguments, YAML tag errors) name the dataset entry.
+
+    :param only: the ids to build (all when None): the test loader's dataset is built for the final test only.
     """
     datasets = dict()
     shared = SharedConstruction(loaded.loader)  # a split named by several ids is split once
     try:
         for dataset_id, node in loaded.dataset_nodes:
-            datasets[dataset_id] = _build_one(shared, loaded, dataset_id, node)
+            if only is None or dataset_id in only:
+                datasets[dataset_id] = _build_one(shared, loaded, dataset_id, node)
     finally:
         shared.close()
     return datasets

@@ -186,6 +186,12 @@ def _warn_without_transform(loaded: LoadedConfig) -> None:
             logger.warning(f'smoke: dataset {dataset_id!r} has no init.kwargs.transform; using ToTensor()')
 
 
+def _cut(dataset: Dataset, samples: int) -> Dataset:
+    """A dataset made of another (a split's part) cut to the smoke size, keeping what wrappers read of it."""
+    head = getattr(dataset, 'head', None)  # ttm_torchdistill.datasets.HoldoutPart keeps targets and transforms
+    return head(samples) if callable(head) else Subset(dataset, range(min(len(dataset), samples)))
+
+
 def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train_ids=(), train_samples: int = 8,
                          eval_samples: int = 4) -> Dict[str, Dataset]:
     """The config's datasets with every data-reading dataset replaced by a synthetic one; the rest of each entry
@@ -208,7 +214,7 @@ def build_smoke_datasets(loaded: LoadedConfig, num_classes: Optional[int], train
                 raise RunError(f'dataset {dataset_id!r} (smoke stand-in): could not be built: '
                                f'{type(exc).__name__}: {one_line(exc)}') from None
             samples = train_samples if dataset_id in train_ids else eval_samples
-            datasets[dataset_id] = dataset if direct else Subset(dataset, range(min(len(dataset), samples)))
+            datasets[dataset_id] = dataset if direct else _cut(dataset, samples)
     finally:
         shared.close()
     return datasets

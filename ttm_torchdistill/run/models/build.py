@@ -68,7 +68,8 @@ def hub_repository_missing(exc: BaseException, where: str, key: str, repo_or_dir
     """The message for a model of a torch hub repository that cannot be fetched: where torch looks for it offline."""
     owner_name = repo_or_dir.split(':', 1)[0]
     folder = os.path.join(torch.hub.get_dir(), owner_name.replace('/', '_') + '_<branch>')
-    return RunError(f'{where}: model {key!r} comes from the torch hub repository {repo_or_dir!r} ({where}.repo_or_dir), '
+    return RunError(f'{where}: model {key!r} comes from the torch hub repository {repo_or_dir!r} '
+                    f'({where}.repo_or_dir), '
                     f'which could not be fetched ({one_line(exc)}); without network, copy that repository\'s checkout '
                     f'to {folder} (the hub cache, where torch.hub.load looks first; on a machine with network, '
                     f'python -c "import torch; torch.hub.list(\'{owner_name}\')" fills it), or set '

@@ -19,7 +19,7 @@ from ...errors import RunError
 from ..config.component_errors import explain_box_failure
 from ..config.runtime import Runtime, compile_wrapper
 from ..machine.context import DistContext, ensure_ddp, unwrap
-from ..prepare import Prepared
+from ..prepared import Prepared
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

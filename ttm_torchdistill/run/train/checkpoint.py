@@ -202,7 +202,8 @@ def run_identity(config_path: str, seed: int, overrides: List[str], seed_drawn: 
     :param tree: the composed config after the overrides (:func:`~..config.identity.config_tree`); its digest
         leaves out paths that move files or tune loading.
     :return: ``{seed, seed_drawn, config (the path given), config_sha256 (the file's bytes), config_digest,
-        overrides, code_version, streams}`` (``streams``: how torchdistill's loaders draw, :mod:`~..data.sample_streams`).
+        overrides, code_version, streams}`` (``streams``: how torchdistill's loaders draw,
+        :mod:`~..data.sample_streams`).
     """
     with open(os.path.expanduser(config_path), 'rb') as fp:
         digest = hashlib.sha256(fp.read()).hexdigest()

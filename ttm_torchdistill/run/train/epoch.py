@@ -49,7 +49,10 @@ def _read_window(meter: StepMeter, progress: EpochProgress, ctx: DistContext, ep
 
 def train_one_epoch(box, step_fn: TrainStep, ctx: DistContext, epoch: int, log_freq: int,
                      recorder: LossTermRecorder, tracker, last_path: str, meter: StepMeter) -> EpochProgress:
-    """Train one epoch; reads the device once per ``log_freq`` steps and at the end (no per-step sync)."""
+    """Train one epoch; reads the device once per ``log_freq`` steps and at the end (no per-step sync).
+
+    :param tracker: rank 0's :class:`~ttm_torchdistill.run.track.Tracking` (None elsewhere, or without trackers).
+    """
     loader = box.train_data_loader
     steps = len(loader)
     progress = EpochProgress(epoch + 1, box.num_epochs, steps)
@@ -64,7 +67,6 @@ def train_one_epoch(box, step_fn: TrainStep, ctx: DistContext, epoch: int, log_f
             first_step = step + 1
             lr = box.optimizer.param_groups[0]['lr']
             logger.info(progress.line(step, lr, ctx.world_size))
-            if tracker is not None:
-                tracker.log({'train/loss': window.loss_sum / max(window.steps - window.nonfinite_steps, 1),
-                             'train/lr': lr}, step=epoch * steps + step)
+            if tracker is not None:  # the numbers of the line just logged: no other read of the device
+                tracker.train_point(epoch, step, steps, window, lr, progress.images_per_s)
     return progress

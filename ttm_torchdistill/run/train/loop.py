@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from torchdistill.misc.log import setup_tracker
 
 from ...errors import RunError
 from ..attempts import attempt_record, attempts_path, write_attempts
@@ -19,7 +18,7 @@ from ..config.walk import iter_train_stage_configs
 from ..data.sample_streams import install_seeded_loaders, set_loader_epoch
 from ..machine.context import DistContext, all_gather_objects, all_reduce_sum
 from ..options import RunOptions
-from ..prepare import Prepared
+from ..prepared import Prepared
 from .box import check_trainable_heads, setup_box, stage_config, stage_where, warn_teacher_mode, wrap_student
 from .box_state import capture_box_state
 from .checkpoint import capture_rng_state, last_ckpt_path, save_best, save_last
@@ -45,7 +44,7 @@ class Session:
     scaler: Optional[torch.amp.GradScaler]
     recorder: LossTermRecorder
     meter: StepMeter  # one for the session: fp16's count of steps skipped in a row spans epochs
-    tracker: Any
+    tracker: Any  # rank 0's ..track.Tracking, else None (the runner opens and closes it)
     last_path: str
     start: float
     #: the training order's seed under torchrun (DistributedSampler's, or the device loader's), None otherwise
@@ -72,8 +71,6 @@ class Session:
     def close(self, state: RunState) -> None:
         self.recorder.remove()
         state.wall_time_s = state.previous_wall_time_s + time.time() - self.start
-        if self.tracker is not None:
-            self.tracker.finish()
 
 
 def install_loaders(box, prepared: Prepared) -> Optional[int]:
@@ -88,11 +85,12 @@ def install_loaders(box, prepared: Prepared) -> Optional[int]:
     return install_seeded_loaders(box, stage, where, prepared.seed.value).get('train_data_loader')
 
 
-def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Session:
-    """Build the box (with the cached teacher when the run reads one), wrap the student, the step and its scaler."""
+def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext, tracker=None) -> Session:
+    """Build the box (with the cached teacher when the run reads one), wrap the student, the step and its scaler.
+
+    :param tracker: rank 0's :class:`~ttm_torchdistill.run.track.Tracking` (None: no trackers).
+    """
     config = prepared.config
-    tracker = setup_tracker(config.get('tracker'), run_config={'config': opts.config}) \
-        if config.get('tracker') else None
     lr_factor = ctx.world_size if ctx.distributed and opts.adjust_lr else 1
     teacher = prepared.cached_teacher if prepared.cached_teacher is not None else prepared.teacher
     box = setup_box(prepared, ctx, lr_factor, teacher)
@@ -106,19 +104,23 @@ def open_session(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> Sess
                    last_ckpt_path(prepared.dst_ckpt), time.time(), install_loaders(box, prepared))
 
 
-def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
+def train(prepared: Prepared, opts: RunOptions, ctx: DistContext, tracker=None) -> RunState:
     """Train the student for the configured epochs (or the rest of them with ``--resume``).
 
     The student as built from ``models:`` is what is validated and saved, even when the box trains a redesigned
     module around it (``sequential``, auxiliary wrappers), as in torchdistill's example runner.
+
+    :param tracker: rank 0's :class:`~ttm_torchdistill.run.track.Tracking` (None: no trackers); started here.
     """
     warn_teacher_mode(prepared)
     state = RunState()
-    session = open_session(prepared, opts, ctx)
+    session = open_session(prepared, opts, ctx, tracker)
     box = session.box
     logger.info(f'Start training ({prepared.runtime.describe()})')
     first_epoch = start_epoch(box, prepared, opts, ctx, state, session.scaler)
-    _record_attempt(prepared, ctx, state, first_epoch)
+    if tracker is not None:
+        tracker.start(first_epoch, len(box.train_data_loader), state.history)
+    _record_attempt(prepared, ctx, state, first_epoch, tracker)
     if box.val_data_loader is None:
         raise RunError('train.val_data_loader is required (validation picks the best checkpoint)')
     try:
@@ -131,13 +133,15 @@ def train(prepared: Prepared, opts: RunOptions, ctx: DistContext) -> RunState:
     return state
 
 
-def _record_attempt(prepared: Prepared, ctx: DistContext, state: RunState, first_epoch: int) -> None:
+def _record_attempt(prepared: Prepared, ctx: DistContext, state: RunState, first_epoch: int, tracker) -> None:
     """Add this session to the run's attempts (those of the resumed checkpoint before it) and write the attempts
     file (rank 0), before the first step."""
     resumed = prepared.resume_checkpoint or dict()
     previous = list(resumed.get('attempts') or [])
+    track = tracker.attempt_info() if tracker is not None else None
     state.attempts = previous + [attempt_record(prepared.identity, prepared.runtime.as_dict(), first_epoch,
-                                                ctx.world_size, resumed.get('config_tree'), prepared.config_tree)]
+                                                ctx.world_size, resumed.get('config_tree'), prepared.config_tree,
+                                                track)]
     if ctx.is_main:
         write_attempts(attempts_path(prepared.dst_ckpt), state.attempts, prepared.config_tree)
 
@@ -152,6 +156,8 @@ def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: Ru
     lr = box.optimizer.param_groups[0]['lr']
     top1, top5, _ = evaluate(prepared.student, box.val_data_loader, ctx, prepared.runtime)
     improved = _record(session, state, ctx, progress, epoch, lr, top1, top5, time.time() - epoch_start)
+    if session.tracker is not None:  # before the checkpoints: a kill after them finds the epoch's points written
+        session.tracker.epoch_point(state.history[-1])
     stage_before = getattr(box, 'stage_number', None)
     box.post_epoch_process(metrics=top1)
     if getattr(box, 'stage_number', None) != stage_before:  # a new stage built its own modules and optimizer
@@ -165,7 +171,7 @@ def _run_epoch(session: Session, prepared: Prepared, ctx: DistContext, state: Ru
 
 def _record(session: Session, state: RunState, ctx: DistContext, progress: EpochProgress, epoch: int, lr: float,
             top1: float, top5: float, epoch_time: float) -> bool:
-    """Add the epoch to the history, log it, tell the tracker; returns whether validation top-1 improved."""
+    """Add the epoch to the history and log it; returns whether validation top-1 improved."""
     train_loss = progress.mean_loss  # per-rank mean of the per-step losses, averaged over ranks
     if ctx.distributed:
         train_loss = all_reduce_sum([train_loss], ctx)[0] / ctx.world_size
@@ -178,8 +184,6 @@ def _record(session: Session, state: RunState, ctx: DistContext, progress: Epoch
     logger.info(f'Epoch {epoch + 1}/{session.box.num_epochs} done in {format_duration(epoch_time)}: train loss '
                 f'{train_loss:.4f}  val top-1 {top1:.2f}  top-5 {top5:.2f}  (best top-1 '
                 f'{state.best["top1"]:.2f} at epoch {state.best["epoch"]}' + (', saved' if improved else '') + ')')
-    if session.tracker is not None:
-        session.tracker.log({'val/acc1': top1, 'val/acc5': top5, 'epoch': epoch + 1})
     return improved
 
 

@@ -23,6 +23,7 @@ class EpochProgress:
         self.images = 0  # of this process in the epoch (the summary's train_images multiplies by the world size)
         self.train_time = 0.0  # seconds of the pre-epoch process and the training steps, set when they are done
         self.temps: Optional[Tuple[float, float, float]] = None
+        self.images_per_s = 0.0  # of the last line's window, over all processes
 
     def count_images(self, batch_size: int) -> None:
         self.window_images += batch_size
@@ -48,7 +49,7 @@ class EpochProgress:
         finite_steps = max(window.steps - window.nonfinite_steps, 1) if window is not None else 1
         loss = window.loss_sum / finite_steps if window is not None else float('nan')
         terms = ', '.join(f'{k} {v:.4f}' for k, v in window.term_means.items()) if window is not None else ''
-        imgs = self.window_images * world_size / max(now - self.window_start, 1e-9)
+        imgs = self.images_per_s = self.window_images * world_size / max(now - self.window_start, 1e-9)
         per_step = (now - self.start) / max(step, 1)
         eta_epoch = per_step * (self.steps - step)
         eta_total = eta_epoch + per_step * self.steps * (self.num_epochs - self.epoch)

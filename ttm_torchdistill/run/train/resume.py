@@ -8,7 +8,7 @@ import os
 
 from ..machine.context import DistContext
 from ..options import RunOptions
-from ..prepare import Prepared
+from ..prepared import Prepared
 from .box import fast_forward_stages
 from .box_state import restore_box_state
 from .checkpoint import (
