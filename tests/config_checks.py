@@ -17,8 +17,8 @@ TEACHER_EVAL = 'eval_teacher_and_set_loss_epoch'
 REQUIRED_SECTIONS = ('dependencies', 'datasets', 'models', 'train')
 GENERATED_SECTIONS = ('dependencies', 'reference', 'datasets', 'models', 'train', 'test')
 
-TABLE = 'ttm_torchdistill/experiments/table.py'
-TABLE_DKD_MLKD = 'ttm_torchdistill/experiments/table_dkd_mlkd.py'
+TABLE = 'ttm_torchdistill/config_generator/table.py'
+TABLE_DKD_MLKD = 'ttm_torchdistill/config_generator/table_dkd_mlkd.py'
 #: The 13 (teacher, student) pairs of TTM Tables 1 and 3 (RepDistiller's), typed from the paper, not the table.
 PAPER_PAIRS = (
     ('wrn_40_2', 'wrn_16_2'), ('wrn_40_2', 'wrn_40_1'), ('resnet56', 'resnet20'), ('resnet110', 'resnet20'),
@@ -46,7 +46,7 @@ def section_problems(config: Any, name: str, generated: bool) -> List[str]:
     if generated:
         if set(config) != set(GENERATED_SECTIONS):
             return [f'{name}: sections {list(config)}, the generator writes {list(GENERATED_SECTIONS)}; edit the '
-                    f'generator (ttm_torchdistill/experiments/render.py), not the file']
+                    f'generator (ttm_torchdistill/config_generator/render.py), not the file']
         return []
     missing = [section for section in REQUIRED_SECTIONS if section not in config]
     if missing:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT
-from ttm_torchdistill.experiments import by_name
+from ttm_torchdistill.config_generator import by_name
 
 SNAPSHOT = REPO_ROOT / 'tests' / 'config_bodies.json'
 #: Configs of the snapshot shipped under another name since: {old name: new name}.

@@ -1,7 +1,7 @@
 """The experiment configs: they parse offline, name the plugin, resolve every model and loss key, carry the papers'
 hyperparameters and numbers, and pass the runner's ``--smoke`` check.
 
-The shipped configs are generated from the experiment table (ttm_torchdistill/experiments/); the tests check those
+The shipped configs are generated from the experiment table (ttm_torchdistill/config_generator/); the tests check those
 files against the generator and the rows, and a spot-check list typed from the papers against the papers. A config
 whose first line does not say the generator wrote it there is a user's own (docs/configs.md): it is welcome anywhere
 under configs/, and checked for what holds for every config (tests/config_checks.py), its keys resolving and
@@ -27,9 +27,9 @@ from torch.utils.data import Dataset
 from torchdistill.common import main_util, yaml_util
 
 import config_checks
-from ttm_torchdistill.experiments import EXPERIMENTS, Experiment, generate
-from ttm_torchdistill.experiments.render import COMMAND, EDIT_THE_ROW, GENERATED_AS, render
-from ttm_torchdistill.experiments.table import repdistiller_recipe, torchdistill_imagenet_recipe
+from ttm_torchdistill.config_generator import EXPERIMENTS, Experiment, generate
+from ttm_torchdistill.config_generator.render import COMMAND, EDIT_THE_ROW, GENERATED_AS, render
+from ttm_torchdistill.config_generator.table import repdistiller_recipe, torchdistill_imagenet_recipe
 
 # --------------------------------------------------------------------------------------------------------------
 # Loading the shipped experiment YAMLs offline.
@@ -162,7 +162,7 @@ def tags_used(node):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The experiment table (ttm_torchdistill.experiments) is the one source of the configs. The tests read its rows
+# The experiment table (ttm_torchdistill.config_generator) is the one source of the configs. The tests read its rows
 # and check that (1) the shipped files are exactly what the generator writes from them, (2) each file means what
 # its row says (criterion terms, recipe, reference block), and (3) a spot-check list of numbers typed here from
 # the papers (each entry names its table) is carried by the configs, so a wrong number in the table cannot pass by
@@ -548,7 +548,7 @@ def test_training_recipe(path):
     wrong = [f'{place} is {actual[place]!r}, the papers\' recipe says {value!r}' for place, value in typed.items()
              if actual[place] != value]
     assert not wrong, (f'{path}: ' + '; '.join(wrong) + f'. The rows share {build.__name__}() in '
-                       f'ttm_torchdistill/experiments/table.py: fix it there (or, if the papers say otherwise, '
+                       f'ttm_torchdistill/config_generator/table.py: fix it there (or, if the papers say otherwise, '
                        f'typed_recipe() in tests/test_configs.py), then run {GENERATE}')
 
 

@@ -16,7 +16,7 @@ from torchdistill.common.yaml_util import load_yaml_file
 
 import runner_support as support
 from ttm_torchdistill.run.config.loading import load_config
-from ttm_torchdistill.run.data.datasets import build_real_datasets
+from ttm_torchdistill.run.data.real_datasets import build_real_datasets
 from ttm_torchdistill.run.data.synthetic import build_smoke_datasets
 
 CONFIG = os.path.join(support.CONFIG_DIR, 'torchdistill_vocabulary', 'random_split_ce.yaml')

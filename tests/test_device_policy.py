@@ -11,7 +11,7 @@ from ttm_torchdistill import cli
 from ttm_torchdistill.errors import RunError
 from ttm_torchdistill.run.machine import fit as policy
 from ttm_torchdistill.run.machine.context import DistContext
-from ttm_torchdistill.run.models.build import build_model
+from ttm_torchdistill.run.model_loading.build import build_model
 
 TINY = os.path.join(support.CONFIG_DIR, 'runner_tiny_kd.yaml')
 

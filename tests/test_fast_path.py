@@ -1,7 +1,7 @@
 """The fast path through the runner: device-resident data, the teacher cache, and sync-free training steps.
 
 The device loader's own semantics (pixels, randomness, sharding) are tested in tests/test_device_data.py and the
-cache format in tests/test_teacher_cache.py; here they run inside real training runs on a tiny CIFAR-100 written
+cache format in tests/test_per_seed_cache.py; here they run inside real training runs on a tiny CIFAR-100 written
 in torchvision's on-disk format.
 """
 import os

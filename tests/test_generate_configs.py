@@ -11,26 +11,26 @@ import pytest
 
 from conftest import REPO_ROOT
 from ttm_torchdistill.commands import generate_configs
-from ttm_torchdistill.experiments import EXPERIMENTS, by_name, generate
-from ttm_torchdistill.experiments.methods import METHODS
-from ttm_torchdistill.experiments.render import COMMAND, TEMPLATES
+from ttm_torchdistill.config_generator import EXPERIMENTS, by_name, generate
+from ttm_torchdistill.config_generator.methods import METHODS
+from ttm_torchdistill.config_generator.render import COMMAND, TEMPLATES
 
 
 def test_table_and_generator_import_without_torch_or_torchdistill():
-    # Load the experiments folder as a stand-alone package (the parent package's __init__ imports torch), with
+    # Load the config_generator folder as a stand-alone package (the parent package's __init__ imports torch), with
     # torch and torchdistill made unimportable: the table, the templates and the generator use the stdlib only.
     code = textwrap.dedent(f'''
         import importlib.util, sys
         for name in ('torch', 'torchvision', 'torchdistill', 'yaml'):
             sys.modules[name] = None
         spec = importlib.util.spec_from_file_location(
-            'experiments', {str(REPO_ROOT / 'ttm_torchdistill' / 'experiments' / '__init__.py')!r},
-            submodule_search_locations=[{str(REPO_ROOT / 'ttm_torchdistill' / 'experiments')!r}])
+            'config_generator', {str(REPO_ROOT / 'ttm_torchdistill' / 'config_generator' / '__init__.py')!r},
+            submodule_search_locations=[{str(REPO_ROOT / 'ttm_torchdistill' / 'config_generator')!r}])
         module = importlib.util.module_from_spec(spec)
-        sys.modules['experiments'] = module
+        sys.modules['config_generator'] = module
         spec.loader.exec_module(module)
-        import experiments.generate
-        print(len(experiments.generate.expected_files()))
+        import config_generator.generate
+        print(len(config_generator.generate.expected_files()))
     ''')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -42,7 +42,7 @@ def test_row_is_well_formed(exp):
     assert exp.dataset in TEMPLATES, (f'{exp.name}: dataset {exp.dataset!r} has no template; known: '
                                       f'{sorted(TEMPLATES)} (a new dataset: docs/configs.md, "Adding a method")')
     assert exp.method in METHODS, (f'{exp.name}: method {exp.method!r} is not in METHODS '
-                                   f'(ttm_torchdistill/experiments/methods/__init__.py); known: {sorted(METHODS)}')
+                                   f'(ttm_torchdistill/config_generator/methods/__init__.py); known: {sorted(METHODS)}')
     assert by_name(exp.name) is exp
     missing = set(METHODS[exp.method].hyper) - set(exp.hyper)
     assert not missing, f'{exp.name}: the {exp.method} fragment needs {sorted(missing)}'

@@ -240,7 +240,7 @@ def test_an_epoch_reads_the_device_once_per_window(cifar_folder, capsys, monkeyp
         # programs read Rotate's angles there), and the complete cache's per-epoch gather of the view indices
         # computed from them.
         frame = sys._getframe(2)
-        if frame.f_code.co_filename.endswith(os.path.join('data', 'view_cache.py')):
+        if frame.f_code.co_filename.endswith(os.path.join('data', 'complete_cache.py')):
             return True
         while frame is not None:
             if frame.f_code.co_name == 'draw' and frame.f_code.co_filename.endswith('device_transforms.py'):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from ttm_torchdistill.experiments.results_page import METHODS, results_page
+from ttm_torchdistill.config_generator.results_page import METHODS, results_page
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / 'docs' / 'results.md'
@@ -14,7 +14,7 @@ PAGE = ROOT / 'docs' / 'results.md'
 def test_the_page_is_the_generators_output():
     assert PAGE.read_text() == results_page(), (
         'docs/results.md differs from the experiment table: rewrite it with '
-        'python -m ttm_torchdistill.experiments.results_page > docs/results.md')
+        'python -m ttm_torchdistill.config_generator.results_page > docs/results.md')
 
 
 def test_each_number_is_the_configs_reference():

@@ -421,7 +421,7 @@ def test_an_offline_torchvision_weights_download_says_which_file_goes_where(work
     """torchvision downloads pretrained weights when the model is built; offline, the message names the model, the
     weights enum, the file and the hub-cache folder torch looks in first."""
     from ttm_torchdistill.errors import RunError
-    from ttm_torchdistill.run.models.build import build_model
+    from ttm_torchdistill.run.model_loading.build import build_model
     monkeypatch.setenv('TORCH_HOME', str(workdir / 'torch_home'))
 
     def offline(*args, **kwargs):

@@ -9,7 +9,7 @@ import runner_support as support
 from ttm_torchdistill.run.train import checkpoint
 from ttm_torchdistill.run.config.loading import load_config
 from ttm_torchdistill.errors import RunError
-from ttm_torchdistill.run.models.weights import load_weights
+from ttm_torchdistill.run.model_loading.weights import load_weights
 from ttm_torchdistill.run.config.smoke import smoke_config
 from ttm_torchdistill.run.summary import experiment_name
 

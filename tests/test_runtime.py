@@ -176,7 +176,7 @@ def test_compiled_models_train_and_save_plain_keys(workdir, capsys):
 def test_checkpoint_of_a_compiled_wrapper_loads_into_the_plain_model(tmp_path):
     """A checkpoint saved from ``torch.compile(model)`` (keys prefixed ``_orig_mod.``) loads either way."""
     import logging
-    from ttm_torchdistill.run.models.weights import load_weights
+    from ttm_torchdistill.run.model_loading.weights import load_weights
     model = support.TinyBNNet(10, width=4)
     path = str(tmp_path / 'compiled.pt')
     torch.save({'model': {f'_orig_mod.{k}': v for k, v in model.state_dict().items()}}, path)

@@ -63,7 +63,7 @@ def test_components_of_a_multi_stage_config_and_kwargs_that_are_not_a_mapping():
 
 
 def test_model_failure_fallback_names_the_key_not_a_private_class():
-    from ttm_torchdistill.run.models.build import explain_model_failure
+    from ttm_torchdistill.run.model_loading.build import explain_model_failure
     error = explain_model_failure(
         TypeError("_Private.__init__() got an unexpected keyword argument 'x'"), 'models.student_model', 'net',
         None, {'x': 1})

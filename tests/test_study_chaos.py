@@ -191,7 +191,7 @@ def studies(tmp_path_factory):
 
 def _cache_keys(folder):
     from ttm_torchdistill.study.plan import make_plan
-    from ttm_torchdistill.study.schema import load_study
+    from ttm_torchdistill.study.study_file import load_study
     cwd = os.getcwd()
     os.chdir(folder)
     try:

@@ -178,7 +178,7 @@ def test_runs_of_a_cache_built_outside_slurm_are_not_submitted_until_it_is_done(
                             slurm={'additional': {'hold': True}})
     monkeypatch.chdir(folder)
     from ttm_torchdistill.study.plan import make_plan
-    from ttm_torchdistill.study.schema import load_study
+    from ttm_torchdistill.study.study_file import load_study
     plan = make_plan(load_study('study.yaml'))
     seed0 = next(cache for cache in plan.caches if cache.seed == 0)
     holder = subprocess.Popen([sys.executable, '-c', HOLDER, seed0.folder, plan.study.out_dir, '120'],

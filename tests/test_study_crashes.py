@@ -13,7 +13,7 @@ import runner_support as support
 import study_files
 from ttm_torchdistill.study import attempt, state
 from ttm_torchdistill.study.plan import make_plan
-from ttm_torchdistill.study.schema import load_study
+from ttm_torchdistill.study.study_file import load_study
 from ttm_torchdistill.study.slurm_queue import QueueSnapshot
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -107,7 +107,7 @@ DRIVER = '''
 import sys
 from ttm_torchdistill.study import attempt
 from ttm_torchdistill.study.plan import make_plan
-from ttm_torchdistill.study.schema import load_study
+from ttm_torchdistill.study.study_file import load_study
 from ttm_torchdistill.study.slurm_queue import QueueSnapshot
 attempt.MAX_CRASHES = int(sys.argv[2])  # the count itself is tested above; one OOM kill is enough here
 plan = make_plan(load_study(sys.argv[1]))

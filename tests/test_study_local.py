@@ -198,7 +198,7 @@ def test_a_failed_cache_fails_the_runs_that_read_it_with_its_error_line(tmp_path
     naming the cache, its error and its log; the plan's states say so."""
     from ttm_torchdistill.study import attempt, state
     from ttm_torchdistill.study.plan import make_plan
-    from ttm_torchdistill.study.schema import load_study
+    from ttm_torchdistill.study.study_file import load_study
     from ttm_torchdistill.study.slurm_queue import QueueSnapshot
     monkeypatch.chdir(tmp_path)
     study_files.study_folder(str(tmp_path))

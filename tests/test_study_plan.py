@@ -14,7 +14,7 @@ from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.study import plan as plan_mod
 from ttm_torchdistill.study import slurm_queue
 from ttm_torchdistill.errors import StudyError
-from ttm_torchdistill.study.schema import load_study
+from ttm_torchdistill.study.study_file import load_study
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import config_checks
 from conftest import REPO_ROOT
 from ttm_torchdistill.commands import generate_configs
-from ttm_torchdistill.experiments import EXPERIMENTS, Param, by_name, generate
+from ttm_torchdistill.config_generator import EXPERIMENTS, Param, by_name, generate
 
 SHIPPED = 'cifar100/wttm/resnet8x4_from_resnet32x4.yaml'
 #: The user's files: a copy beside the shipped one, and one in a folder of their own (the word "mine" selects them).
@@ -132,5 +132,5 @@ def test_a_row_missing_from_the_coverage_is_named_with_where_to_add_it():
     table = tuple(exp for exp in EXPERIMENTS if exp.name != 'cifar100/dkd/resnet8x4_from_resnet32x4')
     (problem,) = config_checks.missing_pairs(table, 'dkd')
     assert problem.startswith('cifar100/dkd has no row for teacher resnet32x4 -> student resnet8x4')
-    assert problem.endswith('add it to CIFAR100_DKD in ttm_torchdistill/experiments/table_dkd_mlkd.py, then run '
+    assert problem.endswith('add it to CIFAR100_DKD in ttm_torchdistill/config_generator/table_dkd_mlkd.py, then run '
                             'python -m ttm_torchdistill generate-configs')

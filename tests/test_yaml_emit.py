@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import yaml
 
-from ttm_torchdistill.experiments.yaml_emit import NULL, Alias, Key, Node, emit, number, scalar
+from ttm_torchdistill.config_generator.yaml_emit import NULL, Alias, Key, Node, emit, number, scalar
 
 
 class _TagLoader(yaml.SafeLoader):

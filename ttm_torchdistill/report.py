@@ -10,7 +10,7 @@ never averaged: it is listed apart, with its changes.
 Each row has the seeds, the best-epoch and the last-epoch validation top-1 as mean ± sample standard deviation,
 the paper's top-1 with its source and the difference of the last-epoch mean to it, the mean epoch time and the
 training images per second. The paper's number is the experiment's row in the experiment table
-(:mod:`ttm_torchdistill.experiments`), else the ``reference`` block the run recorded.
+(:mod:`ttm_torchdistill.config_generator`), else the ``reference`` block the run recorded.
 
 Both best and last are shown on purpose: RepDistiller (and so CRD) reported the last epoch, TTM does not say
 which it reports, and the best epoch selected on the test split is optimistic. The command line is
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import UserError
-from .experiments import by_name
+from .config_generator import by_name
 from .run.summary import SUMMARY_FORMAT
 
 # --set keys that move files or tune loading but leave the experiment itself unchanged
@@ -386,7 +386,7 @@ NOTE = ('Top-1 in %, mean ± sample standard deviation (n - 1 denominator) over 
         '"best" is chosen on the test set itself; a row whose runtime says holdout=N chose its best epoch on N held-out'
         ' training images: "best" is the held-out top-1 and "test" the test top-1 of that checkpoint, the honest figure'
         ' (such runs are never mixed with the others in a row). Paper numbers come from the experiment table '
-        '(ttm_torchdistill/experiments/table.py), or for experiments not in it from the reference block each run '
+        '(ttm_torchdistill/config_generator/table.py), or for experiments not in it from the reference block each run '
         'recorded. Runs with different --set overrides, or trained from configs that differ (labelled [config '
         '<digest>]), are listed as separate experiments, without a difference to the paper; runs whose config changed '
         'between sessions are listed apart and never averaged; "incomplete" runs stopped before the planned epochs. '

@@ -10,10 +10,10 @@ import sys
 from typing import List, Optional
 
 from ..errors import error_line
-from ..study import slurm_queue, state
+from ..study import slurm_queue, task_state as state
 from ..study.plan import changed_runs, make_plan
 from ..study.run_study import RunRequest, run_study
-from ..study.schema import load_study
+from ..study.study_file import load_study
 from ..study.status import format_plan, format_status
 
 PROG = 'python -m ttm_torchdistill study'

@@ -5,8 +5,9 @@ teacher's logits of a whole run can be computed once and read back by every run 
 transforms and seed (``--teacher-cache DIR``): the teacher's forward, most of a distillation step's compute for
 resnet32x4 -> resnet8x4, is then paid once instead of once per run.
 
-``--views all`` writes the complete cache instead (:mod:`ttm_torchdistill.run.data.view_cache`): the teacher's logits on
-every (crop offset, flip) view of every training image, which serves runs of any seed and any number of epochs.
+``--views all`` writes the complete cache instead (:mod:`ttm_torchdistill.run.data.complete_cache`): the teacher's
+logits on every (crop offset, flip) view of every training image, which serves runs of any seed and any number of
+epochs.
 """
 import logging
 import time
@@ -18,11 +19,11 @@ from ..errors import RunError
 from .config.loading import load_config
 from .config.runtime import split_runtime_overrides
 from .config.walk import iter_train_stage_configs, planned_epochs, teacher_entry
-from .data.teacher_cache import build_teacher_cache, file_sha256
-from .data.view_cache_build import build_view_cache
+from .data.per_seed_cache import build_teacher_cache, file_sha256
+from .data.complete_cache_build import build_view_cache
 from .machine.context import cleanup, init_distributed
 from .console import run_logging
-from .models.weights import is_remote
+from .model_loading.weights import is_remote
 from .options import RunOptions
 from .prepare import prepare
 

@@ -10,7 +10,7 @@ from torchdistill.datasets.util import build_data_loader
 
 from ..errors import RunError
 from .machine.context import DistContext, all_reduce_sum, broadcast_state, on_leaders
-from .models.weights import load_weights
+from .model_loading.weights import load_weights
 from .options import RunOptions
 from .prepared import Prepared
 from .config.walk import iter_train_stage_configs
@@ -18,7 +18,7 @@ from .summary import build_summary, write_summary
 from .train.checkpoint import last_ckpt_path, summary_path
 from .train.evaluation import evaluate
 from .console import format_duration
-from .train.state import RunState
+from .train.run_state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

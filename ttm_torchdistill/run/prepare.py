@@ -24,15 +24,15 @@ from .config.walk import (
     iter_loader_configs, iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry,
     train_dataset_ids,
 )
-from .data.datasets import build_real_datasets
+from .data.real_datasets import build_real_datasets
 from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache, two_view_teacher
 from .data.synthetic import build_smoke_datasets
 from .attempts import another_runs_files
 from .machine.context import DistContext, on_leaders, rank0_first
-from .machine.fit import box_device_ids, fit_config_to_machine, sync_bn_applies
+from .machine.fit_to_machine import box_device_ids, fit_config_to_machine, sync_bn_applies
 from .machine.seeding import RunSeed, resolve_seed
-from .models.build import build_model
-from .models.weights import load_weights
+from .model_loading.build import build_model
+from .model_loading.weights import load_weights
 from .options import RunOptions
 from .prepared import Prepared
 from .summary import experiment_name

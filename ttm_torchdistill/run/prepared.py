@@ -35,7 +35,7 @@ class Prepared:
         None.
     :param smoke_dir: the temporary folder of a smoke run (removed at the end), else None.
     :param device_ids: the ``device_ids`` torchdistill's box hands to model wrappers
-        (:func:`~ttm_torchdistill.run.machine.fit.box_device_ids`).
+        (:func:`~ttm_torchdistill.run.machine.fit_to_machine.box_device_ids`).
     :param build_test_set: builds the datasets only the test loader reads, for the final test (None when there are
         none): a run that validates on a held-out split never reads the test set before training ends.
     :param holdout: the held-out split's record for the summary (:func:`.config.holdout.holdout_record`), else None.

@@ -30,7 +30,7 @@ from .prepare import prepare
 from .prepared import Prepared
 from .track import Tracking, run_config
 from .train.loop import train
-from .train.state import RunState
+from .train.run_state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

@@ -26,10 +26,10 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-from . import locks, state
+from . import locks, task_state as state
 from .plan import Plan, Run
 from .slurm_queue import QueueSnapshot
-from .state import Task
+from .task_state import Task
 
 #: Outcomes of :func:`attempt` (WAITING: a run whose teacher cache is not built yet; nothing started).
 DONE, FAILED, INTERRUPTED, LOCKED, CRASHED, WAITING = 'done', 'failed', 'interrupted', 'locked', 'crashed', 'waiting'

@@ -12,10 +12,10 @@ import time
 from typing import Callable, Dict, List, Optional, TextIO
 
 from . import attempt as attempts
-from . import state
+from . import task_state as state
 from ..errors import StudyError
 from .plan import Plan, Run
-from .state import Task, task_id
+from .task_state import Task, task_id
 
 #: Seconds between progress lines while nothing changes.
 PROGRESS_EVERY_S = 60.0

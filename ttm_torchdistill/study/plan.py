@@ -17,7 +17,7 @@ from ..errors import UserError
 from . import runner_api
 from .caches import CacheNeed, cache_for, no_cache_reason
 from ..errors import StudyError
-from .schema import Study, grid_value_text
+from .study_file import Study, grid_value_text
 
 RUNS_DIR = 'runs'
 #: Where ``study run --restart-changed`` moves the folders of runs it starts again.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import StudyError
-from . import slurm_queue, state
+from . import slurm_queue, task_state as state
 from .attempt import DONE
 from .local import LocalExecutor
 from .plan import (

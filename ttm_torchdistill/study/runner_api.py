@@ -27,7 +27,7 @@ from ..run.data.view_space import ViewSpace
 from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets, check_device_views
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
-from ..run.models.weights import fetchable_teacher, how_to_get_weights, is_remote
+from ..run.model_loading.weights import fetchable_teacher, how_to_get_weights, is_remote
 from ..run.summary import experiment_name
 from ..run.train.checkpoint import last_ckpt_path, summary_path
 

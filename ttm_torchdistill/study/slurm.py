@@ -19,12 +19,12 @@ import time
 from typing import Dict, List, Optional, TextIO
 
 from . import attempt as attempts
-from . import locks, state
+from . import locks, task_state as state
 from ..errors import StudyError
 from .plan import Plan, Run
-from .schema import Study
+from .study_file import Study
 from .slurm_queue import Limits, QueueSnapshot, limit_violations, read_limits
-from .state import Task, task_id
+from .task_state import Task, task_id
 
 SLURM_DIR = 'slurm'
 #: Seconds between two looks at the queue and the folders with ``--wait``.

@@ -3,7 +3,7 @@ import os
 from typing import List, Optional
 
 from .plan import ChangedRun, Plan, Run, missing_teachers, missing_teachers_text
-from .state import STATES, TaskState, last_epoch, read_json, task_id
+from .task_state import STATES, TaskState, last_epoch, read_json, task_id
 
 
 def _table(rows: List[List[str]]) -> List[str]:

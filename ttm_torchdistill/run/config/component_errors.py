@@ -7,7 +7,7 @@ auxiliary model wrappers, and the processes (``pre_epoch_process``, ``forward_pr
 :func:`check_components` runs before anything is built (preflight): every key is registered and every ``kwargs``
 fits the signature of the registered class (:mod:`ttm_torchdistill.checks.signatures`). What a signature cannot show
 (a value the class rejects, a ``TypeError`` from inside a body) is caught at build time and turned into a message by
-:func:`explain_box_failure` (and, for models, by :func:`ttm_torchdistill.run.models.build.build_model`). Every
+:func:`explain_box_failure` (and, for models, by :func:`ttm_torchdistill.run.model_loading.build.build_model`). Every
 message names the config path, the key the user wrote (never a private base class), the argument at fault, the
 closest valid name and the valid ones.
 """
@@ -27,7 +27,7 @@ from torchdistill.optim.registry import OPTIM_DICT, SCHEDULER_DICT
 
 from ...checks.signatures import accepted_arguments, argument_problem, public_text, suggestion
 from ...errors import RunError, one_line
-from ..models.lookup import model_callable
+from ..model_loading.lookup import model_callable
 from .walk import iter_train_stage_configs
 
 #: The process entries of a training stage and the registry each key is looked up in.

@@ -1,6 +1,6 @@
 """A config's dataset entries read as YAML nodes, before any of them is built: class, root, transform nodes.
 
-Datasets are constructed one by one, late (:mod:`ttm_torchdistill.run.data.datasets`); what can be known of them
+Datasets are constructed one by one, late (:mod:`ttm_torchdistill.run.data.real_datasets`); what can be known of them
 earlier, for checks and messages, is read here without running their ``!import_call``.
 """
 import importlib

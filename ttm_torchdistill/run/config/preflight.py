@@ -15,8 +15,8 @@ from ...checks.signatures import suggestion
 from ...errors import RunError, one_line
 from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
 from ..data.device_transforms import translate_transform
-from ..models.lookup import registry_hint
-from ..models.weights import how_to_get_weights, is_remote, missing_checkpoint
+from ..model_loading.lookup import registry_hint
+from ..model_loading.weights import how_to_get_weights, is_remote, missing_checkpoint
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
 from .dataset_nodes import dataset_class, dataset_class_key
 from .loading import LoadedConfig, mapping_value_node

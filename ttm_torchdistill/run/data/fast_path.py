@@ -20,12 +20,12 @@ from ...errors import RunError, one_line
 from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
 from ..config.walk import iter_train_stage_configs, student_num_classes, teacher_entry
 from ..machine.context import DistContext
-from ..models.weights import is_remote
+from ..model_loading.weights import is_remote
 from .device_dataset import DeviceDataset, DeviceView
 from .device_loader import DeviceLoader
 from .device_transforms import translate_transform
-from .teacher_cache import TeacherCache, cache_metadata, file_sha256
-from .view_cache import is_view_cache, open_view_cache
+from .per_seed_cache import TeacherCache, cache_metadata, file_sha256
+from .complete_cache import is_view_cache, open_view_cache
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

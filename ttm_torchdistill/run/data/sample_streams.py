@@ -5,7 +5,7 @@ generator. With ``persistent_workers: True`` (every shipped config) the base see
 epoch, and each worker's augmentation stream then runs on across epochs; a ``--resume``\\ d process draws a new base
 seed from the restored generator at its first epoch and restarts the workers' streams, so the resumed run trains on
 other crops and flips than the uninterrupted one. The streams also depend on the number of workers, which the
-runner caps by the cores of the machine (:mod:`~ttm_torchdistill.run.machine.fit`).
+runner caps by the cores of the machine (:mod:`~ttm_torchdistill.run.machine.fit_to_machine`).
 
 Here every sample draws its random augmentation from streams seeded by ``(run seed, epoch, sample index)``
 (:func:`sample_seed`), in whichever process loads it: torch's CPU generator, python's ``random`` and numpy's legacy

@@ -4,7 +4,7 @@
 (CIFAR's ``RandomCrop(32, padding=4)``: 9 x 9 = 81); ``RandomHorizontalFlip(p)`` mirrors or not (2, whatever p).
 ``ToTensor`` and ``Normalize`` draw nothing. So every draw of the device pipeline, for any seed, epoch and sample,
 is one of ``81 x 2 = 162`` views of the sample's image, and a teacher's logits on all of them serve every run
-(:mod:`ttm_torchdistill.run.data.view_cache`).
+(:mod:`ttm_torchdistill.run.data.complete_cache`).
 
 View index: mixed radix over the random ops in pipeline order, the last op varying fastest; a crop's own index
 is ``top * n_left + left``. For ``RandomCrop(32, padding=4)`` then ``RandomHorizontalFlip``:

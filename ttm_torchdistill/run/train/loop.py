@@ -28,7 +28,7 @@ from .meter import LossTermRecorder, StepMeter
 from ..console import format_duration
 from .progress import EpochProgress
 from .resume import start_epoch
-from .state import RunState
+from .run_state import RunState
 from .step import TrainStep, check_post_forward, make_scaler
 
 logger = logging.getLogger('ttm_torchdistill.run')

@@ -14,7 +14,7 @@ from .box_state import restore_box_state
 from .checkpoint import (
     best_checkpoint_epoch, last_ckpt_path, optional_state, rank_rng_state, restore_rng_state, save_best,
 )
-from .state import RunState
+from .run_state import RunState
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

@@ -13,7 +13,7 @@ from ..schema import Experiment
 from .feature import CRD_BLOCKS, ITRD_BLOCKS, wttm_crd_terms, wttm_itrd_terms
 from .logit import SubTerms, atkd_terms, ce_terms, dist_terms, dkd_terms, kd_terms, transformed_teacher_terms
 from .model_blocks import ModelBlocks
-from .two_view import TWO_VIEW_BLOCKS, mlkd_terms
+from .two_view_blocks import TWO_VIEW_BLOCKS, mlkd_terms
 
 __all__ = ['METHODS', 'Method', 'method_of']
 

@@ -1,8 +1,8 @@
 """Build a complete teacher cache (``cache-teacher --views all``): the teacher's logits on every view of every image.
 
 The (sample, view) pairs are taken in the file's row order (``row = sample * V + view``, see
-:mod:`ttm_torchdistill.run.data.view_cache`), ``batch_size`` rows per teacher forward; each row's image is made by the
-run's own device pipeline from the view's parameters
+:mod:`ttm_torchdistill.run.data.complete_cache`), ``batch_size`` rows per teacher forward; each row's image is made by
+the run's own device pipeline from the view's parameters
 (:meth:`~.device_dataset.DeviceDataset.render`), so a cached row holds the logits of exactly the
 image a run draws for that view. The teacher runs in eval mode under ``torch.no_grad`` (and under autocast when
 ``amp`` asks for it; recorded in the metadata).
@@ -26,8 +26,8 @@ import torch
 
 from ..config.runtime import AMP_MODES, autocast as amp_autocast
 from ..console import format_duration
-from .teacher_cache import DTYPES, METADATA_FILE
-from .view_cache import (BUILD_FIELDS, BUILD_FILE, FORMAT_VERSION, KIND, LAYOUT, LOGITS_FILE, PARTIAL, check_dtype,
+from .per_seed_cache import DTYPES, METADATA_FILE
+from .complete_cache import (BUILD_FIELDS, BUILD_FILE, FORMAT_VERSION, KIND, LAYOUT, LOGITS_FILE, PARTIAL, check_dtype,
                          data_fields, first_difference, read_json, write_json)
 from .view_space import ViewSpace
 

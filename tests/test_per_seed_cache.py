@@ -1,4 +1,4 @@
-"""The teacher-logit cache format (ttm_torchdistill.run.data.teacher_cache): round trip, checks, builder."""
+"""The teacher-logit cache format (ttm_torchdistill.run.data.per_seed_cache): round trip, checks, builder."""
 import json
 import os
 
@@ -12,7 +12,7 @@ import ttm_torchdistill  # noqa: F401  (registers the CIFAR models)
 from ttm_torchdistill.run.data.device_dataset import DeviceDataset
 from ttm_torchdistill.run.data.device_loader import DeviceLoader
 from ttm_torchdistill.run.data.device_transforms import translate_transform
-from ttm_torchdistill.run.data.teacher_cache import (METADATA_FILE, CacheWriter, TeacherCache, build_teacher_cache,
+from ttm_torchdistill.run.data.per_seed_cache import (METADATA_FILE, CacheWriter, TeacherCache, build_teacher_cache,
                                                 cache_metadata, epoch_file, file_sha256)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')

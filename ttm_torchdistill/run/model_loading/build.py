@@ -23,7 +23,7 @@ def build_model(model_config: Dict[str, Any], where: str, config: Dict[str, Any]
     :param where: its config location, e.g. ``models.teacher_model``, for messages.
     :param config: the whole config (for the ``dependencies:`` hint of an unknown key).
     :param convert_sync_bn: turn BatchNorm layers into SyncBatchNorm when the entry says ``sync_bn: True``
-        (:func:`ttm_torchdistill.run.machine.fit.sync_bn_applies`). torchdistill converts only torchvision
+        (:func:`ttm_torchdistill.run.machine.fit_to_machine.sync_bn_applies`). torchdistill converts only torchvision
         models; here every model is converted the same way, the plugin's ``cifar_*`` ones included.
     :raises RunError: unknown key (listing the plugin's keys) or bad constructor arguments.
     """

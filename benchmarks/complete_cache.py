@@ -23,7 +23,7 @@ Three parts (``--parts``):
   ``--num_train`` equal to the batch size (64) every step is a whole epoch: the per-epoch work is paid every step,
   the worst case. Validation is not run.
 
-    python benchmarks/view_cache.py --workdir /tmp/view_cache_bench --num_train 64 --threads 1
+    python benchmarks/complete_cache.py --workdir /tmp/view_cache_bench --num_train 64 --threads 1
 
 torchvision verifies the real CIFAR files by md5; this script alone switches that check off for its own files.
 """
@@ -93,8 +93,8 @@ def part_lookup(args, work: Path):
     import numpy as np
     import torch
 
-    from ttm_torchdistill.run.data.teacher_cache import CacheWriter, TeacherCache
-    from ttm_torchdistill.run.data.view_cache import LOGITS_FILE, EpochViewLogits, ViewCache, write_json
+    from ttm_torchdistill.run.data.per_seed_cache import CacheWriter, TeacherCache
+    from ttm_torchdistill.run.data.complete_cache import LOGITS_FILE, EpochViewLogits, ViewCache, write_json
 
     n, v, c = CIFAR100
     folder = work / 'synthetic_complete_cifar100'
@@ -328,7 +328,7 @@ def main() -> int:
         part_lookup(args, work)
     if 'steps' in args.parts:
         part_steps(args, work, overrides)
-    print('\ncommand: python benchmarks/view_cache.py ' + ' '.join(sys.argv[1:]))
+    print('\ncommand: python benchmarks/complete_cache.py ' + ' '.join(sys.argv[1:]))
     return 0
 
 

@@ -4,7 +4,7 @@ One table per dataset, a row per student/teacher pair, a column per method: the 
 reports it) and, in brackets, the hyperparameters a method is tuned by per pair (TTM's and WTTM's (γ, β), DKD's β,
 the MLKD+AT weight). ``*`` marks a value the table infers (its source says why); numbered notes carry the table's
 notes. ``tests/test_results_page.py`` compares the page with this module's output, so the page cannot drift from the
-configs; rewrite it with ``python -m ttm_torchdistill.experiments.results_page > docs/results.md``.
+configs; rewrite it with ``python -m ttm_torchdistill.config_generator.results_page > docs/results.md``.
 """
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -76,7 +76,7 @@ def results_page() -> str:
     lines = ['# Results the shipped configs are compared with', '',
              'The papers\' top-1 (%) of every shipped experiment, as its config records it (`reference:`; the same '
              'number `report` compares a run with), written from the experiment table '
-             '(`ttm_torchdistill/experiments/`) by `python -m ttm_torchdistill.experiments.results_page`. In '
+             '(`ttm_torchdistill/config_generator/`) by `python -m ttm_torchdistill.config_generator.results_page`. In '
              'brackets, the hyperparameters tuned per pair: TTM and WTTM (γ, β) with temperature 1/γ and weight β '
              '(TTM Tables 8 and 9), DKD\'s β (NCKD weight), the MLKD+AT loss weight. `*`: inferred (the config says '
              'from what); `n/a`: no paper reports it; `-`: no config. **No full 240-epoch or ImageNet training has '

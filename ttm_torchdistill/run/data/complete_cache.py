@@ -3,8 +3,8 @@
 The device pipeline's draw for sample ``i`` in any epoch of any seed is one of the image's views
 (:mod:`ttm_torchdistill.run.data.view_space`: 162 for CIFAR's ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip``).
 A cache of the logits of all N x V (sample, view) pairs is written once per (teacher, data, transform) by
-``cache-teacher --views all`` (:mod:`ttm_torchdistill.run.data.view_cache_build`) and serves every run of that teacher
-on that data, whatever its seed and number of epochs (``--device-data --teacher-cache DIR``).
+``cache-teacher --views all`` (:mod:`ttm_torchdistill.run.data.complete_cache_build`) and serves every run of that
+teacher on that data, whatever its seed and number of epochs (``--device-data --teacher-cache DIR``).
 
 Layout of a cache folder::
 
@@ -53,7 +53,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from .teacher_cache import DTYPES, METADATA_FILE
+from .per_seed_cache import DTYPES, METADATA_FILE
 from .view_space import ViewSpace
 
 logger = logging.getLogger('ttm_torchdistill.run')

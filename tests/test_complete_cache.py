@@ -1,4 +1,4 @@
-"""The complete teacher cache (ttm_torchdistill.run.data.view_cache, view_cache_build): format, builder, reader.
+"""The complete teacher cache (ttm_torchdistill.run.data.complete_cache, complete_cache_build): format, builder, reader.
 
 * every (sample, view) row holds the teacher's logits on torchvision's PIL pipeline for that crop offset and flip;
 * a run's lookup, for any seed and any epoch, equals the teacher on the batch the device loader yields;
@@ -22,11 +22,11 @@ from test_device_data import MEAN, STD, torchvision_reference
 from ttm_torchdistill.run.data.device_dataset import DeviceDataset
 from ttm_torchdistill.run.data.device_loader import DeviceLoader
 from ttm_torchdistill.run.data.device_transforms import translate_transform
-from ttm_torchdistill.run.data.teacher_cache import CacheWriter, cache_metadata
-from ttm_torchdistill.run.data.view_cache import (
+from ttm_torchdistill.run.data.per_seed_cache import CacheWriter, cache_metadata
+from ttm_torchdistill.run.data.complete_cache import (
     BUILD_FILE, CHECKED_FIELDS, LOGITS_FILE, METADATA_FILE, EpochViewLogits, ViewCache, data_fields, open_view_cache,
 )
-from ttm_torchdistill.run.data.view_cache_build import build_view_cache
+from ttm_torchdistill.run.data.complete_cache_build import build_view_cache
 from ttm_torchdistill.run.data.view_space import ViewSpace
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -195,7 +195,7 @@ def kill_during_build(out: str, kill_at: int) -> None:
 
 def test_a_build_killed_by_the_system_continues_where_it_stopped(tmp_path):
     out = str(tmp_path / 'c')
-    done = subprocess.run([sys.executable, '-c', f'import test_view_cache as t; t.kill_during_build({out!r}, 5)'],
+    done = subprocess.run([sys.executable, '-c', f'import test_complete_cache as t; t.kill_during_build({out!r}, 5)'],
                           env=support.subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 3, done.stderr[-2000:]
     assert json.loads((tmp_path / 'c' / BUILD_FILE).read_text())['rows_done'] == 200

@@ -18,7 +18,7 @@ from . import EXPERIMENTS
 from .render import COMMAND, GENERATED_AS, render
 from .schema import Experiment
 
-#: The source tree this package lives in (ttm_torchdistill/experiments/ -> repository root), if it is one.
+#: The source tree this package lives in (ttm_torchdistill/config_generator/ -> repository root), if it is one.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -95,9 +95,9 @@ def row_problem(out: Path, relative: str, text: str, command: str) -> Optional[P
     written = path.read_text(encoding='utf-8')
     if written != text:
         return Problem(relative, 'differs', f'differs from its row at {first_difference(written, text)}; edits '
-                                            f'belong in the row (ttm_torchdistill/experiments/) or in a copy under '
-                                            f'another name; to rewrite it from the table (losing edits made to it '
-                                            f'here), run: {command}')
+                                            f'belong in the row (ttm_torchdistill/config_generator/) or in a copy '
+                                            f'under another name; to rewrite it from the table (losing edits made to '
+                                            f'it here), run: {command}')
     return None
 
 
