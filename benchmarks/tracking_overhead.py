@@ -123,7 +123,7 @@ def main():
     from cifar_workdir import cifar_workdir
     import torch
     from ttm_torchdistill.run.console import run_logging
-    from ttm_torchdistill.run.track.plan import MODULES, is_installed
+    from ttm_torchdistill.run.track.tracker_plan import MODULES, is_installed
 
     work = cifar_workdir(args.workdir, args.num_train, 100, args.threads)
     shutil.rmtree(work / 'track', ignore_errors=True)

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from .plan import EngineSpec, TrackPlan
+from .tracker_plan import EngineSpec, TrackPlan
 
 logger = logging.getLogger('ttm_torchdistill.run')
 

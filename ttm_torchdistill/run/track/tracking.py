@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from .plan import MODULES, TrackPlan
+from .tracker_plan import MODULES, TrackPlan
 from .tensorboard_engine import TensorBoardEngine
 from .trackio_engine import TrackioEngine
 from .wandb_engine import WandbEngine

@@ -10,7 +10,7 @@ import sys
 from typing import Any, Dict, Optional, Tuple
 
 from ...errors import RunError
-from .plan import EngineSpec, TrackPlan
+from .tracker_plan import EngineSpec, TrackPlan
 
 
 def import_trackio(folder: str):

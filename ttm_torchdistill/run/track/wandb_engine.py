@@ -14,7 +14,7 @@ import os
 import struct
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from .plan import EngineSpec, TrackPlan
+from .tracker_plan import EngineSpec, TrackPlan
 
 #: ``.wandb`` files: a 7-byte header (``:W&B``, magic, version), then records of W&B's protobuf ``Record`` framed as
 #: a LevelDB log (32 KiB blocks; each chunk a 7-byte header: crc32c, length, type full/first/middle/last).
