@@ -12,7 +12,7 @@ one sample in five also has a +6 runner-up class, the "dark knowledge"), and a s
 ``start`` (uninformed, N(0, 0.5)), ``mid`` (0.5 * teacher + N(0, 1.5)) and ``late`` (0.8 * teacher + N(0, 1)).
 These are stand-ins: re-run the measurement on logits of your own teacher and student to refine a weight.
 
-    python benchmarks/loss_scale.py            # the tables of docs/errors_and_multi_gpu.md
+    python benchmarks/loss_scale.py            # the tables of docs/losses.md
     python benchmarks/loss_scale.py --markdown
 """
 import argparse
