@@ -21,8 +21,7 @@ from .config.loading import LoadedConfig, load_config
 from .config.runtime import Runtime, apply_model_runtime, check_device, resolve_runtime, split_runtime_overrides
 from .config.smoke import SMOKE_TRAIN_SAMPLES, smoke_config
 from .config.walk import (
-    iter_loader_configs, iter_train_stage_configs, planned_epochs, student_entry, student_num_classes, teacher_entry,
-    train_dataset_ids,
+    ConfigParts, planned_epochs, read_parts, student_entry, student_num_classes, train_dataset_ids,
 )
 from .data.real_datasets import build_real_datasets
 from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache, two_view_teacher
@@ -73,14 +72,14 @@ def _device_data(runtime: Runtime, datasets: Dict[str, Any], ctx: DistContext, s
     return DeviceData(datasets, ctx, seed, memory_format)
 
 
-def _cached_teacher(runtime: Runtime, config: Dict[str, Any], device_data: Optional[DeviceData],
+def _cached_teacher(runtime: Runtime, parts: ConfigParts, device_data: Optional[DeviceData],
                     ctx: DistContext, seed: RunSeed, teacher: Optional[nn.Module]) -> Optional[CachedTeacher]:
     """The stand-in teacher reading ``runtime.teacher_cache``, checked against this run's data (None without a cache;
     the config was checked by ``preflight.check_teacher_cache``); with MLKD's two views it runs ``teacher`` on the
     strong view."""
     if not runtime.teacher_cache:
         return None
-    where, first = next(iter_train_stage_configs(config))
+    config, (where, first) = parts.config, parts.stages[0]
     train_data = device_data.dataset(first['train_data_loader']['dataset_id'], f'{where}.train_data_loader')
     cache = open_teacher_cache(runtime.teacher_cache, config, train_data, planned_epochs(config), ctx, seed.drawn)
     if two_view_teacher(config):
@@ -111,7 +110,7 @@ def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
     check_device(runtime, ctx.device.type, opts.data_parallel)
     config = loaded.config
     # On the config as written: the smoke edits below switch pretrained weights off.
-    preflight.check_teacher_has_weights(config, opts.smoke)
+    preflight.check_teacher_has_weights(read_parts(config), opts.smoke)
     smoke_dir = _shared_temp_dir(ctx) if opts.smoke else None
     try:
         return _prepare_checked(loaded, opts, ctx, smoke_dir, runtime)
@@ -128,10 +127,11 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
         config, notes = smoke_config(config, smoke_dir)
         for note in notes:
             logger.info(f'smoke: {note}')
-    student_name, dst_ckpt = _check_config(config, opts, runtime)
+    parts = read_parts(config)  # what every check below reads, found once
+    student_name, dst_ckpt = _check_config(parts, opts, runtime)
     preflight.check_dataset_layout(loaded)
     if runtime.device_data:
-        preflight.check_device_data_datasets(loaded, config)
+        preflight.check_device_data_datasets(loaded, parts)
     # --resume: the checkpoint is read (by rank 0, for every rank) before anything is built: nothing to resume is a
     # cheap error, and a run started without --seed continues with the seed it recorded.
     resume_checkpoint = load_last_on_rank0(last_ckpt_path(dst_ckpt), ctx, opts.allow_pickle) if opts.resume else None
@@ -148,14 +148,14 @@ def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, s
     for note in fit_config_to_machine(config, ctx, opts.data_parallel, amp=runtime.amp):
         if opts.log_fitting:
             logger.info(f'fitted to this machine: {note}')
-    datasets, build_test_set = _build_datasets(loaded, config, opts, ctx)
+    datasets, build_test_set = _build_datasets(loaded, parts, opts, ctx)
     for note in fit_crd_to_training_part(config, datasets) if runtime.holdout and not opts.smoke else ():
         logger.info(f'holdout: {note}')
-    teacher, student = _build_models(config, student_name, runtime, opts, ctx)
+    teacher, student = _build_models(parts, student_name, runtime, opts, ctx)
     if opts.log_config:
         logger.info(f'config: {config}')
     device_data = _device_data(runtime, datasets, ctx, seed.value)
-    cached_teacher = _cached_teacher(runtime, config, device_data, ctx, seed, teacher)
+    cached_teacher = _cached_teacher(runtime, parts, device_data, ctx, seed, teacher)
     return Prepared(config=config, datasets=datasets, teacher=teacher, student=student, student_name=student_name,
                     dst_ckpt=dst_ckpt, identity=identity, config_tree=loaded.tree, seed=seed,
                     resume_checkpoint=resume_checkpoint, runtime=runtime, device_data=device_data,
@@ -186,45 +186,45 @@ def _check_not_another_run(dst_ckpt: str, identity: Dict[str, Any], opts: RunOpt
                        f'or pass --overwrite to replace that run')
 
 
-def _check_config(config: Dict[str, Any], opts: RunOptions, runtime: Runtime) -> Tuple[str, str]:
+def _check_config(parts: ConfigParts, opts: RunOptions, runtime: Runtime) -> Tuple[str, str]:
     """Every check that reads the config alone; returns the student's entry name and its ``dst_ckpt`` (expanded)."""
-    student_name, student_config = student_entry(config)
+    student_name, student_config = student_entry(parts.config)
     dst_ckpt = student_config.get('dst_ckpt')
     if not dst_ckpt:
         raise RunError(f'models.{student_name}.dst_ckpt is required (where the best student is saved)')
-    preflight.check_trainable(config, opts.test_only)
-    preflight.check_checkpoint_paths(config)
-    preflight.check_loss_keys(config)
-    preflight.check_components(config)
+    preflight.check_trainable(parts, opts.test_only)
+    preflight.check_checkpoint_paths(parts)
+    preflight.check_loss_keys(parts)
+    preflight.check_components(parts.config)
     if runtime.device_data:
-        preflight.check_device_views(config)
-    preflight.check_teacher_cache(config, runtime)
+        preflight.check_device_views(parts)
+    preflight.check_teacher_cache(parts, runtime)
     return student_name, os.path.expanduser(dst_ckpt)
 
 
-def _build_datasets(loaded: LoadedConfig, config: Dict[str, Any], opts: RunOptions, ctx: DistContext):
+def _build_datasets(loaded: LoadedConfig, parts: ConfigParts, opts: RunOptions, ctx: DistContext):
     """The datasets training reads, and a function that builds the rest (the test loader's) for the final test."""
     if opts.smoke:
-        datasets = build_smoke_datasets(loaded, student_num_classes(config), train_dataset_ids(config),
+        datasets = build_smoke_datasets(loaded, student_num_classes(parts.config), train_dataset_ids(parts.config),
                                         train_samples=SMOKE_TRAIN_SAMPLES)
-        preflight.check_dataset_ids(config, datasets)
+        preflight.check_dataset_ids(parts, datasets)
         return datasets, None
-    loaders = dict(iter_loader_configs(config))
+    loaders = dict(parts.loaders)
     test_ids = {c.get('dataset_id') for where, c in loaders.items() if where.startswith('test.')}
     later = test_only_ids(loaded, {c.get('dataset_id') for where, c in loaders.items()
                                    if not where.startswith('test.')}, test_ids)
     # Datasets may download and extract into a folder shared by processes and nodes: rank 0 first.
     eager = [dataset_id for dataset_id, _ in loaded.dataset_nodes if dataset_id not in later]
     datasets = rank0_first(lambda: build_real_datasets(loaded, eager), ctx, 'building the datasets')
-    preflight.check_dataset_ids(config, {**datasets, **{i: None for i in later}})
+    preflight.check_dataset_ids(parts, {**datasets, **{i: None for i in later}})
     if not later:
         return datasets, None
     return datasets, lambda: rank0_first(lambda: build_real_datasets(loaded, later), ctx, 'building the test set')
 
 
-def _build_models(config: Dict[str, Any], student_name: str, runtime: Runtime, opts: RunOptions,
+def _build_models(parts: ConfigParts, student_name: str, runtime: Runtime, opts: RunOptions,
                   ctx: DistContext) -> Tuple[Optional[nn.Module], nn.Module]:
-    teacher_config = teacher_entry(config)
+    config, teacher_config = parts.config, parts.teacher
     teacher = None if teacher_config is None else \
         _build_and_load(teacher_config, 'models.teacher_model', config, ctx, opts.allow_pickle)
     student = _build_and_load(config['models'][student_name], f'models.{student_name}', config, ctx,

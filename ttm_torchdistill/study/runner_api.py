@@ -26,7 +26,7 @@ from ..run.data.device_transforms import translate_transform
 from ..run.data.view_space import ViewSpace
 from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets, check_device_views
 from ..run.config.runtime import split_runtime_overrides
-from ..run.config.walk import iter_train_stage_configs, student_entry, teacher_entry
+from ..run.config.walk import iter_train_stage_configs, read_parts, student_entry, teacher_entry
 from ..run.model_loading.weights import fetchable_teacher, how_to_get_weights, is_remote
 from ..run.summary import experiment_name
 from ..run.train.checkpoint import last_ckpt_path, summary_path
@@ -167,7 +167,7 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
         dataset_id = (first.get('train_data_loader') or dict()).get('dataset_id')
         train_data = _train_dataset_text(config_path, rest, dataset_id) if dataset_id is not None else None
         try:
-            check_cache_stands_in(config)
+            check_cache_stands_in(read_parts(config))
         except Exception as exc:  # RunError: the runner's own words for why the cache cannot stand in
             refusal = str(exc)
     student_name = student_entry(config)[0]
@@ -181,8 +181,9 @@ def _device_data_refusal(loaded) -> Optional[str]:
     """The runner's own refusal of ``--device-data`` for this config (None when it accepts it), checked as the
     runner checks it before building anything."""
     try:
-        check_device_views(loaded.config)
-        check_device_data_datasets(loaded, loaded.config)
+        parts = read_parts(loaded.config)
+        check_device_views(parts)
+        check_device_data_datasets(loaded, parts)
     except RunError as exc:
         return str(exc)
     return None

@@ -21,32 +21,31 @@ from .component_errors import check_components  # noqa: F401  (the signature che
 from .dataset_nodes import dataset_class, dataset_class_key
 from .loading import LoadedConfig, mapping_value_node
 from .runtime import Runtime
-from .walk import STUDENT_ENTRIES, iter_loader_configs, iter_train_stage_configs, teacher_entry
+from .walk import STUDENT_ENTRIES, ConfigParts
 
 logger = logging.getLogger('ttm_torchdistill.run')
 
 
-def iter_checkpoint_sources(config: Dict[str, Any]):
+def iter_checkpoint_sources(parts: ConfigParts):
     """``(where, path)`` of every checkpoint the run reads: ``models.*.src_ckpt`` and the training stages'
     ``teacher``/``student`` ``src_ckpt`` (which torchdistill loads itself, silently skipping missing files)."""
-    for name, model_config in (config.get('models') or dict()).items():
+    for name, model_config in parts.models.items():
         if isinstance(model_config, dict):
             yield f'models.{name}.src_ckpt', model_config.get('src_ckpt')
-    for where, stage in iter_train_stage_configs(config):
+    for where, stage in parts.stages:
         for role in ('teacher', 'student'):
             block = stage.get(role)
             if isinstance(block, dict):
                 yield f'{where}.{role}.src_ckpt', block.get('src_ckpt')
 
 
-def _model_key_of_source(config: Dict[str, Any], where: str) -> Any:
+def _model_key_of_source(models: Dict[str, Any], where: str) -> Any:
     """The model key a checkpoint source is loaded into (``models.<name>.key``; a stage's teacher/student block
     loads into the teacher/student model)."""
-    models = config.get('models') or dict()
-    parts = where.split('.')
-    if parts[0] == 'models':
-        name = parts[1]
-    elif parts[-2] == 'teacher':
+    steps = where.split('.')
+    if steps[0] == 'models':
+        name = steps[1]
+    elif steps[-2] == 'teacher':
         name = 'teacher_model'
     else:
         name = next((n for n in STUDENT_ENTRIES if isinstance(models.get(n), dict)), None)
@@ -54,25 +53,25 @@ def _model_key_of_source(config: Dict[str, Any], where: str) -> Any:
     return entry.get('key') if isinstance(entry, dict) else None
 
 
-def check_checkpoint_paths(config: Dict[str, Any]) -> None:
+def check_checkpoint_paths(parts: ConfigParts) -> None:
     """Every local checkpoint the run reads must exist (remote ones are downloaded and checked when loaded)."""
-    for where, path in iter_checkpoint_sources(config):
+    for where, path in iter_checkpoint_sources(parts):
         if isinstance(path, str) and path and not is_remote(path) and not os.path.isfile(os.path.expanduser(path)):
-            raise missing_checkpoint(path, where, _model_key_of_source(config, where))
+            raise missing_checkpoint(path, where, _model_key_of_source(parts.models, where))
 
 
-def check_teacher_has_weights(config: Dict[str, Any], smoke: bool) -> None:
+def check_teacher_has_weights(parts: ConfigParts, smoke: bool) -> None:
     """A teacher without src_ckpt, box-level src_ckpt or pretrained weights would distil random logits.
 
     Call it on the config as written (before ``--smoke`` switches pretrained weights off); under ``--smoke`` it
     only warns.
     """
-    teacher = teacher_entry(config)
+    teacher = parts.teacher
     if teacher is None:
         return
     kwargs = teacher.get('kwargs') or dict()
     sources = [kwargs.get('weights'), kwargs.get('pretrained')]
-    sources += [path for where, path in iter_checkpoint_sources(config)
+    sources += [path for where, path in iter_checkpoint_sources(parts)
                 if where == 'models.teacher_model.src_ckpt' or where.endswith('.teacher.src_ckpt')]
     if any(source not in (None, '', False) for source in sources):
         return
@@ -111,9 +110,9 @@ def _unknown_loss(key: Any, where: str, config: Dict[str, Any]) -> RunError:
                     f'config\'s `dependencies:` imports it')
 
 
-def check_loss_keys(config: Dict[str, Any]) -> None:
+def check_loss_keys(parts: ConfigParts) -> None:
     """Every criterion key of the training stage(s) is registered (before torchdistill's bare KeyError)."""
-    for where, stage in iter_train_stage_configs(config):
+    for where, stage in parts.stages:
         criterion = stage.get('criterion')
         if not isinstance(criterion, dict):
             continue
@@ -130,7 +129,7 @@ def check_loss_keys(config: Dict[str, Any]) -> None:
                 continue
             key = sub.get('key')
             if key not in MIDDLE_LEVEL_LOSS_DICT and key not in LOSS_DICT and key not in LOW_LEVEL_LOSS_DICT:
-                raise _unknown_loss(key, f'{where}.criterion.kwargs.sub_terms.{name}', config)
+                raise _unknown_loss(key, f'{where}.criterion.kwargs.sub_terms.{name}', parts.config)
             if key in MIDDLE_LEVEL_LOSS_DICT and 'kwargs' not in sub:
                 raise RunError(f'{where}.criterion.kwargs.sub_terms.{name}.criterion needs `kwargs:` '
                                f'(torchdistill requires it for mid-level loss {key!r})')
@@ -150,27 +149,27 @@ def check_dataset_layout(loaded: LoadedConfig) -> None:
                            f'plugin\'s configs/)')
 
 
-def check_dataset_ids(config: Dict[str, Any], datasets: Dict[str, Any]) -> None:
+def check_dataset_ids(parts: ConfigParts, datasets: Dict[str, Any]) -> None:
     """Every data loader's ``dataset_id`` names a built dataset (torchdistill would silently skip the loader)."""
-    for where, loader_config in iter_loader_configs(config):
+    for where, loader_config in parts.loaders:
         dataset_id = loader_config.get('dataset_id')
         if dataset_id is not None and dataset_id not in datasets:
             raise RunError(f'{where}.dataset_id is {dataset_id!r}, but the config defines only '
                            f'{", ".join(map(repr, datasets)) or "no datasets"}')
 
 
-def check_trainable(config: Dict[str, Any], test_only: bool) -> None:
+def check_trainable(parts: ConfigParts, test_only: bool) -> None:
     """A training run needs a ``train:`` block."""
-    if not test_only and not isinstance(config.get('train'), dict):
+    if not test_only and not isinstance(parts.config.get('train'), dict):
         raise RunError('the config has no `train:` block (use -test_only to only evaluate)')
 
 
-def check_device_views(config: Dict[str, Any]) -> None:
+def check_device_views(parts: ConfigParts) -> None:
     """The device data path makes each image's views from the config's transforms: a loader that adds MLKD's strong
     view (``TwoViewDataset``) must have a ``strong_transform`` it translates (crop, flip, ``StrongAugment``,
     ``ToTensor``, ``Normalize``), checked before anything is built (this covers the teacher cache, which needs the
     device data path, and ``cache-teacher``). The weak view is the dataset's transform, checked when it is built."""
-    for where, loader_config in iter_loader_configs(config):
+    for where, loader_config in parts.loaders:
         wrapper = loader_config.get('dataset_wrapper')
         if not (isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET):
             continue
@@ -199,11 +198,11 @@ def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:
                        f'run this config without the cache')
 
 
-def check_cache_stands_in(config: Dict[str, Any]) -> None:
+def check_cache_stands_in(parts: ConfigParts) -> None:
     """A teacher cache can stand in for the teacher in every training stage: each reads only its logits, and on the
     first stage's training dataset, the one the cache is checked against (a stage without ``train_data_loader``
     keeps the previous stage's, as in torchdistill)."""
-    stages = list(iter_train_stage_configs(config))
+    stages = parts.stages
     first_id = ((stages[0][1].get('train_data_loader') or dict()).get('dataset_id') if stages else None)
     for where, stage in stages:
         check_teacher_hooks(stage, where)
@@ -214,21 +213,21 @@ def check_cache_stands_in(config: Dict[str, Any]) -> None:
                            f'{where}.train_data_loader trains on {dataset_id!r}; run this config without the cache')
 
 
-def check_teacher_cache(config: Dict[str, Any], runtime: Runtime) -> None:
+def check_teacher_cache(parts: ConfigParts, runtime: Runtime) -> None:
     """``runtime.teacher_cache`` needs a teacher to stand in for, whose logits are all the config reads of it."""
     if not runtime.teacher_cache:
         return
-    if teacher_entry(config) is None:
+    if parts.teacher is None:
         raise RunError('runtime.teacher_cache is set but the config has no models.teacher_model to stand in for')
-    check_cache_stands_in(config)
+    check_cache_stands_in(parts)
 
 
-def check_device_data_datasets(loaded: LoadedConfig, config: Dict[str, Any]) -> None:
+def check_device_data_datasets(loaded: LoadedConfig, parts: ConfigParts) -> None:
     """``runtime.device_data`` keeps in-memory uint8 images on the device: every dataset a loader reads must be a
     torchvision CIFAR class (or a subclass, such as ``ttm_torchdistill.datasets.CIFAR100Format``). Checked on the
     config's dataset keys before any dataset is built (an ImageFolder would otherwise be scanned first)."""
     nodes = dict(loaded.dataset_nodes)
-    for where, loader_config in iter_loader_configs(config):
+    for where, loader_config in parts.loaders:
         dataset_id = loader_config.get('dataset_id')
         if dataset_id not in nodes:
             continue  # reported by check_dataset_ids once the datasets are built

@@ -1,7 +1,9 @@
 """Find things in a constructed config: the training stage(s), every data loader, the student entry.
 
-Every part of the runner that needs one of these asks here, so a config is read one way only.
+Every part of the runner that needs one of these asks here, so a config is read one way only; the preflight checks
+take a :class:`ConfigParts`, the config read once, rather than each walking the raw config again.
 """
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ...errors import RunError
@@ -68,3 +70,26 @@ def train_dataset_ids(config: Dict[str, Any]) -> set:
 def planned_epochs(config: Dict[str, Any]) -> int:
     """The epochs of every training stage, added up."""
     return sum(int(stage.get('num_epochs', 0)) for _, stage in iter_train_stage_configs(config))
+
+
+@dataclass(frozen=True)
+class ConfigParts:
+    """What the checks read of one composed config, found once by :func:`read_parts`."""
+    #: the composed config itself (for what only a few checks need, such as the ``train:`` block)
+    config: Dict[str, Any]
+    #: ``models:`` (empty when absent)
+    models: Dict[str, Any]
+    #: ``(where, stage config)`` of every training stage, in file order
+    stages: Tuple[Tuple[str, Dict[str, Any]], ...]
+    #: ``(where, loader config)`` of every data loader: the stages' train/val loaders, then test
+    loaders: Tuple[Tuple[str, Dict[str, Any]], ...]
+    #: ``models.teacher_model`` when the config distils, else None
+    teacher: Optional[Dict[str, Any]]
+
+
+def read_parts(config: Dict[str, Any]) -> ConfigParts:
+    """The stages, loaders and model entries of ``config``, read once for every check that needs them."""
+    models = config.get('models')
+    return ConfigParts(config=config, models=models if isinstance(models, dict) else dict(),
+                       stages=tuple(iter_train_stage_configs(config)), loaders=tuple(iter_loader_configs(config)),
+                       teacher=teacher_entry(config))
