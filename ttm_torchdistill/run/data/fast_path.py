@@ -3,14 +3,19 @@
 :class:`DeviceData` builds one :class:`~.device_dataset.DeviceDataset` per dataset id (validation
 and test usually share one) and swaps a box's data loaders for
 :class:`~ttm_torchdistill.run.data.device_loader.DeviceLoader` s with the same batch size, order and sharding.
+A ``torch.utils.data.Subset`` (a part of ``--holdout``'s split, :func:`ttm_torchdistill.datasets.holdout_split`) is
+held as the whole dataset it selects from, with that dataset's transform (the part's), and its loaders draw the
+subset's indices only: a sample keeps its index in the whole training set, so its augmentation stream and its rows in
+a teacher cache are those of a run without a held-out split, and one cache serves both.
 :class:`CachedTeacher` stands in for the teacher inside the box: it returns the cached logits of the batch's sample
 indices for the current epoch, so the teacher network is never run while training.
 """
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from ...errors import RunError, one_line
 from ..config.walk import student_num_classes, teacher_entry
@@ -22,6 +27,16 @@ from .teacher_cache import TeacherCache, cache_metadata, file_sha256
 from .view_cache import is_view_cache, open_view_cache
 
 logger = logging.getLogger('ttm_torchdistill.run')
+
+
+def subset_source(dataset: Any) -> Tuple[Any, Optional[List[int]]]:
+    """``(the dataset a Subset selects from, the indices it selects)`` (nested Subsets composed), or
+    ``(dataset, None)`` for a dataset that is not a Subset."""
+    indices = None
+    while isinstance(dataset, Subset):
+        indices = [int(i) for i in dataset.indices] if indices is None else [int(dataset.indices[i]) for i in indices]
+        dataset = dataset.dataset
+    return dataset, indices
 
 
 class DeviceData:
@@ -37,25 +52,33 @@ class DeviceData:
                  memory_format: torch.memory_format = torch.contiguous_format):
         self.datasets, self.ctx, self.seed, self.memory_format = datasets, ctx, seed, memory_format
         self._device_datasets: Dict[str, DeviceDataset] = dict()
+        self._subsets: Dict[str, Optional[List[int]]] = dict()
 
     def dataset(self, dataset_id: str, where: str) -> DeviceDataset:
-        """The device copy of ``dataset_id`` (made once)."""
+        """The device copy of ``dataset_id`` (made once); of the whole dataset a ``Subset`` selects from."""
         if dataset_id not in self._device_datasets:
+            source, subset = subset_source(self.datasets[dataset_id])
             try:
                 self._device_datasets[dataset_id] = DeviceDataset.from_torchvision(
-                    self.datasets[dataset_id], device=self.ctx.device, seed=self.seed,
+                    source, device=self.ctx.device, seed=self.seed,
                     dtype=torch.get_default_dtype(), memory_format=self.memory_format)
             except ValueError as exc:
                 raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({where}): {one_line(exc, None)}') \
                     from None
+            self._subsets[dataset_id] = subset
         return self._device_datasets[dataset_id]
+
+    def subset(self, dataset_id: str) -> Optional[List[int]]:
+        """The indices ``dataset_id`` selects of :meth:`dataset` (None: all of them)."""
+        return self._subsets.get(dataset_id)
 
     def loader(self, loader_config: Dict[str, Any], where: str) -> DeviceLoader:
         """A device loader with the semantics of ``loader_config`` (batch size, drop_last, order, sharding)."""
         data = self.dataset(loader_config['dataset_id'], where)
         try:
             return DeviceLoader.from_config(data, loader_config, seed=self.seed, distributed=self.ctx.distributed,
-                                            rank=self.ctx.rank, world_size=self.ctx.world_size)
+                                            rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                            subset=self.subset(loader_config['dataset_id']))
         except ValueError as exc:
             raise RunError(f'runtime.device_data: {where}: {one_line(exc, None)}') from None
 
