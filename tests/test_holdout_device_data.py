@@ -9,6 +9,8 @@ compared with a DataLoader over the same ``Subset`` with DistributedSampler's or
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -242,3 +244,25 @@ def test_sigkill_then_resume_is_bitwise_identical(folder, capsys):
     for key, value in uninterrupted['model'].items():
         assert torch.equal(value, resumed['model'][key]), key
     assert _summary()['holdout'] == _summary(os.path.join('uninterrupted', 'student.json'))['holdout']
+
+
+def test_torchrun_shards_the_training_part_as_distributed_sampler(folder):
+    """Two gloo processes: each rank trains on DistributedSampler's shard of the training part (seeded with the run
+    seed, as the device loader's order) and validates on its shard of the held-out images."""
+    with open(BASE) as source, open('probed.yaml', 'w') as target:  # the config with the probe that records
+        target.write(source.read().replace('dependencies:\n', "dependencies:\n  - name: 'distributed_probes'\n", 1))
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+               f'--master_port={support.free_port()}', '-m', 'ttm_torchdistill', '--config', 'probed.yaml',
+               '--world_size', '2', '--holdout', str(HOLDOUT), '--device-data'] + COMMON
+    result = subprocess.run(command, cwd=str(folder), env=support.subprocess_env({'TTM_TEST_PROBE': 'device_indices'}),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    held, kept = _held_and_kept()
+    for rank in (0, 1):
+        with open(f'device_indices_rank{rank}.json') as fp:
+            seen = json.load(fp)
+        for where, part in (('train.train_data_loader', kept), ('train.val_data_loader', held)):
+            sampler = DistributedSampler(part, num_replicas=2, rank=rank, seed=0)
+            for epoch in (0, 1):
+                sampler.set_epoch(epoch)
+                assert seen[where][str(epoch)] == [part[position] for position in sampler], (rank, where, epoch)
