@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -79,6 +80,15 @@ def test_a_part_is_batched_as_a_dataloader_over_the_subset_with_distributed_samp
                 for (images, targets, _), (ref_images, ref_targets) in zip(batches, reference):
                     torch.testing.assert_close(images, ref_images, rtol=0, atol=1e-6)
                     assert targets.tolist() == ref_targets.tolist()
+
+
+def test_the_parts_of_a_split_share_one_device_copy_of_the_training_images(parts):
+    """Each part is its own copy of the training set with its own transform; the device holds the images once."""
+    ctx = types.SimpleNamespace(device=torch.device('cpu'), distributed=False, rank=0, world_size=1)
+    device_data = fast_path.DeviceData({'train': parts[0], 'held': parts[1]}, ctx, seed=0)
+    train, held = device_data.dataset('train', 'train'), device_data.dataset('held', 'held')
+    assert train.images is held.images and len(train) == 64
+    assert (device_data.subset('train'), device_data.subset('held')) == (parts[0].indices, parts[1].indices)
 
 
 def test_a_subset_must_name_samples_of_the_device_dataset():

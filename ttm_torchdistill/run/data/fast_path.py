@@ -13,6 +13,7 @@ indices for the current epoch, so the teacher network is never run while trainin
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Subset
@@ -53,20 +54,33 @@ class DeviceData:
         self.datasets, self.ctx, self.seed, self.memory_format = datasets, ctx, seed, memory_format
         self._device_datasets: Dict[str, DeviceDataset] = dict()
         self._subsets: Dict[str, Optional[List[int]]] = dict()
+        self._device_images: List[Tuple[np.ndarray, torch.Tensor]] = []  # (host images, their device copy)
 
     def dataset(self, dataset_id: str, where: str) -> DeviceDataset:
         """The device copy of ``dataset_id`` (made once); of the whole dataset a ``Subset`` selects from."""
         if dataset_id not in self._device_datasets:
             source, subset = subset_source(self.datasets[dataset_id])
             try:
-                self._device_datasets[dataset_id] = DeviceDataset.from_torchvision(
-                    source, device=self.ctx.device, seed=self.seed,
-                    dtype=torch.get_default_dtype(), memory_format=self.memory_format)
+                built = DeviceDataset.from_torchvision(
+                    source, device=self.ctx.device, seed=self.seed, dtype=torch.get_default_dtype(),
+                    memory_format=self.memory_format, device_images=self._shared_images(source))
             except ValueError as exc:
                 raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({where}): {one_line(exc, None)}') \
                     from None
-            self._subsets[dataset_id] = subset
+            self._device_datasets[dataset_id], self._subsets[dataset_id] = built, subset
+            self._device_images.append((source.data, built.images))
         return self._device_datasets[dataset_id]
+
+    def _shared_images(self, source: Any) -> Optional[torch.Tensor]:
+        """The device copy of ``source.data`` an earlier dataset of the run holds, if its images are the same: the
+        parts of a held-out split are copies of one training set (each with its own transform), held once."""
+        data = getattr(source, 'data', None)
+        if not isinstance(data, np.ndarray):
+            return None  # from_torchvision refuses it
+        for host, device_images in self._device_images:
+            if host is data or (host.shape == data.shape and np.array_equal(host, data)):
+                return device_images
+        return None
 
     def subset(self, dataset_id: str) -> Optional[List[int]]:
         """The indices ``dataset_id`` selects of :meth:`dataset` (None: all of them)."""
