@@ -13,6 +13,9 @@ filesystem), and saves the student it tests as ``tested_student.pt`` there.
 
 ``TTM_TEST_PROBE=split_indices``: each rank writes the source indices of every dataset that is a part of a split
 (a ``torch.utils.data.Subset``) to ``split_indices_rank<RANK>.json`` once the datasets are built.
+
+``TTM_TEST_PROBE=device_indices``: each rank writes the sample indices its device data loaders yield,
+``{place in the config: {epoch: [indices in yield order]}}``, to ``device_indices_rank<RANK>.json`` after each pass.
 """
 import os
 import time
@@ -87,7 +90,28 @@ def _install_split_indices_probe() -> None:
     prepare.build_real_datasets = recording_build
 
 
+def _install_device_indices_probe() -> None:
+    import json
+    from ttm_torchdistill.run.data import device_loader, fast_path
+    make_loader, batches, seen = fast_path.DeviceData.loader, device_loader.DeviceLoader._batches, dict()
+
+    def loader(self, loader_config, where):
+        made = make_loader(self, loader_config, where)
+        made.where = where
+        return made
+
+    def recorded_batches(self, epoch):
+        indices = seen.setdefault(self.where, dict()).setdefault(str(epoch), [])
+        for batch in batches(self, epoch):
+            indices.extend(batch[2]['indices'].tolist())
+            yield batch
+        with open(f'device_indices_rank{RANK}.json', 'w') as fp:
+            json.dump(seen, fp)
+    fast_path.DeviceData.loader = loader
+    device_loader.DeviceLoader._batches = recorded_batches
+
+
 _PROBES = {'download': _install_download_probe, 'rank_dirs': _install_rank_dirs_probe, 'no_md5': _install_no_md5_probe,
-           'split_indices': _install_split_indices_probe}
+           'split_indices': _install_split_indices_probe, 'device_indices': _install_device_indices_probe}
 for _name in os.environ['TTM_TEST_PROBE'].split(','):  # several probes: comma-separated
     _PROBES[_name]()

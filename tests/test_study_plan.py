@@ -60,6 +60,20 @@ def test_auto_builds_one_complete_cache_per_teacher_for_every_seed_and_epoch_cou
     assert {c.kind for c in listless.caches} == {'per_seed'} and len(listless.caches) == 2
 
 
+@pytest.mark.parametrize('device_data', [True, 'auto'])
+def test_a_holdout_with_device_data_reads_the_complete_cache_of_the_whole_training_set(folder, device_data):
+    """The held-out runs read the cache a study without a holdout builds: ``cache-teacher`` is given no holdout (it
+    caches every training image; a sample keeps its index in the whole training set on the device data path)."""
+    whole = make(folder, runtime={'device_data': True, 'teacher_cache': 'auto'})
+    plan = make(folder, runtime={'holdout': 10, 'device_data': device_data, 'teacher_cache': 'auto'})
+    assert [c.key for c in plan.caches] == [c.key for c in whole.caches] and plan.caches[0].kind == 'complete'
+    assert plan.caches[0].build_argv('PY') == whole.caches[0].build_argv('PY')
+    assert not any('holdout' in arg for arg in plan.caches[0].build_argv('PY'))
+    argv = plan.runs[0].argv('PY', resume=False)
+    assert argv[argv.index('--device-data'):] == ['--device-data', '--holdout', '10', '--holdout-seed', '0',
+                                                  '--teacher-cache', f'runs/tiny/caches/{plan.caches[0].key}/logits']
+
+
 def test_one_cache_per_teacher_and_seed_shared_by_every_config_and_variant(folder):
     plan = make(folder, grid={'train.num_epochs': [2, 5]}, runtime={'device_data': True, 'teacher_cache': 'per_seed'})
     assert len(plan.caches) == 2  # seeds 0 and 1; both configs and both variants read the same teacher

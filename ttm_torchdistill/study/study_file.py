@@ -239,9 +239,6 @@ def _runtime(path: str, value: Any) -> RuntimeOptions:
         raise _fail(path, 'runtime.holdout', f'expected a positive number of training images, got {holdout!r}')
     if isinstance(holdout_seed, bool) or not isinstance(holdout_seed, int) or holdout_seed < 0:
         raise _fail(path, 'runtime.holdout_seed', f'expected a non-negative integer, got {holdout_seed!r}')
-    if holdout and device_data:
-        raise _fail(path, 'runtime.holdout', 'runs on torchdistill\'s loader: the device data path does not hold a '
-                                             'held-out split yet; set device_data: false')
     return RuntimeOptions(device_data=device_data, amp=amp, channels_last=value.get('channels_last', False),
                           compile=value.get('compile', False), teacher_cache=cache, holdout=holdout,
                           holdout_seed=holdout_seed, track=_track(path, value.get('track')),

@@ -13,7 +13,9 @@ in torchdistill's vocabulary (so the hand-written YAML and the switch give the s
 * the test loader is left as it is (its dataset is built only for the final test, :mod:`~ttm_torchdistill.run.prepare`).
 
 The held-out images are drawn from ``runtime.holdout_seed`` (default 0), not the run's seed, class-balanced when the
-dataset has targets: every run and seed of a study validates on the same images.
+dataset has targets: every run and seed of a study validates on the same images. On the device data path each part is
+the whole training set on the device and the part's indices into it (:mod:`ttm_torchdistill.run.data.fast_path`), so
+a teacher cache of the whole training set serves the run.
 """
 import hashlib
 import json

@@ -18,7 +18,7 @@ from ..data.device_transforms import translate_transform
 from ..model_loading.lookup import registry_hint
 from ..model_loading.weights import how_to_get_weights, is_remote, missing_checkpoint
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
-from .dataset_nodes import dataset_class, dataset_class_key
+from .dataset_nodes import data_source, dataset_class, dataset_class_key
 from .loading import LoadedConfig, mapping_value_node
 from .runtime import Runtime
 from .walk import STUDENT_ENTRIES, ConfigParts
@@ -231,7 +231,7 @@ def check_device_data_datasets(loaded: LoadedConfig, parts: ConfigParts) -> None
         dataset_id = loader_config.get('dataset_id')
         if dataset_id not in nodes:
             continue  # reported by check_dataset_ids once the datasets are built
-        key = dataset_class_key(nodes[dataset_id])
+        key = dataset_class_key(data_source(nodes[dataset_id]))  # a part of a split: the dataset it is taken from
         cls = dataset_class(key)
         if not (isinstance(cls, type) and issubclass(cls, CIFAR10)):
             raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({key or "no key"}, {where}) is not '

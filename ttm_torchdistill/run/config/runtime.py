@@ -187,9 +187,6 @@ def resolve_runtime(block: Any, set_values: Dict[str, Any], flags: Dict[str, Any
     if runtime.teacher_cache and not runtime.device_data:
         raise RunError('runtime.teacher_cache needs runtime.device_data: the cache is indexed by the device-data '
                        'augmentation stream (add --device-data)')
-    if runtime.holdout and runtime.device_data:
-        raise RunError('runtime.holdout runs on torchdistill\'s loader: the device data path (and with it the teacher '
-                       'cache) does not hold a held-out split yet; drop --device-data (and --teacher-cache)')
     return runtime
 
 

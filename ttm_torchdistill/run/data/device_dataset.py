@@ -76,11 +76,14 @@ class DeviceDataset:
     @classmethod
     def from_torchvision(cls, dataset, device='cpu', seed: int = 0, transform: Any = 'dataset',
                          dtype: torch.dtype = torch.float32,
-                         memory_format: torch.memory_format = torch.contiguous_format) -> 'DeviceDataset':
+                         memory_format: torch.memory_format = torch.contiguous_format,
+                         device_images: Optional[torch.Tensor] = None) -> 'DeviceDataset':
         """Build from a ``torchvision.datasets.CIFAR10``/``CIFAR100`` object and its transform.
 
         :param dataset: the torchvision dataset (``.data`` uint8 numpy ``N x 32 x 32 x 3``, ``.targets`` list).
         :param transform: the pipeline to translate; by default ``dataset.transform``.
+        :param device_images: ``dataset.data`` already on ``device`` (another DeviceDataset's ``images``, of a copy
+            of this dataset with another transform): shared instead of copied there again.
         :raises ValueError: a dataset of another kind or without such arrays, a ``target_transform``, or an
             unsupported transform (one line naming it).
         """
@@ -103,7 +106,8 @@ class DeviceDataset:
                              f'data path supports none')
         pipeline = translate_transform(dataset.transform if transform == 'dataset' else transform,
                                        image_shape=tuple(data.shape[1:]))
-        return cls(torch.from_numpy(data), targets, pipeline, seed, device, dtype, memory_format)
+        images = torch.from_numpy(data) if device_images is None else device_images
+        return cls(images, targets, pipeline, seed, device, dtype, memory_format)
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -38,9 +38,15 @@ Two views (MLKD: ``dataset_wrapper: {key: TwoViewDataset}``): given a second vie
 ``views`` of shape ``(B, 2, C, H, W)``, the dataset's own view then the second, as ``TwoViewDataset`` batches them.
 ``views[:, v]`` is one contiguous batch in the run's memory format (the tensor is a transposed view of a view-major
 buffer), so ``TwoViewModel`` hands each model a batch laid out as a single-view run's.
+
+A ``subset`` (the training part of ``--holdout``, a ``torch.utils.data.Subset``'s indices) makes the loader draw from
+those samples only, as a DataLoader over the ``Subset`` would: the epoch order and the shards are drawn over
+``len(subset)`` positions, which then name the samples ``subset[position]``. The yielded ``indices`` are those of the
+whole device dataset, so a teacher cache and the augmentation stream see each sample under one index whether or not
+the run holds images out.
 """
 import math
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
@@ -96,6 +102,18 @@ def shard(order: torch.Tensor, rank: int, world_size: int, drop_last: bool) -> t
     return order[rank:total:world_size]
 
 
+def _subset_tensor(subset: Sequence[int], size: int) -> torch.Tensor:
+    """``subset`` as a CPU LongTensor, checked to name samples of a dataset of ``size``."""
+    indices = torch.as_tensor(list(subset) if not isinstance(subset, torch.Tensor) else subset, dtype=torch.long)
+    if indices.dim() != 1 or indices.numel() == 0:
+        raise ValueError(f'subset: expected a non-empty list of dataset indices, got shape {tuple(indices.shape)}')
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= size:
+        raise ValueError(f'subset: expected indices in 0..{size - 1} (the device dataset has {size} samples), got '
+                         f'{low}..{high}')
+    return indices.cpu()
+
+
 class _SamplerView:
     """Stands where torchdistill looks for the sampler (``loader.batch_sampler.sampler``); forwards set_epoch."""
 
@@ -124,11 +142,13 @@ class DeviceLoader:
     :param world_size: number of processes.
     :param shard_drop_last: the DistributedSampler's ``drop_last`` (trim instead of pad).
     :param second_view: a second view of ``dataset`` to yield beside its own (MLKD's strong view), or None.
+    :param subset: the dataset indices to draw from (all when None), as a ``Subset`` over the dataset.
     """
 
     def __init__(self, dataset: DeviceDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                  order_seed: Optional[int] = None, distributed: Optional[bool] = None, rank: int = 0,
-                 world_size: int = 1, shard_drop_last: bool = False, second_view: Optional[DeviceView] = None):
+                 world_size: int = 1, shard_drop_last: bool = False, second_view: Optional[DeviceView] = None,
+                 subset: Optional[Sequence[int]] = None):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f'batch_size {batch_size!r}: expected a positive int')
         if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
@@ -145,13 +165,15 @@ class DeviceLoader:
             raise ValueError('the second view must be a view of the loader\'s dataset')
         self.second_view = second_view
         self.batch_sampler = _SamplerView(self)
+        self.subset = None if subset is None else _subset_tensor(subset, len(dataset))
         self.epoch = 0  # the epoch the next iteration runs
         self._order: Optional[Tuple[int, torch.Tensor]] = None
 
     @classmethod
     def from_config(cls, dataset: DeviceDataset, loader_config: Dict[str, Any], seed: Optional[int] = None,
                     distributed: bool = False, rank: int = 0, world_size: int = 1,
-                    second_view: Optional[DeviceView] = None) -> 'DeviceLoader':
+                    second_view: Optional[DeviceView] = None,
+                    subset: Optional[Sequence[int]] = None) -> 'DeviceLoader':
         """A loader from a torchdistill data loader config (``train.train_data_loader`` etc.).
 
         Reads ``sampler.class_or_func`` (RandomSampler or SequentialSampler; DistributedSampler when
@@ -161,6 +183,7 @@ class DeviceLoader:
         :param seed: the order seed when the sampler config gives none (default: the dataset's seed).
         :param second_view: the strong view when the config wraps the dataset in ``TwoViewDataset`` (translated by
             the caller from its ``strong_transform``), else None.
+        :param subset: the dataset indices the loader draws from (all when None).
         :raises ValueError: for another dataset_wrapper, a batch_sampler, collate_fn, another sampler, or a kwarg
             that would change what is yielded.
         """
@@ -221,7 +244,8 @@ class DeviceLoader:
         batch_size = kwargs.get('batch_size', 1)
         return cls(dataset, batch_size, shuffle=shuffle, drop_last=bool(kwargs.get('drop_last', False)),
                    order_seed=order_seed, distributed=distributed, rank=rank, world_size=world_size,
-                   shard_drop_last=shard_drop_last, second_view=second_view)
+                   shard_drop_last=shard_drop_last, second_view=second_view,
+                   subset=subset)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration run epoch ``epoch`` (order and augmentation); later ones follow on from it."""
@@ -230,15 +254,21 @@ class DeviceLoader:
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's sample indices of ``epoch`` in yield order (LongTensor on the device), before batching."""
         if self._order is None or self._order[0] != epoch:
-            order = epoch_order(len(self.dataset), epoch, self.shuffle, self.order_seed)
+            order = epoch_order(self.population(), epoch, self.shuffle, self.order_seed)
             if self.distributed:
                 order = shard(order, self.rank, self.world_size, self.shard_drop_last)
+            if self.subset is not None:  # positions in the subset -> dataset indices, as Subset.__getitem__
+                order = self.subset[order]
             self._order = (epoch, order.to(self.dataset.device))
         return self._order[1]
 
+    def population(self) -> int:
+        """How many samples the loader draws from: the subset's, else the dataset's."""
+        return len(self.dataset) if self.subset is None else self.subset.numel()
+
     def num_samples(self) -> int:
         """Samples this rank visits per epoch (DistributedSampler's ``num_samples`` when distributed)."""
-        n = len(self.dataset)
+        n = self.population()
         if not self.distributed:
             return n
         if self.shard_drop_last and n % self.world_size != 0:

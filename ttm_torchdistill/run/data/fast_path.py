@@ -5,16 +5,22 @@ and test usually share one) and swaps a box's data loaders for
 :class:`~ttm_torchdistill.run.data.device_loader.DeviceLoader` s with the same batch size, order and sharding; a
 loader whose dataset is wrapped in ``TwoViewDataset`` (MLKD) also yields the strong view, translated from the
 wrapper's ``strong_transform`` (:class:`~.device_dataset.DeviceView`).
+A ``torch.utils.data.Subset`` (a part of ``--holdout``'s split, :func:`ttm_torchdistill.datasets.holdout_split`) is
+held as the whole dataset it selects from, with that dataset's transform (the part's), and its loaders draw the
+subset's indices only: a sample keeps its index in the whole training set, so its augmentation stream and its rows in
+a teacher cache are those of a run without a held-out split, and one cache serves both.
 :class:`CachedTeacher` stands in for the teacher inside the box: it returns the cached logits of the batch's sample
 indices for the current epoch, so the teacher network is never run while training. With two views (a teacher
 wrapped in ``TwoViewModel``) the cache serves the weak view, whose views it holds, and the teacher runs on the strong
 view, which no cache can hold (its augmentation has no listable views).
 """
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from ...errors import RunError, one_line
 from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
@@ -30,6 +36,16 @@ from .complete_cache import is_view_cache, open_view_cache
 logger = logging.getLogger('ttm_torchdistill.run')
 
 
+def subset_source(dataset: Any) -> Tuple[Any, Optional[List[int]]]:
+    """``(the dataset a Subset selects from, the indices it selects)`` (nested Subsets composed), or
+    ``(dataset, None)`` for a dataset that is not a Subset."""
+    indices = None
+    while isinstance(dataset, Subset):
+        indices = [int(i) for i in dataset.indices] if indices is None else [int(dataset.indices[i]) for i in indices]
+        dataset = dataset.dataset
+    return dataset, indices
+
+
 class DeviceData:
     """Device-resident datasets of a run and the loaders over them.
 
@@ -43,18 +59,38 @@ class DeviceData:
                  memory_format: torch.memory_format = torch.contiguous_format):
         self.datasets, self.ctx, self.seed, self.memory_format = datasets, ctx, seed, memory_format
         self._device_datasets: Dict[str, DeviceDataset] = dict()
+        self._subsets: Dict[str, Optional[List[int]]] = dict()
+        self._device_images: List[Tuple[np.ndarray, torch.Tensor]] = []  # (host images, their device copy)
 
     def dataset(self, dataset_id: str, where: str) -> DeviceDataset:
-        """The device copy of ``dataset_id`` (made once)."""
+        """The device copy of ``dataset_id`` (made once); of the whole dataset a ``Subset`` selects from."""
         if dataset_id not in self._device_datasets:
+            source, subset = subset_source(self.datasets[dataset_id])
             try:
-                self._device_datasets[dataset_id] = DeviceDataset.from_torchvision(
-                    self.datasets[dataset_id], device=self.ctx.device, seed=self.seed,
-                    dtype=torch.get_default_dtype(), memory_format=self.memory_format)
+                built = DeviceDataset.from_torchvision(
+                    source, device=self.ctx.device, seed=self.seed, dtype=torch.get_default_dtype(),
+                    memory_format=self.memory_format, device_images=self._shared_images(source))
             except ValueError as exc:
                 raise RunError(f'runtime.device_data: dataset {dataset_id!r} ({where}): {one_line(exc, None)}') \
                     from None
+            self._device_datasets[dataset_id], self._subsets[dataset_id] = built, subset
+            self._device_images.append((source.data, built.images))
         return self._device_datasets[dataset_id]
+
+    def _shared_images(self, source: Any) -> Optional[torch.Tensor]:
+        """The device copy of ``source.data`` an earlier dataset of the run holds, if its images are the same: the
+        parts of a held-out split are copies of one training set (each with its own transform), held once."""
+        data = getattr(source, 'data', None)
+        if not isinstance(data, np.ndarray):
+            return None  # from_torchvision refuses it
+        for host, device_images in self._device_images:
+            if host is data or (host.shape == data.shape and np.array_equal(host, data)):
+                return device_images
+        return None
+
+    def subset(self, dataset_id: str) -> Optional[List[int]]:
+        """The indices ``dataset_id`` selects of :meth:`dataset` (None: all of them)."""
+        return self._subsets.get(dataset_id)
 
     def loader(self, loader_config: Dict[str, Any], where: str) -> DeviceLoader:
         """A device loader with the semantics of ``loader_config`` (batch size, drop_last, order, sharding; the
@@ -63,7 +99,8 @@ class DeviceData:
         try:
             return DeviceLoader.from_config(data, loader_config, seed=self.seed, distributed=self.ctx.distributed,
                                             rank=self.ctx.rank, world_size=self.ctx.world_size,
-                                            second_view=self.strong_view(loader_config, data, where))
+                                            second_view=self.strong_view(loader_config, data, where),
+                                            subset=self.subset(loader_config['dataset_id']))
         except ValueError as exc:
             raise RunError(f'runtime.device_data: {where}: {one_line(exc, None)}') from None
 
