@@ -86,7 +86,9 @@ def confirm_plan(search: SearchPlan, found: List[Progress]) -> Plan:
     """The study's plan of confirm runs: those of every experiment whose search is finished with a complete trial."""
     runs = [run for item in found if item.finished and item.best_number is not None
             for run in confirm_runs(search, item)]
-    return replace(search.plan, runs=tuple(runs), caches=())
+    # without the holdout: what study run compares a finished run's config with (changed runs) is the full set's
+    study = replace(search.plan.study, runtime=replace(search.plan.study.runtime, holdout=None))
+    return replace(search.plan, study=study, runs=tuple(runs), caches=())
 
 
 def write_tuned(search: SearchPlan, found: List[Progress]) -> None:
