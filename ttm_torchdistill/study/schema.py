@@ -25,7 +25,7 @@ from ..run.config.runtime import TRACK_ENGINES
 from ..errors import StudyError
 from .search.spec import SearchSpec, parse_search, require_optuna
 
-KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'search', 'runtime', 'resources', 'slurm', 'cache_dtype')
+KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype', 'search')
 RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed',
                 'track', 'track_dir', 'track_project')
 RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
