@@ -12,6 +12,7 @@
     resources: {gpus: 1, cpus: 4, mem_gb: 16, time_min: 720}
     slurm: {partition: gpu, account: null, qos: null, constraint: null, array_parallelism: 32, additional: {},
             setup: []}
+    search: {trials: 40, space: {...}}  # instead of grid: an Optuna search on runtime.holdout (search/spec.py)
 
 A problem is a :class:`~ttm_torchdistill.errors.StudyError` naming the file and the key.
 """
