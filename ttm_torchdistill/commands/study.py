@@ -55,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args, plan) -> int:
-    return run_study(plan, RunRequest(executor=args.executor, slots=args.slots, wait=args.wait,
-                                      continue_changed=args.continue_changed, restart_changed=args.restart_changed))
+    request = RunRequest(executor=args.executor, slots=args.slots, wait=args.wait,
+                         continue_changed=args.continue_changed, restart_changed=args.restart_changed)
+    if plan.study.search is not None:
+        from ..study.search.executors import run_search  # Optuna is imported only for a search
+        return run_search(plan, request)
+    return run_study(plan, request)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -64,6 +68,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         plan = make_plan(load_study(args.study))
+        if plan.study.search is not None and args.command in ('plan', 'status'):
+            from ..study.search.views import search_text
+            sys.stdout.write(search_text(plan))
+            return 0
         if args.command == 'plan':
             sys.stdout.write(format_plan(plan, state.plan_states(plan, slurm_queue.QueueSnapshot())))
             return 0

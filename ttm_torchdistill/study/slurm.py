@@ -33,7 +33,7 @@ WAIT_POLL_S = 5.0
 MAX_TIMEOUTS = 50
 
 
-def _submitit():
+def submitit_module():
     try:
         import submitit
     except ImportError:
@@ -63,8 +63,8 @@ class StudyJob:
 
     def __call__(self) -> str:
         job_id = locks.current_job_id()
-        _name_job(task_id(self.task))
-        _note_sigterm()
+        name_job(task_id(self.task))
+        note_sigterm()
         env = dict(os.environ)
         cpus = os.environ.get('SLURM_CPUS_PER_TASK')
         if cpus and 'OMP_NUM_THREADS' not in env:
@@ -88,10 +88,10 @@ class StudyJob:
         and requeue the same call, which resumes from there."""
         if self._process is not None:
             attempts.stop_command(self._process.pid, 'the pre-timeout signal (submitit requeues the job)')
-        return _submitit().helpers.DelayedSubmission(StudyJob(self.plan, self.task))
+        return submitit_module().helpers.DelayedSubmission(StudyJob(self.plan, self.task))
 
 
-def _note_sigterm() -> None:
+def note_sigterm() -> None:
     """Remember a SIGTERM (scancel, scontrol requeue, preemption, time limit) before submitit's handler logs it: a
     command that Slurm kills with SIGKILL after it was then stopped, not crashed."""
     previous = signal.getsignal(signal.SIGTERM)
@@ -106,7 +106,7 @@ def _note_sigterm() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def _name_job(name: str) -> None:
+def name_job(name: str) -> None:
     """Show the run id as the job's name in squeue (an array has one name for all its tasks until they start)."""
     job = os.environ.get('SLURM_JOB_ID')
     if job:
@@ -116,8 +116,8 @@ def _name_job(name: str) -> None:
             print(f'study: could not name job {job} {name!r}: {result.stderr.strip()}', file=sys.stderr)
 
 
-def _executor(study: Study, out: str, name: str, dependency: Optional[str]):
-    submitit = _submitit()
+def make_executor(study: Study, out: str, name: str, dependency: Optional[str]):
+    submitit = submitit_module()
     # a long run may meet its time limit many times; each time it resumes from its last checkpoint
     executor = submitit.SlurmExecutor(folder=os.path.join(out, SLURM_DIR), max_num_timeout=MAX_TIMEOUTS)
     resources, slurm = study.resources, study.slurm
@@ -153,7 +153,7 @@ def _submit_array(plan: Plan, tasks: List[Task], name: str, dependency: Optional
     ids = []
     for first in range(0, len(tasks), max_array_size):
         chunk = tasks[first:first + max_array_size]
-        executor = _executor(plan.study, plan.study.out_dir, name, dependency)
+        executor = make_executor(plan.study, plan.study.out_dir, name, dependency)
         with executor.batch():
             jobs = [executor.submit(StudyJob(alone, task)) for task in chunk]
         for task, job in zip(chunk, jobs):

@@ -12,6 +12,7 @@
     resources: {gpus: 1, cpus: 4, mem_gb: 16, time_min: 720}
     slurm: {partition: gpu, account: null, qos: null, constraint: null, array_parallelism: 32, additional: {},
             setup: []}
+    search: {trials: 40, space: {...}}  # instead of grid: an Optuna search on runtime.holdout (search/spec.py)
 
 A problem is a :class:`~ttm_torchdistill.errors.StudyError` naming the file and the key.
 """
@@ -23,8 +24,9 @@ import yaml
 
 from ..run.config.runtime import TRACK_ENGINES
 from ..errors import StudyError
+from .search.spec import SearchSpec, parse_search, require_optuna
 
-KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype')
+KEYS = ('name', 'out', 'configs', 'seeds', 'set', 'grid', 'runtime', 'resources', 'slurm', 'cache_dtype', 'search')
 RUNTIME_KEYS = ('device_data', 'amp', 'channels_last', 'compile', 'teacher_cache', 'holdout', 'holdout_seed',
                 'track', 'track_dir', 'track_project')
 RESOURCE_KEYS = ('gpus', 'cpus', 'mem_gb', 'time_min')
@@ -120,6 +122,7 @@ class Study:
     resources: Resources = Resources()
     slurm: SlurmOptions = SlurmOptions()
     cache_dtype: str = 'float32'
+    search: Optional[SearchSpec] = None
 
     @property
     def out_dir(self) -> str:
@@ -313,12 +316,27 @@ def parse_study(data: Any, path: str, base: str) -> Study:
     dtype = data.get('cache_dtype', 'float32')
     if dtype not in CACHE_DTYPES:
         raise _fail(path, 'cache_dtype', f'expected one of {", ".join(CACHE_DTYPES)}, got {dtype!r}')
+    seeds, runtime = _seeds(path, data['seeds']), _runtime(path, data.get('runtime'))
     return Study(path=path, base=base, name=name, out=out,
                  configs=_string_list(path, 'configs', data['configs'], allow_empty=False),
-                 seeds=_seeds(path, data['seeds']), overrides=_overrides(path, data.get('set') or []),
-                 grid=_grid(path, data.get('grid')), runtime=_runtime(path, data.get('runtime')),
+                 seeds=seeds, overrides=_overrides(path, data.get('set') or []),
+                 grid=_grid(path, data.get('grid')), runtime=runtime,
                  resources=_resources(path, data.get('resources')), slurm=_slurm(path, data.get('slurm')),
-                 cache_dtype=dtype)
+                 cache_dtype=dtype, search=_search(path, data, seeds, runtime))
+
+
+def _search(path: str, data: dict, seeds: Tuple[int, ...], runtime: RuntimeOptions) -> Optional[SearchSpec]:
+    """``search:`` (None without it): never beside a grid, and only with a holdout to select on."""
+    if data.get('search') is None:
+        return None
+    if data.get('grid'):
+        raise _fail(path, 'search', 'a study either crosses a grid or searches a space; drop grid: or search:')
+    if not runtime.holdout:
+        raise _fail(path, 'search', 'needs runtime.holdout: N (a search selects on N held-out training images, '
+                                    'never on the test set)')
+    spec = parse_search(path, data['search'], seeds)
+    require_optuna(path)
+    return spec
 
 
 def load_study(path: str, base: Optional[str] = None) -> Study:
