@@ -21,7 +21,7 @@ from study_files import WTTM
 from ttm_torchdistill.commands import report as report_cli
 from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.errors import StudyError
-from ttm_torchdistill.study.schema import load_study
+from ttm_torchdistill.study.study_file import load_study
 
 optuna = pytest.importorskip('optuna')
 pytestmark = pytest.mark.usefixtures('one_torch_thread')

@@ -181,7 +181,7 @@ def read_limits(partition: Optional[str]) -> Limits:
 
 
 def limit_violations(resources, slurm, limits: Limits) -> List[str]:
-    """One line per way a job of ``resources`` (:class:`~.schema.Resources`) and ``slurm`` options breaks
+    """One line per way a job of ``resources`` (:class:`~.study_file.Resources`) and ``slurm`` options breaks
     ``limits``: such a job is refused by sbatch or, with ``EnforcePartLimits=NO``, pends forever."""
     where = f'partition {limits.partition}'
     found = []

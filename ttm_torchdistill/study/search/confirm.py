@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
 
-from .. import state
+from .. import task_state
 from ..plan import RUNS_DIR, Plan, Run
 from .engine import search_dir, trials_of
 from .spec import require_optuna
@@ -103,6 +103,6 @@ def write_tuned(search: SearchPlan, found: List[Progress]) -> None:
                             'val_top1': item.best_value, 'trials': item.counts, 'trial_seeds': list(search.seeds),
                             'confirm': [os.path.relpath(run.summary, search.plan.out)
                                         for run in confirm_runs(search, item)]})
-    state.write_json(os.path.join(search_dir(study.out_dir), TUNED_FILE),
+    task_state.write_json(os.path.join(search_dir(study.out_dir), TUNED_FILE),
                      {'format': 1, 'study': study.name, 'holdout': study.runtime.holdout,
                       'holdout_seed': study.runtime.holdout_seed, 'experiments': experiments})

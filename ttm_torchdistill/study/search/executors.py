@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Dict, List, Optional
 
 from .. import attempt as attempts
-from .. import locks, state
+from .. import locks, task_state
 from ...errors import StudyError
 from ..local import visible_gpus
 from ..plan import missing_teachers, missing_teachers_error
@@ -141,7 +141,7 @@ class SearchJob:
 
 
 def submitted_jobs(out_dir: str, experiment: str) -> List[str]:
-    data = state.read_json(os.path.join(search_dir(out_dir, experiment), SUBMITTED)) or {}
+    data = task_state.read_json(os.path.join(search_dir(out_dir, experiment), SUBMITTED)) or {}
     return [job['job_id'] for job in data.get('jobs', [])]
 
 
@@ -176,7 +176,7 @@ def submit_search(search: SearchPlan, log=print) -> Dict[str, List[str]]:
                         for _ in range(min(limits.max_array_size, count - first))]
             ids += [str(job.job_id) for job in jobs]
         path = os.path.join(search_dir(study.out_dir, experiment), SUBMITTED)
-        state.write_json(path, {'jobs': [{'job_id': job} for job in submitted_jobs(study.out_dir, experiment) + ids]})
+        task_state.write_json(path, {'jobs': [{'job_id': job} for job in submitted_jobs(study.out_dir, experiment) + ids]})
         log(f'submitted search {experiment}: {count} trial task(s), Slurm jobs {ids[0]}..{ids[-1]}')
         submitted[experiment] = ids
     return submitted

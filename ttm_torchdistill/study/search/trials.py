@@ -24,7 +24,7 @@ from .. import attempt as attempts
 from .. import runner_api
 from ...errors import StudyError, UserError
 from ..plan import Plan, Run, config_path
-from ..schema import grid_value_text
+from ..study_file import grid_value_text
 from .engine import Claimed, load, storage, trial_folder, trial_id
 from .spec import Param, require_optuna
 

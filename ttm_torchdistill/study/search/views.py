@@ -3,7 +3,7 @@ experiment's search stands, and the confirm runs (their states as for any run)."
 import os
 from typing import List
 
-from .. import slurm_queue, state
+from .. import slurm_queue, task_state
 from ..status import format_status
 from .confirm import TUNED_VARIANT, confirm_plan, progress
 from .engine import search_dir
@@ -40,5 +40,5 @@ def search_text(plan) -> str:
                      f'is finished: {", ".join(waiting)}')
     text = '\n'.join(lines) + '\n'
     if confirm.runs:
-        text += format_status(confirm, state.plan_states(confirm, slurm_queue.QueueSnapshot()))
+        text += format_status(confirm, task_state.plan_states(confirm, slurm_queue.QueueSnapshot()))
     return text
