@@ -9,7 +9,7 @@ from torch import nn
 import runner_support as support
 from ttm_torchdistill import cli
 from ttm_torchdistill.errors import RunError
-from ttm_torchdistill.run.machine import fit as policy
+from ttm_torchdistill.run.machine import fit_to_machine as policy
 from ttm_torchdistill.run.machine.context import DistContext
 from ttm_torchdistill.run.model_loading.build import build_model
 

@@ -11,7 +11,7 @@ import pytest
 
 import runner_support as support
 import study_files
-from ttm_torchdistill.study import attempt, state
+from ttm_torchdistill.study import attempt, task_state as state
 from ttm_torchdistill.study.plan import make_plan
 from ttm_torchdistill.study.study_file import load_study
 from ttm_torchdistill.study.slurm_queue import QueueSnapshot

@@ -196,7 +196,7 @@ def test_a_failing_run_does_not_stop_the_others_and_status_shows_its_error_line(
 def test_a_failed_cache_fails_the_runs_that_read_it_with_its_error_line(tmp_path, monkeypatch):
     """Without starting anything: a cache whose build failed makes each of its runs fail at once, with a line
     naming the cache, its error and its log; the plan's states say so."""
-    from ttm_torchdistill.study import attempt, state
+    from ttm_torchdistill.study import attempt, task_state as state
     from ttm_torchdistill.study.plan import make_plan
     from ttm_torchdistill.study.study_file import load_study
     from ttm_torchdistill.study.slurm_queue import QueueSnapshot

@@ -5,7 +5,7 @@ import multiprocessing
 import os
 import time
 
-from ttm_torchdistill.study import state
+from ttm_torchdistill.study import task_state as state
 
 
 def write_many(path, who):

@@ -92,7 +92,7 @@ def test_the_attempt_and_summary_name_the_tracker_run(tracked):
 
 
 def test_a_missing_tracker_package_is_one_error_line_before_anything_is_built(tmp_path, monkeypatch, capsys):
-    from ttm_torchdistill.run.track import plan
+    from ttm_torchdistill.run.track import tracker_plan as plan
     monkeypatch.chdir(track.prepare_folder(str(tmp_path / 'run')))
     monkeypatch.delitem(__import__('sys').modules, 'wandb', raising=False)
     real = plan.importlib.util.find_spec
