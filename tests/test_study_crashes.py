@@ -11,7 +11,7 @@ import pytest
 
 import runner_support as support
 import study_files
-from ttm_torchdistill.study import attempt, task_state as state
+from ttm_torchdistill.study import attempt, task_state
 from ttm_torchdistill.study.plan import make_plan
 from ttm_torchdistill.study.study_file import load_study
 from ttm_torchdistill.study.slurm_queue import QueueSnapshot
@@ -38,16 +38,16 @@ def test_a_runner_that_crashes_is_retried_then_failed_with_its_signal_and_last_o
     plan, run = one_run(str(tmp_path))
     env = support.subprocess_env({'TTM_TEST_CRASH_SIGNAL': 'SEGV'})
     assert attempt.settle(run, plan, env=env, queue=QueueSnapshot(lambda: None)) == attempt.FAILED
-    failed = state.failure(run)
+    failed = task_state.failure(run)
     assert re.fullmatch(r'error: the command was crashed with SIGSEGV in 3 attempts in a row, not stopped by the study '
                         r'or the scheduler \(SIGSEGV is not the out-of-memory killer\'s signal\); its last output: '
                         r'.+', failed['error']), failed['error']
-    assert failed['exit_code'] == -11 and not state.crashes(run)  # the count starts again on the next study run
+    assert failed['exit_code'] == -11 and not task_state.crashes(run)  # the count starts again on the next study run
     with open(os.path.join(run.folder, 'console.log')) as fp:
         assert fp.read().count('=== exit status -11') == 3
     events = [(a['event'], a.get('outcome')) for a in attempts_of(run)]
     assert events == [('start', None), ('end', 'crashed')] * 2 + [('start', None), ('end', 'failed')]
-    states = state.plan_states(plan, QueueSnapshot(lambda: None))
+    states = task_state.plan_states(plan, QueueSnapshot(lambda: None))
     assert states[0].state == 'failed' and states[0].detail == failed['error']
 
 
@@ -57,8 +57,8 @@ def test_a_runner_stopped_by_sigterm_is_interrupted_not_crashed(tmp_path, monkey
     plan, run = one_run(str(tmp_path))
     env = support.subprocess_env({'TTM_TEST_CRASH_SIGNAL': 'TERM'})
     assert attempt.settle(run, plan, env=env, queue=QueueSnapshot(lambda: None)) == attempt.INTERRUPTED
-    assert state.failure(run) is None and state.crashes(run) == []
-    states = state.plan_states(plan, QueueSnapshot(lambda: None))
+    assert task_state.failure(run) is None and task_state.crashes(run) == []
+    states = task_state.plan_states(plan, QueueSnapshot(lambda: None))
     assert (states[0].state, states[0].detail) == ('interrupted', 'starts again')
 
 
@@ -68,7 +68,7 @@ def test_one_crash_shows_in_status_and_a_crash_after_the_study_asked_to_stop_is_
     plan, run = one_run(str(tmp_path))
     env = support.subprocess_env({'TTM_TEST_CRASH_SIGNAL': 'KILL'})
     assert attempt.attempt(run, plan, env=env, queue=QueueSnapshot(lambda: None)) == attempt.CRASHED
-    states = state.plan_states(plan, QueueSnapshot(lambda: None))
+    states = task_state.plan_states(plan, QueueSnapshot(lambda: None))
     assert states[0].state == 'interrupted'
     assert re.fullmatch(r'crashed 1 time\(s\) in a row: SIGKILL, (not the OOM killer of this memory cgroup|out of '
                         r'memory could not be checked: .*); starts again', states[0].detail), states[0].detail
@@ -77,7 +77,7 @@ def test_one_crash_shows_in_status_and_a_crash_after_the_study_asked_to_stop_is_
         assert attempt.attempt(run, plan, env=env, queue=QueueSnapshot(lambda: None)) == attempt.INTERRUPTED
     finally:
         attempt.request_stop(None)
-    assert len(state.crashes(run)) == 1  # neither counted nor cleared
+    assert len(task_state.crashes(run)) == 1  # neither counted nor cleared
 
 
 def memory_cgroup(limit_bytes):
@@ -133,7 +133,7 @@ def test_a_runner_the_oom_killer_ends_fails_saying_out_of_memory(tmp_path, monke
     finally:
         os.rmdir(folder)
     assert result.stdout.strip() == 'failed', result.stderr[-3000:]
-    error = state.failure(run)['error']
+    error = task_state.failure(run)['error']
     assert error.startswith('error: the command was killed by SIGKILL in 1 attempt in a row, not stopped by the study '
                             'or the scheduler (out of memory? the kernel\'s OOM killer ended a process of this '
                             'memory cgroup (oom_kill '), error

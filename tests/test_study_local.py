@@ -196,7 +196,7 @@ def test_a_failing_run_does_not_stop_the_others_and_status_shows_its_error_line(
 def test_a_failed_cache_fails_the_runs_that_read_it_with_its_error_line(tmp_path, monkeypatch):
     """Without starting anything: a cache whose build failed makes each of its runs fail at once, with a line
     naming the cache, its error and its log; the plan's states say so."""
-    from ttm_torchdistill.study import attempt, task_state as state
+    from ttm_torchdistill.study import attempt, task_state
     from ttm_torchdistill.study.plan import make_plan
     from ttm_torchdistill.study.study_file import load_study
     from ttm_torchdistill.study.slurm_queue import QueueSnapshot
@@ -205,12 +205,12 @@ def test_a_failed_cache_fails_the_runs_that_read_it_with_its_error_line(tmp_path
     plan = make_plan(load_study(study_files.write_study(str(tmp_path), seeds=[0])), python='no-such-python')
     cache = plan.caches[0]
     os.makedirs(cache.folder)
-    state.record_failure(cache, "error: models.teacher_model.src_ckpt: no such file './missing.pt'", 1)
+    task_state.record_failure(cache, "error: models.teacher_model.src_ckpt: no such file './missing.pt'", 1)
     assert attempt.attempt(plan.runs[0], plan) == attempt.FAILED
     expected = (f"error: teacher cache {cache.key} failed: error: models.teacher_model.src_ckpt: no such file "
                 f"'./missing.pt' (log: {cache.folder}/console.log)")
-    assert state.failure(plan.runs[0])['error'] == expected
-    states = {state.task_id(s.task): s for s in state.plan_states(plan, QueueSnapshot(lambda: None))}
+    assert task_state.failure(plan.runs[0])['error'] == expected
+    states = {task_state.task_id(s.task): s for s in task_state.plan_states(plan, QueueSnapshot(lambda: None))}
     assert states[plan.runs[1].run_id].state == 'failed'  # not attempted yet: failed through its cache
     assert states[plan.runs[1].run_id].detail.startswith(f'teacher cache {cache.key} failed: error: models.')
     assert not os.path.exists(os.path.join(plan.runs[0].folder, 'console.log'))  # nothing was started

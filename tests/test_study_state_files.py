@@ -5,12 +5,12 @@ import multiprocessing
 import os
 import time
 
-from ttm_torchdistill.study import task_state as state
+from ttm_torchdistill.study import task_state
 
 
 def write_many(path, who):
     for i in range(300):
-        state.write_json(path, {'writer': who, 'i': i, 'runs': ['x' * 64] * 200})
+        task_state.write_json(path, {'writer': who, 'i': i, 'runs': ['x' * 64] * 200})
 
 
 def test_two_concurrent_writers_of_plan_json_never_tear_it_or_fail(tmp_path):
@@ -42,19 +42,19 @@ def test_a_killed_writers_temporary_file_is_removed_by_a_later_write_a_live_ones
     old, fresh = tmp_path / '.submitted.json.k1ll3d.tmp', tmp_path / '.submitted.json.l1ve.tmp'
     old.write_text('{"jobs": [')  # torn: what a writer killed mid-write leaves
     fresh.write_text('{')
-    os.utime(old, (time.time() - state.STALE_TEMP_S - 5,) * 2)
+    os.utime(old, (time.time() - task_state.STALE_TEMP_S - 5,) * 2)
     other = tmp_path / '.plan.json.k1ll3d.tmp'  # another file's: not this writer's business
     other.write_text('{')
-    os.utime(other, (time.time() - state.STALE_TEMP_S - 5,) * 2)
-    state.write_json(path, {'jobs': []})
+    os.utime(other, (time.time() - task_state.STALE_TEMP_S - 5,) * 2)
+    task_state.write_json(path, {'jobs': []})
     assert sorted(os.listdir(tmp_path)) == ['.plan.json.k1ll3d.tmp', '.submitted.json.l1ve.tmp', 'submitted.json']
-    assert state.read_json(path) == {'jobs': []}
+    assert task_state.read_json(path) == {'jobs': []}
 
 
 def test_state_files_get_the_mode_of_the_umask_for_a_group_sharing_the_folder(tmp_path):
     previous = os.umask(0o002)
     try:
-        state.write_json(str(tmp_path / 'failed.json'), {'error': 'x'})
+        task_state.write_json(str(tmp_path / 'failed.json'), {'error': 'x'})
     finally:
         os.umask(previous)
     assert os.stat(tmp_path / 'failed.json').st_mode & 0o777 == 0o664

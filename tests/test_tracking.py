@@ -92,11 +92,11 @@ def test_the_attempt_and_summary_name_the_tracker_run(tracked):
 
 
 def test_a_missing_tracker_package_is_one_error_line_before_anything_is_built(tmp_path, monkeypatch, capsys):
-    from ttm_torchdistill.run.track import tracker_plan as plan
+    from ttm_torchdistill.run.track import tracker_plan
     monkeypatch.chdir(track.prepare_folder(str(tmp_path / 'run')))
     monkeypatch.delitem(__import__('sys').modules, 'wandb', raising=False)
-    real = plan.importlib.util.find_spec
-    monkeypatch.setattr(plan.importlib.util, 'find_spec', lambda name: None if name == 'wandb' else real(name))
+    real = tracker_plan.importlib.util.find_spec
+    monkeypatch.setattr(tracker_plan.importlib.util, 'find_spec', lambda name: None if name == 'wandb' else real(name))
     line = support.cli_error(capsys, ['--config', CONFIG, '--device', 'cpu', '--track', 'tensorboard,wandb'])
     assert line == ('error: runtime.track: wandb is not installed; install the extra: pip install '
                     '"ttm_torchdistill[wandb]" (in a checkout: pip install -e ".[wandb]")')

@@ -10,7 +10,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import error_line
-from ..study import slurm_queue, task_state as state
+from ..study import slurm_queue, task_state
 from ..study.plan import changed_runs, make_plan
 from ..study.run_study import RunRequest, run_study
 from ..study.study_file import load_study
@@ -73,10 +73,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             sys.stdout.write(search_text(plan))
             return 0
         if args.command == 'plan':
-            sys.stdout.write(format_plan(plan, state.plan_states(plan, slurm_queue.QueueSnapshot())))
+            sys.stdout.write(format_plan(plan, task_state.plan_states(plan, slurm_queue.QueueSnapshot())))
             return 0
         if args.command == 'status':
-            sys.stdout.write(format_status(plan, state.plan_states(plan, slurm_queue.QueueSnapshot()),
+            sys.stdout.write(format_status(plan, task_state.plan_states(plan, slurm_queue.QueueSnapshot()),
                                            changed_runs(plan)))
             return 0
         return _run(args, plan)

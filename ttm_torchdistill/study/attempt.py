@@ -26,7 +26,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-from . import locks, task_state as state
+from . import locks, task_state
 from .plan import Plan, Run
 from .slurm_queue import QueueSnapshot
 from .task_state import Task
@@ -95,11 +95,11 @@ def command(task: Task, plan: Plan):
 def dependency_failure(task: Task) -> Optional[str]:
     """Why a run cannot start: its cache failed (None when it has none, it is there, or it is merely missing:
     :func:`cache_missing`)."""
-    if isinstance(task, Run) and task.cache is not None and not state.is_done(task.cache):
-        failed = state.failure(task.cache)
+    if isinstance(task, Run) and task.cache is not None and not task_state.is_done(task.cache):
+        failed = task_state.failure(task.cache)
         if failed:
             return (f'error: teacher cache {task.cache.key} failed: {failed.get("error")} '
-                    f'(log: {state.console_log(task.cache)})')
+                    f'(log: {task_state.console_log(task.cache)})')
     return None
 
 
@@ -107,8 +107,8 @@ def cache_missing(task: Task) -> bool:
     """Whether a run's cache is neither built nor failed (its job was cancelled, or its build interrupted): the run
     waits for it, and is not failed (Slurm 22.05 starts ``afterok`` dependants of an array task cancelled while
     pending)."""
-    return isinstance(task, Run) and task.cache is not None and not state.is_done(task.cache) and \
-        state.failure(task.cache) is None
+    return isinstance(task, Run) and task.cache is not None and not task_state.is_done(task.cache) and \
+        task_state.failure(task.cache) is None
 
 
 def settle(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id: Optional[str] = None,
@@ -129,12 +129,12 @@ def attempt(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id
     :param job_id: the Slurm job id to record in the lock (default: from the environment).
     :param on_start: called with the ``subprocess.Popen`` of the command (to stop it on Ctrl-C).
     """
-    if state.is_done(task):
+    if task_state.is_done(task):
         return DONE
     blocked = dependency_failure(task)
     if blocked is not None:
         os.makedirs(task.folder, exist_ok=True)
-        state.record_failure(task, blocked, None)
+        task_state.record_failure(task, blocked, None)
         return FAILED
     if cache_missing(task):
         return WAITING
@@ -144,10 +144,10 @@ def attempt(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id
     outcome = INTERRUPTED  # what an exception leaves (SystemExit of submitit's requeue, a broken folder)
     _log_attempt(task, 'start', lock.record)
     try:
-        if state.is_done(task):  # finished by the process that held the lock a moment ago
+        if task_state.is_done(task):  # finished by the process that held the lock a moment ago
             outcome = DONE
             return outcome
-        state.clear_failure(task)
+        task_state.clear_failure(task)
         outcome = _run_command(task, plan, lock, env, on_start)
         return outcome
     finally:
@@ -157,7 +157,7 @@ def attempt(task: Task, plan: Plan, env: Optional[Dict[str, str]] = None, job_id
 
 def _run_command(task: Task, plan: Plan, lock: locks.RunLock, env, on_start) -> str:
     argv, resume = command(task, plan)
-    log_path = state.console_log(task)
+    log_path = task_state.console_log(task)
     header = _header(argv, resume, lock.record.get('job_id'))
     if lock.record.get('took_over'):
         header += f'=== took over the lock of {lock.record["took_over"]}\n'
@@ -177,15 +177,15 @@ def _run_command(task: Task, plan: Plan, lock: locks.RunLock, env, on_start) -> 
         finally:  # also when submitit's requeue ends this process (SystemExit): the command ends first
             code = _end(process)
             log.write(f'=== exit status {code}\n')
-    if code == 0 and state.is_done(task):
-        state.clear_crashes(task)
+    if code == 0 and task_state.is_done(task):
+        task_state.clear_crashes(task)
         return DONE
     if code == INTERRUPTED_STATUS or (code < 0 and (-code in STOP_SIGNALS or stop_requested())):
         return INTERRUPTED
     if code < 0:
         return _crashed(task, -code, process.pid, oom_before, log_path)
-    state.clear_crashes(task)
-    state.record_failure(task, error_line(log_path, code) if code else
+    task_state.clear_crashes(task)
+    task_state.record_failure(task, error_line(log_path, code) if code else
                          'error: the command succeeded but left no result (summary or metadata.json)', code)
     return FAILED
 
@@ -245,15 +245,15 @@ def _crashed(task: Task, signum: int, pid: int, oom_before: Optional[int], log_p
     name = signal_name(signum)
     oom = out_of_memory(signum, pid, oom_before)
     tail = [line for line in last_lines(log_path, 40) if line.strip() and not line.startswith('=== exit status')]
-    count = state.record_crash(task, {'signal': name, 'oom': oom, 'log_tail': tail[-20:]})
+    count = task_state.record_crash(task, {'signal': name, 'oom': oom, 'log_tail': tail[-20:]})
     if count < MAX_CRASHES:
         return CRASHED
     cause = f'killed by {name}' if signum == signal.SIGKILL else f'crashed with {name}'
     last = f'; its last output: {tail[-1][:200]}' if tail else ''
     attempts = f'{count} attempt{"s" if count != 1 else ""}'
-    state.record_failure(task, f'error: the command was {cause} in {attempts} in a row, not stopped by the study or '
-                               f'the scheduler ({oom}){last}', -signum)
-    state.clear_crashes(task)
+    task_state.record_failure(task, f'error: the command was {cause} in {attempts} in a row, not stopped by the study '
+                                    f'or the scheduler ({oom}){last}', -signum)
+    task_state.clear_crashes(task)
     return FAILED
 
 

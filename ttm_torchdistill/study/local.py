@@ -12,7 +12,7 @@ import time
 from typing import Callable, Dict, List, Optional, TextIO
 
 from . import attempt as attempts
-from . import task_state as state
+from . import task_state
 from ..errors import StudyError
 from .plan import Plan, Run
 from .task_state import Task, task_id
@@ -84,7 +84,7 @@ class LocalExecutor:
                                       on_start=lambda p: self.processes.__setitem__(name, p))
         except Exception as exc:  # a broken study folder (permissions, disk full) is this task's failure only
             outcome = attempts.FAILED
-            state.record_failure(task, f'error: {type(exc).__name__}: {exc}', None)
+            task_state.record_failure(task, f'error: {type(exc).__name__}: {exc}', None)
         with self.lock:
             self.outcomes[name] = outcome
             self.durations.append(time.time() - self.started.pop(name))
@@ -97,14 +97,14 @@ class LocalExecutor:
         A run whose cache failed is attempted (and fails with the cache's error line); one whose cache another
         process holds, or whose build was interrupted, is skipped like its cache.
         """
-        if not isinstance(task, Run) or task.cache is None or state.is_done(task.cache):
+        if not isinstance(task, Run) or task.cache is None or task_state.is_done(task.cache):
             return attempts.DONE
         return self.outcomes.get(task_id(task.cache))
 
     def run(self, log: Callable[[str], None] = None) -> Dict[str, str]:
         """Run every task that is not done; returns ``{task id: outcome}`` of the tasks attempted."""
         log = log or (lambda line: print(line, file=self.stream or sys.stderr, flush=True))
-        todo: List[Task] = [t for t in list(self.plan.caches) + list(self.plan.runs) if not state.is_done(t)]
+        todo: List[Task] = [t for t in list(self.plan.caches) + list(self.plan.runs) if not task_state.is_done(t)]
         total, threads = len(todo), []
         caches = len(self.plan.caches)
         log(f'study {self.plan.study.name}: {len(self.plan.runs)} runs and {caches} teacher '

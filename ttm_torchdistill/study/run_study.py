@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import StudyError
-from . import slurm_queue, task_state as state
+from . import slurm_queue, task_state
 from .attempt import DONE
 from .local import LocalExecutor
 from .plan import (
@@ -37,7 +37,7 @@ class RunRequest:
 
 
 def _write_manifest(plan: Plan) -> None:
-    state.write_json(os.path.join(plan.study.out_dir, MANIFEST), manifest(plan))
+    task_state.write_json(os.path.join(plan.study.out_dir, MANIFEST), manifest(plan))
 
 
 def _handle_changed(request: 'RunRequest', plan: Plan) -> Plan:
@@ -51,7 +51,7 @@ def _handle_changed(request: 'RunRequest', plan: Plan) -> Plan:
     if not request.restart_changed:
         raise changed_runs_error(plan, changed)
     queue = slurm_queue.QueueSnapshot()
-    busy = [c.run.run_id for c in changed if state.task_state(c.run, queue).state in ('running', 'queued')]
+    busy = [c.run.run_id for c in changed if task_state.task_state(c.run, queue).state in ('running', 'queued')]
     if busy:
         raise StudyError(f'{plan.study.path}: --restart-changed: {", ".join(busy)} running or queued; wait for them '
                          f'(or stop them) first')
@@ -68,7 +68,7 @@ def run_study(plan: Plan, request: RunRequest) -> int:
     :raises StudyError: a study that cannot start, or options of the other executor.
     """
     plan = _handle_changed(request, plan)
-    missing = missing_teachers(plan, [run for run in plan.runs if not state.is_done(run)])
+    missing = missing_teachers(plan, [run for run in plan.runs if not task_state.is_done(run)])
     if missing:
         raise missing_teachers_error(plan, missing)
     _write_manifest(plan)
@@ -81,7 +81,7 @@ def run_study(plan: Plan, request: RunRequest) -> int:
             outcomes = LocalExecutor(plan, slots=request.slots).run()
         except KeyboardInterrupt:
             return 130
-        sys.stdout.write(format_status(plan, state.plan_states(plan, slurm_queue.QueueSnapshot(lambda: None))))
+        sys.stdout.write(format_status(plan, task_state.plan_states(plan, slurm_queue.QueueSnapshot(lambda: None))))
         return 0 if all(o == DONE for o in outcomes.values()) else 1
     if request.slots is not None:
         raise StudyError('--slots applies to --executor local (Slurm runs as many as array_parallelism allows)')

@@ -19,7 +19,7 @@ import time
 from typing import Dict, List, Optional, TextIO
 
 from . import attempt as attempts
-from . import locks, task_state as state
+from . import locks, task_state
 from ..errors import StudyError
 from .plan import Plan, Run
 from .study_file import Study
@@ -71,9 +71,9 @@ class StudyJob:
             env['OMP_NUM_THREADS'] = cpus
         outcome = attempts.settle(self.task, self.plan, env=env, job_id=job_id, on_start=self._started)
         if outcome == attempts.FAILED:
-            failed = state.failure(self.task) or {}
+            failed = task_state.failure(self.task) or {}
             raise RuntimeError(f'{task_id(self.task)}: {failed.get("error")} (log: {failed.get("log")})')
-        if outcome != attempts.DONE and not state.is_done(self.task):
+        if outcome != attempts.DONE and not task_state.is_done(self.task):
             why = attempts.stop_requested() or 'see its console.log'
             raise RuntimeError(f'{task_id(self.task)}: the attempt ended {outcome} ({why}) without a result: the job '
                                f'fails so that jobs depending on it do not start; the next `study run` submits it '
@@ -157,7 +157,7 @@ def _submit_array(plan: Plan, tasks: List[Task], name: str, dependency: Optional
         with executor.batch():
             jobs = [executor.submit(StudyJob(alone, task)) for task in chunk]
         for task, job in zip(chunk, jobs):
-            state.record_submission(task, str(job.job_id))
+            task_state.record_submission(task, str(job.job_id))
         ids += [str(job.job_id) for job in jobs]
     return ids
 
@@ -180,7 +180,7 @@ def submit(plan: Plan, queue: Optional[QueueSnapshot] = None, log=print, limits:
     :param limits: the cluster's (default: read with :func:`~.slurm_queue.read_limits`), checked first.
     """
     queue = queue or QueueSnapshot()
-    states = {task_id(s.task): s for s in state.plan_states(plan, queue)}
+    states = {task_id(s.task): s for s in task_state.plan_states(plan, queue)}
     if queue() is None:
         raise StudyError('--executor slurm: squeue is not available or fails here (is this a Slurm login node?)')
 
@@ -199,14 +199,14 @@ def submit(plan: Plan, queue: Optional[QueueSnapshot] = None, log=print, limits:
             submitted[task_id(cache)] = cache_jobs[cache.key] = job
     for cache in plan.caches:
         if cache.key not in cache_jobs and states[task_id(cache)].state in ('running', 'queued'):
-            cache_jobs[cache.key] = state.submitted_job(cache)
+            cache_jobs[cache.key] = task_state.submitted_job(cache)
     groups: Dict[Optional[str], List[Run]] = {}
     for run in plan.runs:
         if needed(run):
             groups.setdefault(None if run.cache is None else run.cache.key, []).append(run)
     for key, runs in groups.items():
         job = cache_jobs.get(key) if key is not None else None
-        if key is not None and job is None and not state.is_done(plan.cache(key)):
+        if key is not None and job is None and not task_state.is_done(plan.cache(key)):
             # built by a process outside this study's Slurm jobs: no job to depend on, and a run started before the
             # cache is complete would fail for want of it
             log(f'not submitted: {len(runs)} run(s) of teacher cache {key}, which is being built '
@@ -221,12 +221,12 @@ def submit(plan: Plan, queue: Optional[QueueSnapshot] = None, log=print, limits:
     return submitted
 
 
-def wait(plan: Plan, stream: Optional[TextIO] = None, poll_s: float = WAIT_POLL_S) -> List[state.TaskState]:
+def wait(plan: Plan, stream: Optional[TextIO] = None, poll_s: float = WAIT_POLL_S) -> List[task_state.TaskState]:
     """Wait until no task of the plan is queued or running; prints a progress line when the counts change."""
     last = ''
     while True:
-        states = state.plan_states(plan, QueueSnapshot())
-        counts = {name: sum(s.state == name for s in states) for name in state.STATES}
+        states = task_state.plan_states(plan, QueueSnapshot())
+        counts = {name: sum(s.state == name for s in states) for name in task_state.STATES}
         line = f'study {plan.study.name}: ' + ', '.join(f'{n} {name}' for name, n in counts.items() if n)
         if line != last:
             print(line, file=stream or sys.stderr, flush=True)
