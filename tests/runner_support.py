@@ -153,20 +153,28 @@ def every_index_sampler(dataset, **kwargs):
     return torch.utils.data.SequentialSampler(dataset)
 
 
-def write_tiny_cifar100(root: str, num_train: int = 40, num_test: int = 20, seed: int = 0) -> str:
+def write_tiny_cifar100(root: str, num_train: int = 40, num_test: int = 20, seed: int = 0,
+                        learnable_classes: int = 0) -> str:
     """Write ``root/cifar-100-python/{train,test,meta}`` in torchvision's on-disk format; returns ``root``.
 
-    Labels cycle through 0..99 so every split has several classes; pixels are random. The files' md5 differ from
-    the real archive's, so torchvision's integrity check must be bypassed by the test (and only that).
+    Labels cycle through 0..99 so every split has several classes; pixels are random. With ``learnable_classes``
+    K > 0, labels cycle through 0..K-1 instead and each image is its class's colour plus noise (a task a tiny model
+    learns in an epoch or two). The files' md5 differ from the real archive's, so torchvision's integrity check must
+    be bypassed by the test (and only that).
     """
     rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(learnable_classes, 3)) if learnable_classes else None
     folder = os.path.join(root, 'cifar-100-python')
     os.makedirs(folder, exist_ok=True)
     for name, count in (('train', num_train), ('test', num_test)):
-        fine = [i % 100 for i in range(count)]
+        fine = [i % (learnable_classes or 100) for i in range(count)]
+        if learnable_classes:
+            planes = np.repeat(colours[fine][:, :, None], 32 * 32, axis=2).reshape(count, -1)
+            data = np.clip(planes + rng.normal(0, 40, size=planes.shape), 0, 255).astype(np.uint8)
+        else:
+            data = rng.integers(0, 256, size=(count, 3 * 32 * 32), dtype=np.uint8)
         entry = {'filenames': [f'{name}_{i}.png' for i in range(count)], 'batch_label': f'tiny {name}',
-                 'fine_labels': fine, 'coarse_labels': [label // 5 for label in fine],
-                 'data': rng.integers(0, 256, size=(count, 3 * 32 * 32), dtype=np.uint8)}
+                 'fine_labels': fine, 'coarse_labels': [label // 5 for label in fine], 'data': data}
         with open(os.path.join(folder, name), 'wb') as fp:
             pickle.dump(entry, fp)
     meta = {'fine_label_names': [f'class_{i}' for i in range(100)],

@@ -1,5 +1,7 @@
 """Test-only helpers for the study tests: a folder with the two tiny CIFAR-100 configs, their teacher, the tiny
 CIFAR-100 and a study file over them."""
+import contextlib
+import io
 import os
 import shutil
 
@@ -48,3 +50,13 @@ def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def in_process(argv, main=None):
+    """``(exit status, stdout, stderr)`` of ``python -m ttm_torchdistill study ...`` (or of ``main``) run in this
+    process: a command that only reads or submits the plan needs no new interpreter."""
+    from ttm_torchdistill.commands import study as study_cli
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = (main or study_cli.main)(argv)
+    return code, out.getvalue(), err.getvalue()

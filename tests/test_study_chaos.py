@@ -20,8 +20,6 @@ Requeued jobs are started at once (Slurm holds them back ~2 min). Checked: every
 standalone command; the ``attempts.jsonl`` of every run and cache shows one holder at a time; no run started before
 its cache was built; ``study status`` showed what happened.
 """
-import contextlib
-import io
 import json
 import os
 import random
@@ -38,8 +36,7 @@ import runner_support as support
 import slurm_support
 import study_files
 from slurm_support import squeue, wait_for
-from study_files import KD, WTTM
-from ttm_torchdistill.commands import study as study_cli
+from study_files import KD, WTTM, in_process
 from ttm_torchdistill.study import locks
 
 SEED = 7
@@ -58,12 +55,6 @@ lock.release()
 def cluster():
     slurm_support.require_cluster()
 
-
-def in_process(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = study_cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 class Releaser(threading.Thread):

@@ -1,8 +1,6 @@
 """``study run --executor local``: a study of 2 tiny CIFAR-100 configs x 2 seeds with teacher caches, in 2 slots,
 stopped with Ctrl-C mid-run and continued. Also: a failing run does not stop the others and `study status` shows
 its error line; a failed cache build fails the runs that read it."""
-import contextlib
-import io
 import json
 import os
 import re
@@ -15,7 +13,7 @@ import pytest
 
 import runner_support as support
 import study_files
-from study_files import KD, WTTM
+from study_files import KD, WTTM, in_process
 from ttm_torchdistill.commands import report as report_cli
 from ttm_torchdistill.commands import study as study_cli
 
@@ -34,14 +32,6 @@ def wait_for(path, process, timeout=300):
             raise AssertionError(f'{path} did not appear within {timeout} s')
         time.sleep(0.2)
 
-
-def in_process(argv):
-    """``(exit status, stdout, stderr)`` of ``python -m ttm_torchdistill study ...`` run in this process (a command
-    that only reads the plan needs no new interpreter)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = study_cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope='module')

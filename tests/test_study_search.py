@@ -4,8 +4,6 @@ while a trial waits at its second epoch, continued by two ``study run`` at once,
 training set over seeds 0 and 1 and reported. The pruner's stop of a running command is checked on its own
 (the tiny runs' held-out top-1 are all alike, so the median pruner has nothing to prune there). Also the one-line
 errors of the ``search:`` key."""
-import contextlib
-import io
 import json
 import os
 import signal
@@ -17,9 +15,8 @@ import pytest
 
 import runner_support as support
 import search_support
-from study_files import WTTM
+from study_files import WTTM, in_process
 from ttm_torchdistill.commands import report as report_cli
-from ttm_torchdistill.commands import study as study_cli
 from ttm_torchdistill.errors import StudyError
 from ttm_torchdistill.study.study_file import load_study
 
@@ -36,12 +33,6 @@ def wait_for(path, process, timeout=300):
         assert time.time() < deadline, f'{path} did not appear within {timeout} s'
         time.sleep(0.2)
 
-
-def in_process(argv, main=study_cli.main):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def trials(folder):

@@ -3,8 +3,6 @@ as one job array, a task requeued with ``scontrol requeue`` while its trial wait
 continues with ``--resume``), ``study run --wait`` waiting for the search and then submitting and waiting for the
 confirm runs over seeds 0 and 1, and ``report``'s tuned table. Without a running cluster it skips (fails when
 CI=true)."""
-import contextlib
-import io
 import json
 import os
 import re
@@ -16,9 +14,8 @@ import runner_support as support
 import search_support
 import slurm_support
 from slurm_support import squeue, wait_for
-from study_files import WTTM
+from study_files import WTTM, in_process
 from ttm_torchdistill.commands import report as report_cli
-from ttm_torchdistill.commands import study as study_cli
 
 optuna = pytest.importorskip('optuna')
 
@@ -27,12 +24,6 @@ optuna = pytest.importorskip('optuna')
 def cluster():
     slurm_support.require_cluster()
 
-
-def in_process(argv, main=study_cli.main):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_a_search_on_slurm_requeued_once_then_confirmed_and_reported(tmp_path, monkeypatch):

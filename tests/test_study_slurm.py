@@ -5,8 +5,6 @@ arrays that depend on them (``afterok``); one run is requeued with ``scontrol re
 epoch, resumes from its last checkpoint and ends bit-identical to its standalone command; ``report`` aggregates the
 seeds; further ``study run`` submit nothing. Without a running cluster these tests skip (they fail when CI=true).
 """
-import contextlib
-import io
 import json
 import os
 import re
@@ -17,22 +15,15 @@ import pytest
 import runner_support as support
 import slurm_support
 import study_files
-from study_files import KD, WTTM
+from study_files import KD, WTTM, in_process
 from ttm_torchdistill.commands import report as report_cli
 from slurm_support import squeue, wait_for
-from ttm_torchdistill.commands import study as study_cli
 
 
 @pytest.fixture(scope='module', autouse=True)
 def cluster():
     slurm_support.require_cluster()
 
-
-def in_process(argv, main=study_cli.main):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope='module')
