@@ -176,7 +176,8 @@ def submit_search(search: SearchPlan, log=print) -> Dict[str, List[str]]:
                         for _ in range(min(limits.max_array_size, count - first))]
             ids += [str(job.job_id) for job in jobs]
         path = os.path.join(search_dir(study.out_dir, experiment), SUBMITTED)
-        task_state.write_json(path, {'jobs': [{'job_id': job} for job in submitted_jobs(study.out_dir, experiment) + ids]})
+        jobs = submitted_jobs(study.out_dir, experiment) + ids
+        task_state.write_json(path, {'jobs': [{'job_id': job} for job in jobs]})
         log(f'submitted search {experiment}: {count} trial task(s), Slurm jobs {ids[0]}..{ids[-1]}')
         submitted[experiment] = ids
     return submitted
