@@ -44,3 +44,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: Test modules that submit to the one-node Slurm cluster: under pytest-xdist (``-n 2 --dist loadgroup``) they run
+#: one after the other in one worker, as they would alone (the cluster's 4 CPU slots are theirs, and a module that
+#: counts the queue's jobs sees only its own).
+SLURM_MODULES = ('test_study_chaos.py', 'test_study_cluster.py', 'test_study_locks.py', 'test_study_search_slurm.py',
+                 'test_study_slurm.py')
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in SLURM_MODULES:
+            item.add_marker(pytest.mark.xdist_group('slurm'))

@@ -174,6 +174,24 @@ def test_loss_and_gradients_equal_the_stock_path_on_the_same_images(cifar_folder
     torch.testing.assert_close(from_cache[0], expected[0], rtol=1e-6, atol=0)
 
 
+def test_a_holdout_on_the_device_path_gives_both_views_of_the_training_part_only(cifar_folder, capsys):
+    """``--holdout 10`` with MLKD's two views on the device path and a complete cache built without a holdout: an
+    epoch's batches hold each training-part sample once, both views of it (the weak view's logits from the cache
+    under its whole-set index), none of the 10 held out; the held-out part is validated on, the summary says so."""
+    from ttm_torchdistill.datasets import holdout_indices
+    run_ok(capsys, ['cache-teacher', '--config', CONFIG, '--views', 'all', '--out', 'cache', '--device', 'cpu'])
+    held = set(holdout_indices([i % 100 for i in range(40)], 40, 10, seed=0))
+    prepared, session = _session({'device_data': True, 'teacher_cache': 'cache', 'holdout': 10})
+    views, indices = _collect(session.box.train_data_loader)
+    assert views.shape[1] == 2 and sorted(indices.tolist()) == sorted(set(range(40)) - held)
+    out = run_ok(capsys, ['--config', CONFIG, '--device', 'cpu', '--seed', '0', '--device-data', '--teacher-cache',
+                          'cache', '--holdout', '10', '--overwrite'])
+    assert 'Start training (runtime: device_data, teacher_cache=cache, holdout=10)' in out
+    with open(os.path.join('ckpt', 'student.json')) as fp:
+        summary = json.load(fp)
+    assert summary['holdout']['size'] == 10 and summary['selected_on'] == summary['holdout']['held_out']
+
+
 def test_resume_with_the_teacher_cache_is_bitwise_after_sigkill(cifar_folder, capsys):
     """--device-data --teacher-cache (a complete cache built from the MLKD config: the weak view's logits; the teacher
     runs on the strong view), SIGKILLed before epoch 2 and resumed: the same weights, BatchNorm statistics and history
