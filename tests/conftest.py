@@ -53,7 +53,10 @@ SLURM_MODULES = ('test_study_chaos.py', 'test_study_cluster.py', 'test_study_loc
                  'test_study_slurm.py')
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
 def pytest_collection_modifyitems(items):
+    """Under pytest-xdist's ``--dist loadgroup``, a module's tests stay together in one worker (its module fixtures
+    are set up once), and the Slurm modules share one group."""
     for item in items:
-        if item.path.name in SLURM_MODULES:
-            item.add_marker(pytest.mark.xdist_group('slurm'))
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group('slurm' if name in SLURM_MODULES else name))
