@@ -1,4 +1,4 @@
-"""MLKD's training steps on the CPU, stock path vs the device path with both views (issue 29), and the strong view alone.
+"""MLKD's training steps on the CPU, stock path vs the device path with both views, and the strong view alone.
 
 Writes a CIFAR-100 look-alike in torchvision's on-disk format (random pixels, ``--num_train`` images; the writer of
 the runner tests) and a randomly initialised resnet32x4 teacher checkpoint, builds a per-seed teacher cache of the
@@ -179,8 +179,8 @@ def _configurations(args, common, workers, cache_dir):
             ('stock, bf16 + channels-last', workers(args.workers), dict(fast)),
             ('device + cache, bf16 + channels-last', workers(0), dict(cache, **fast))]
     built = [RunnerSteps(name, common + extra, flags) for name, extra, flags in runs if name not in args.skip]
-    return built + [StudentOnly('student only (limit), fp32', False),
-                    StudentOnly('student only (limit), bf16 + channels-last', True)]
+    limits = [('student only (limit), fp32', False), ('student only (limit), bf16 + channels-last', True)]
+    return built + [StudentOnly(name, bf16) for name, bf16 in limits if name not in args.skip]
 
 
 def _interleave(benches, rounds, chunk, warmup):
