@@ -5,7 +5,10 @@ study's seeds, the paper's number and the difference."""
 import json
 import os
 import statistics
+from pathlib import Path
 from typing import List, Optional, Sequence
+
+from .tables import load_summary, paper_reference
 
 TUNED_PATH = os.path.join('search', 'tuned.json')
 COLUMNS = ['experiment', 'chosen (trial)', 'trials', 'val top-1 (holdout)', 'n', 'test top-1', 'paper top-1',
@@ -14,7 +17,6 @@ COLUMNS = ['experiment', 'chosen (trial)', 'trials', 'val top-1 (holdout)', 'n',
 
 def tuned_rows(paths: Sequence[str]) -> List[dict]:
     """The tuned rows of the study folders among ``paths`` (none without a finished search)."""
-    from ...report import load_summary, paper_reference  # the report reads this module only for a study folder
     rows = []
     for folder in paths:
         path = os.path.join(folder, TUNED_PATH)
@@ -66,3 +68,14 @@ def tuned_markdown(rows: List[dict]) -> str:
             'the full training set over the study\'s seeds, and "test top-1" is their last epoch\'s top-1 (the epoch '
             'count fixed in advance: nothing selected on the test set).')
     return '\n'.join(lines) + '\n\n' + note + '\n'
+
+
+def with_tuned(text: str, fmt: str, paths: Sequence[str]) -> str:
+    """The report with the tuned table of the study folders that searched (markdown: after the table; json: the
+    ``tuned`` key; csv: unchanged)."""
+    tuned = tuned_rows([path for path in paths if Path(path).is_dir()])
+    if not tuned or fmt == 'csv':
+        return text
+    if fmt == 'json':
+        return json.dumps(dict(json.loads(text), tuned=tuned), indent=1) + '\n'
+    return text + '\n' + tuned_markdown(tuned)

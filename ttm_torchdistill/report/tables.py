@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import UserError
-from .config_generator import by_name
-from .run.summary import SUMMARY_FORMAT
+from ..errors import UserError
+from ..config_generator import by_name
+from ..run.summary import SUMMARY_FORMAT
 
 # --set keys that move files or tune loading but leave the experiment itself unchanged
 _BOOKKEEPING_KEYS = ('dst_ckpt', 'root', 'num_workers', 'pin_memory', 'log_freq')
@@ -532,19 +532,7 @@ def report_text(paths: Sequence[str], fmt: str = 'markdown') -> Tuple[str, List[
     rows = aggregate(group_runs([run for run in summaries if not run.changed_mid_run]))
     if not rows and not study.failed and not study.missing and not study.changed:
         raise ReportError(f'{", ".join(map(str, paths))}: no run summaries to report')
-    return with_tuned(FORMATS[fmt](rows, study), fmt, paths), rows, study
-
-
-def with_tuned(text: str, fmt: str, paths: Sequence[str]) -> str:
-    """The report with the tuned table of the study folders that searched (markdown: after the table; json: the
-    ``tuned`` key; csv: unchanged)."""
-    from .study.search.tuned_table import tuned_markdown, tuned_rows
-    tuned = tuned_rows([path for path in paths if Path(path).is_dir()])
-    if not tuned or fmt == 'csv':
-        return text
-    if fmt == 'json':
-        return json.dumps(dict(json.loads(text), tuned=tuned), indent=1) + '\n'
-    return text + '\n' + tuned_markdown(tuned)
+    return FORMATS[fmt](rows, study), rows, study
 
 
 __all__ = ['ReportError', 'RunSummary', 'StudyRuns', 'Row', 'COLUMNS', 'FORMATS', 'load_summary', 'collect',
