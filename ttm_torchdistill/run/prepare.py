@@ -24,7 +24,7 @@ from .config.walk import (
     ConfigParts, planned_epochs, read_parts, student_entry, student_num_classes, train_dataset_ids,
 )
 from .data.real_datasets import build_real_datasets
-from .data.fast_path import CachedTeacher, DeviceData, open_teacher_cache, two_view_teacher
+from .data.fast_path import CachedTeacher, DeviceData, check_device_views, open_teacher_cache, two_view_teacher
 from .data.synthetic import build_smoke_datasets
 from .attempts import another_runs_files
 from .machine.context import DistContext, on_leaders, rank0_first
@@ -197,7 +197,7 @@ def _check_config(parts: ConfigParts, opts: RunOptions, runtime: Runtime) -> Tup
     preflight.check_loss_keys(parts)
     preflight.check_components(parts.config)
     if runtime.device_data:
-        preflight.check_device_views(parts)
+        check_device_views(parts)
     preflight.check_teacher_cache(parts, runtime)
     return student_name, os.path.expanduser(dst_ckpt)
 

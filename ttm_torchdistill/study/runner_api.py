@@ -24,7 +24,8 @@ from ..run.config.dataset_nodes import construct_optional, dataset_class, datase
 from ..run.config.loading import mapping_value_node
 from ..run.data.device_transforms import translate_transform
 from ..run.data.view_space import ViewSpace
-from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets, check_device_views
+from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets
+from ..run.data.fast_path import check_device_views
 from ..run.config.runtime import split_runtime_overrides
 from ..run.config.walk import iter_train_stage_configs, read_parts, student_entry, teacher_entry
 from ..run.model_loading.weights import fetchable_teacher, how_to_get_weights, is_remote

@@ -12,9 +12,8 @@ from torchvision.datasets import CIFAR10
 from yaml.nodes import MappingNode
 
 from ...checks.signatures import suggestion
-from ...errors import RunError, one_line
-from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
-from ..data.device_transforms import translate_transform
+from ...errors import RunError
+from ...views.two_view import TWO_VIEW_MODEL
 from ..model_loading.lookup import registry_hint
 from ..model_loading.weights import how_to_get_weights, is_remote, missing_checkpoint
 from .component_errors import check_components  # noqa: F401  (the signature check of every component)
@@ -162,23 +161,6 @@ def check_trainable(parts: ConfigParts, test_only: bool) -> None:
     """A training run needs a ``train:`` block."""
     if not test_only and not isinstance(parts.config.get('train'), dict):
         raise RunError('the config has no `train:` block (use -test_only to only evaluate)')
-
-
-def check_device_views(parts: ConfigParts) -> None:
-    """The device data path makes each image's views from the config's transforms: a loader that adds MLKD's strong
-    view (``TwoViewDataset``) must have a ``strong_transform`` it translates (crop, flip, ``StrongAugment``,
-    ``ToTensor``, ``Normalize``), checked before anything is built (this covers the teacher cache, which needs the
-    device data path, and ``cache-teacher``). The weak view is the dataset's transform, checked when it is built."""
-    for where, loader_config in parts.loaders:
-        wrapper = loader_config.get('dataset_wrapper')
-        if not (isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET):
-            continue
-        try:  # the device data path holds CIFAR images only (check_device_data_datasets): 32 x 32 RGB
-            translate_transform((wrapper.get('kwargs') or dict()).get('strong_transform'), image_shape=(32, 32, 3))
-        except ValueError as exc:
-            raise RunError(f'runtime.device_data: {where}.dataset_wrapper.kwargs.strong_transform: '
-                           f'{one_line(exc, None)}; run this config without --device-data and --teacher-cache') \
-                from None
 
 
 def check_teacher_hooks(stage_config: Dict[str, Any], where: str) -> None:

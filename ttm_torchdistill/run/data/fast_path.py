@@ -24,7 +24,7 @@ from torch.utils.data import Subset
 
 from ...errors import RunError, one_line
 from ...views.two_view import TWO_VIEW_DATASET, TWO_VIEW_MODEL
-from ..config.walk import iter_train_stage_configs, student_num_classes, teacher_entry
+from ..config.walk import ConfigParts, iter_train_stage_configs, student_num_classes, teacher_entry
 from ..machine.context import DistContext
 from ..model_loading.weights import is_remote
 from .device_dataset import DeviceDataset, DeviceView
@@ -44,6 +44,23 @@ def subset_source(dataset: Any) -> Tuple[Any, Optional[List[int]]]:
         indices = [int(i) for i in dataset.indices] if indices is None else [int(dataset.indices[i]) for i in indices]
         dataset = dataset.dataset
     return dataset, indices
+
+
+def check_device_views(parts: ConfigParts) -> None:
+    """The device data path makes each image's views from the config's transforms: a loader that adds MLKD's strong
+    view (``TwoViewDataset``) must have a ``strong_transform`` it translates (crop, flip, ``StrongAugment``,
+    ``ToTensor``, ``Normalize``), checked before anything is built (this covers the teacher cache, which needs the
+    device data path, and ``cache-teacher``). The weak view is the dataset's transform, checked when it is built."""
+    for where, loader_config in parts.loaders:
+        wrapper = loader_config.get('dataset_wrapper')
+        if not (isinstance(wrapper, dict) and wrapper.get('key') == TWO_VIEW_DATASET):
+            continue
+        try:  # the device data path holds CIFAR images only (check_device_data_datasets): 32 x 32 RGB
+            translate_transform((wrapper.get('kwargs') or dict()).get('strong_transform'), image_shape=(32, 32, 3))
+        except ValueError as exc:
+            raise RunError(f'runtime.device_data: {where}.dataset_wrapper.kwargs.strong_transform: '
+                           f'{one_line(exc, None)}; run this config without --device-data and --teacher-cache') \
+                from None
 
 
 class DeviceData:
