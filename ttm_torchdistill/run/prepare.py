@@ -109,25 +109,26 @@ def prepare(opts: RunOptions, ctx: DistContext) -> Prepared:
     runtime = resolve_runtime(loaded.config.get('runtime'), runtime_set, opts.runtime_flags)
     check_device(runtime, ctx.device.type, opts.data_parallel)
     config = loaded.config
+    parts = read_parts(config)  # what the checks read, found once (again below only for --smoke's copy)
     # On the config as written: the smoke edits below switch pretrained weights off.
-    preflight.check_teacher_has_weights(read_parts(config), opts.smoke)
+    preflight.check_teacher_has_weights(parts, opts.smoke)
     smoke_dir = _shared_temp_dir(ctx) if opts.smoke else None
     try:
-        return _prepare_checked(loaded, opts, ctx, smoke_dir, runtime)
+        return _prepare_checked(loaded, parts, opts, ctx, smoke_dir, runtime)
     except BaseException:
         if smoke_dir is not None and ctx.is_main:
             shutil.rmtree(smoke_dir, ignore_errors=True)
         raise
 
 
-def _prepare_checked(loaded: LoadedConfig, opts: RunOptions, ctx: DistContext, smoke_dir: Optional[str],
-                     runtime: Runtime) -> Prepared:
+def _prepare_checked(loaded: LoadedConfig, parts: ConfigParts, opts: RunOptions, ctx: DistContext,
+                     smoke_dir: Optional[str], runtime: Runtime) -> Prepared:
     config = loaded.config
     if smoke_dir is not None:
         config, notes = smoke_config(config, smoke_dir)
+        parts = read_parts(config)  # the smoke copy's own stages and loaders
         for note in notes:
             logger.info(f'smoke: {note}')
-    parts = read_parts(config)  # what every check below reads, found once
     student_name, dst_ckpt = _check_config(parts, opts, runtime)
     preflight.check_dataset_layout(loaded)
     if runtime.device_data:

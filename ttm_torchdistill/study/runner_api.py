@@ -27,7 +27,7 @@ from ..run.data.view_space import ViewSpace
 from ..run.config.preflight import check_cache_stands_in, check_device_data_datasets
 from ..run.data.fast_path import check_device_views
 from ..run.config.runtime import split_runtime_overrides
-from ..run.config.walk import iter_train_stage_configs, read_parts, student_entry, teacher_entry
+from ..run.config.walk import read_parts, student_entry
 from ..run.model_loading.weights import fetchable_teacher, how_to_get_weights, is_remote
 from ..run.summary import experiment_name
 from ..run.train.checkpoint import last_ckpt_path, summary_path
@@ -156,9 +156,10 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
     loaded = load_config(config_path, rest)
     config = loaded.config
     experiment, dataset = experiment_name(config_path)
-    stages = list(iter_train_stage_configs(config))
+    parts = read_parts(config)  # what the runner's own checks below read, found once
+    stages = parts.stages
     planned = sum(int(stage.get('num_epochs', 0) or 0) for _, stage in stages)
-    teacher = teacher_entry(config)
+    teacher = parts.teacher
     src = (teacher or dict()).get('src_ckpt')
     teacher_ckpt = src if isinstance(src, str) and src and not is_remote(src) else None
     teacher_model = None if teacher is None else {'key': teacher.get('key'), 'kwargs': teacher.get('kwargs')}
@@ -168,21 +169,20 @@ def config_facts(config_path: str, overrides: Sequence[str]) -> ConfigFacts:
         dataset_id = (first.get('train_data_loader') or dict()).get('dataset_id')
         train_data = _train_dataset_text(config_path, rest, dataset_id) if dataset_id is not None else None
         try:
-            check_cache_stands_in(read_parts(config))
+            check_cache_stands_in(parts)
         except Exception as exc:  # RunError: the runner's own words for why the cache cannot stand in
             refusal = str(exc)
     student_name = student_entry(config)[0]
     views_refusal = _views_refusal(config_path, rest, dataset_id) if stages and dataset_id is not None else \
         'no training loader'
     return ConfigFacts(experiment, dataset, planned, teacher_ckpt, teacher_model, train_data, refusal, student_name,
-                       views_refusal, _device_data_refusal(loaded))
+                       views_refusal, _device_data_refusal(loaded, parts))
 
 
-def _device_data_refusal(loaded) -> Optional[str]:
+def _device_data_refusal(loaded, parts) -> Optional[str]:
     """The runner's own refusal of ``--device-data`` for this config (None when it accepts it), checked as the
     runner checks it before building anything."""
     try:
-        parts = read_parts(loaded.config)
         check_device_views(parts)
         check_device_data_datasets(loaded, parts)
     except RunError as exc:
